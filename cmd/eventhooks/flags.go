@@ -1,0 +1,63 @@
+package main
+
+import (
+	"time"
+
+	"github.com/eventhooks/eventhooks/broker"
+)
+
+// KafkaFlags connect to a cluster.
+type KafkaFlags struct {
+	Brokers               []string `help:"Kafka seed brokers, comma separated." default:"127.0.0.1:9092" sep:","`
+	ClientID              string   `help:"Kafka client id." default:"eventhooks"`
+	TLS                   bool     `name:"tls" help:"Connect with TLS."`
+	TLSCAFile             string   `name:"tls-ca-file" help:"CA bundle to verify the brokers (PEM)."`
+	TLSCertFile           string   `name:"tls-cert-file" help:"Client certificate (PEM)."`
+	TLSKeyFile            string   `name:"tls-key-file" help:"Client key (PEM)."`
+	TLSInsecureSkipVerify bool     `name:"tls-insecure-skip-verify" help:"Do not verify broker certificates."`
+	TLSServerName         string   `name:"tls-server-name" help:"Server name to verify broker certificates against."`
+	SASLMechanism         string   `name:"sasl-mechanism" help:"SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."`
+	SASLUser              string   `name:"sasl-user" help:"SASL user."`
+	SASLPassword          string   `name:"sasl-password" help:"SASL password."`
+}
+
+func (f KafkaFlags) config() broker.Config {
+	return broker.Config{
+		Brokers: f.Brokers, ClientID: f.ClientID,
+		TLS: f.TLS, TLSCAFile: f.TLSCAFile, TLSCertFile: f.TLSCertFile, TLSKeyFile: f.TLSKeyFile,
+		TLSInsecureSkipVerify: f.TLSInsecureSkipVerify, TLSServerName: f.TLSServerName,
+		SASLMechanism: f.SASLMechanism, SASLUser: f.SASLUser, SASLPassword: f.SASLPassword,
+	}
+}
+
+// TopicFlags name and shape the topics.
+type TopicFlags struct {
+	TopicPrefix       string   `help:"Prefix of the topics eventhooks owns (events, hooks, state, retry, dlq)." default:"eventhooks-"`
+	Topics            []string `help:"Input topics, overriding <prefix>events (e.g. a gateway's own topics)." sep:","`
+	Partitions        int32    `help:"Partitions of topics created at start-up." default:"8"`
+	ReplicationFactor int16    `help:"Replication factor of topics created at start-up (-1: broker default)." default:"-1"`
+}
+
+func (f TopicFlags) topics() broker.Topics { return broker.NewTopics(f.TopicPrefix, f.Topics) }
+
+// ProcessorFlags tune the processor.
+type ProcessorFlags struct {
+	Group           string        `help:"Consumer group." default:"eventhooks"`
+	Lanes           int           `help:"Key lanes per partition: the delivery concurrency of one partition." default:"16"`
+	CommitInterval  time.Duration `help:"How often done offsets are committed." default:"1s"`
+	MaxEventBytes   int           `help:"Largest record value accepted." default:"1048576"`
+	MaxConnsPerHost int           `help:"Connections per webhook destination." default:"64"`
+	ShutdownTimeout time.Duration `help:"How long a shutdown waits for in-flight deliveries." default:"30s"`
+}
+
+// AdminFlags configure the Admin API.
+type AdminFlags struct {
+	AdminAddr  string `help:"Admin API listen address." default:"127.0.0.1:8080"`
+	AdminToken string `help:"Bearer token required by the Admin API (also Kong-Admin-Token)."`
+}
+
+// EmbeddedFlags configure the embedded broker.
+type EmbeddedFlags struct {
+	DataDir   string `help:"Directory of the embedded broker's data." default:".eventhooks" type:"path"`
+	KafkaAddr string `help:"Listen address of the embedded broker." default:"127.0.0.1:9092"`
+}

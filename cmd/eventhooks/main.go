@@ -1,0 +1,63 @@
+// Command eventhooks turns gateway events on Kafka into webhook calls, logs and JavaScript
+// lambdas. This package only parses flags and wires the other packages together.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// CLI is the command line. Every flag can also be set from an EVENTHOOKS_* variable named
+// after it (--admin-addr ⇔ EVENTHOOKS_ADMIN_ADDR).
+type CLI struct {
+	LogLevel  string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
+	LogFormat string `help:"Log format: text or json." default:"text" enum:"text,json"`
+
+	Dev     DevCmd     `cmd:"" help:"Run an embedded Kafka broker, the processor and the Admin API (the default setup)."`
+	Run     RunCmd     `cmd:"" help:"Run the processor and the Admin API against a Kafka cluster."`
+	Broker  BrokerCmd  `cmd:"" help:"Run only the embedded Kafka broker."`
+	Emit    EmitCmd    `cmd:"" help:"Produce one event from flags, or NDJSON envelopes from stdin."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+func main() {
+	var cli CLI
+	ctx := kong.Parse(&cli,
+		kong.Name("eventhooks"),
+		kong.Description("Kafka-native event hooks: gateway events to webhooks, logs and JS lambdas."),
+		kong.DefaultEnvars("EVENTHOOKS"),
+		kong.UsageOnError(),
+	)
+	log := newLogger(cli.LogLevel, cli.LogFormat)
+	slog.SetDefault(log)
+	if err := ctx.Run(log); err != nil {
+		log.Error("eventhooks: " + err.Error())
+		os.Exit(1)
+	}
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run() error {
+	fmt.Println("eventhooks", version)
+	return nil
+}

@@ -1,0 +1,88 @@
+package processor
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// commitLoop commits the done offsets of every owned partition on a timer.
+func (p *Processor) commitLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.commitOwned()
+		}
+	}
+}
+
+// commitOwned commits the partitions this member still owns. It holds commitMu across the
+// read of the worker set and the commit, so a partition revoked meanwhile is either
+// committed here before its revoke commit, or not at all.
+func (p *Processor) commitOwned() {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.wmu.Lock()
+	ws := make([]*partitionWorker, 0, len(p.workers))
+	for _, w := range p.workers {
+		ws = append(ws, w)
+	}
+	p.wmu.Unlock()
+	p.commitLocked(ws)
+}
+
+// commitFinal commits the done offsets of workers that were just stopped.
+func (p *Processor) commitFinal(ws []*partitionWorker) {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.commitLocked(ws)
+}
+
+// commitLocked commits each worker's commit point if it moved. commitMu must be held.
+func (p *Processor) commitLocked(ws []*partitionWorker) {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for _, w := range ws {
+		at := w.wm.commitPoint()
+		w.lag.Set(float64(w.wm.pending()))
+		if at < 0 || at == w.committed {
+			continue
+		}
+		if offsets[w.topic] == nil {
+			offsets[w.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[w.topic][w.partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	p.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		commitDuration.UpdateDuration(start)
+		if err != nil {
+			commitErrors.Inc()
+			p.logs.warn(p.log, "commit", "cannot commit offsets", "err", err)
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, part := range t.Partitions {
+				if part.ErrorCode != 0 {
+					commitErrors.Inc()
+					p.logs.warn(p.log, "commit", "offset commit rejected", "topic", t.Topic, "partition", part.Partition, "code", part.ErrorCode)
+				}
+			}
+		}
+		for _, w := range ws {
+			if o, ok := offsets[w.topic][w.partition]; ok {
+				w.committed = o.Offset
+			}
+		}
+	})
+}

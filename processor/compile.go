@@ -1,0 +1,83 @@
+package processor
+
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
+)
+
+// compiledHook is one hook version ready for the hot path.
+type compiledHook struct {
+	hook *hooks.Hook
+	sink sinks.Sink
+	m    *hookMetrics
+}
+
+// hookMetrics are the series of one hook, in a metrics.Set of its own so that deleting the
+// hook removes them.
+type hookMetrics struct {
+	set       *metrics.Set
+	delivered *metrics.Counter
+	failed    *metrics.Counter
+	latency   *metrics.PrometheusHistogram
+}
+
+// latencyBuckets spans a local receiver (sub-millisecond) to a slow remote one.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+func newHookMetrics(h *hooks.Hook) *hookMetrics {
+	s := metrics.NewSet()
+	labels := `{hook="` + h.ID + `",handler="` + h.Handler + `"`
+	m := &hookMetrics{
+		set:       s,
+		delivered: s.NewCounter(`eventhooks_deliveries_total` + labels + `,outcome="delivered"}`),
+		failed:    s.NewCounter(`eventhooks_deliveries_total` + labels + `,outcome="failed"}`),
+		latency:   s.NewPrometheusHistogramExt(`eventhooks_delivery_duration_seconds`+labels+`}`, latencyBuckets),
+	}
+	metrics.RegisterSet(s)
+	return m
+}
+
+// indexBuilder turns hook snapshots into compiled indexes, compiling only hook versions it
+// has not compiled before. It is used from the store's tailing goroutine only.
+type indexBuilder struct {
+	compile  func(*hooks.Hook) (sinks.Sink, error)
+	onError  func(h *hooks.Hook, err error)
+	compiled map[string]*compiledHook // by hook version
+	metrics  map[string]*hookMetrics  // by hook id
+}
+
+func (b *indexBuilder) build(snap *hooks.Snapshot) *hooks.Index[*compiledHook] {
+	entries := make([]hooks.IndexEntry[*compiledHook], 0, len(snap.Hooks))
+	nextCompiled := make(map[string]*compiledHook, len(snap.Hooks))
+	nextMetrics := make(map[string]*hookMetrics, len(snap.Hooks))
+	for _, h := range snap.Hooks {
+		if !h.IsEnabled() {
+			continue
+		}
+		m := b.metrics[h.ID]
+		if m == nil {
+			m = newHookMetrics(h)
+		}
+		nextMetrics[h.ID] = m
+		ch := b.compiled[h.Version()]
+		if ch == nil {
+			sink, err := b.compile(h)
+			if err != nil {
+				b.onError(h, err)
+				continue
+			}
+			ch = &compiledHook{hook: h, sink: sink, m: m}
+		}
+		nextCompiled[h.Version()] = ch
+		entries = append(entries, hooks.IndexEntry[*compiledHook]{Source: h.Source, Event: h.EventName(), Value: ch})
+	}
+	for id, m := range b.metrics {
+		if _, ok := nextMetrics[id]; !ok {
+			metrics.UnregisterSet(m.set, true)
+		}
+	}
+	b.compiled, b.metrics = nextCompiled, nextMetrics
+	return hooks.BuildIndex(entries)
+}
