@@ -136,7 +136,9 @@ const hooksPartitions = 1
 // Bootstrap creates the topics of t that do not exist: Hooks and State with
 // cleanup.policy=compact, Events, Retry and DLQ with cleanup.policy=delete.
 // State gets the partition count of Events[0], existing or created, so gate
-// state is co-partitioned with its input.
+// state is co-partitioned with its input; a missing Events[0] next to an
+// existing State gets State's count. Other events topics are created with
+// the count of Events[0] too.
 //
 // It never alters an existing topic. It returns an error wrapping
 // [ErrTopicConflict] when an existing Hooks or State topic is not compacted,
@@ -187,9 +189,14 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 		}
 	}
 
-	// Create what is missing, events first: state follows its partitions.
+	// Create what is missing, events first: state follows its partitions
+	// (and a missing events topic follows an existing state topic).
 	b.existing = existing
-	evParts, err := b.ensure(ctx, t.Events[0], bc.Partitions)
+	evWant := bc.Partitions
+	if stOK {
+		evWant = st.partitions
+	}
+	evParts, err := b.ensure(ctx, t.Events[0], evWant)
 	if err != nil {
 		return err
 	}
@@ -212,6 +219,11 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 		return err
 	}
 	if _, err := b.ensure(ctx, t.DLQ, bc.Partitions); err != nil {
+		return err
+	}
+	// Refresh the admin client's metadata cache, which still says our
+	// created topics do not exist (see describe).
+	if _, err := b.describe(ctx, names); err != nil {
 		return err
 	}
 	return nil
@@ -242,7 +254,11 @@ type bootstrapper struct {
 // describe returns the topics of names that exist; a missing topic is absent
 // from the map.
 func (b *bootstrapper) describe(ctx context.Context, names []string) (map[string]topicInfo, error) {
-	tds, err := b.adm.ListTopics(ctx, names...)
+	// kadm answers ListTopics from the client's metadata cache, which keeps
+	// "unknown topic" for MetadataMinAge (5 s) even after we create the
+	// topic. Asking for authorized operations makes kadm send a real
+	// metadata request, which also refreshes that cache.
+	tds, err := b.adm.ListTopics(kadm.WithAuthorizedOps(ctx), names...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list topics: %w", err)
 	}

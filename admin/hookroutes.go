@@ -1,0 +1,256 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+)
+
+// canonicalID returns the lower-case form of a hyphenated uuid, and whether s is one.
+func canonicalID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// lookup returns the hook of a path id; a malformed id is not found, as in Kong.
+func (s *Server) lookup(rawID string) (*hooks.Hook, error) {
+	id, ok := canonicalID(rawID)
+	if !ok {
+		return nil, errNotFound
+	}
+	h, ok := s.cfg.Store.Snapshot().Get(id)
+	if !ok {
+		return nil, errNotFound
+	}
+	return h, nil
+}
+
+// GET /event-hooks
+func (s *Server) listHooks(ctx *fasthttp.RequestCtx, _ params) error {
+	pg, err := parsePage(ctx.QueryArgs())
+	if err != nil {
+		return err
+	}
+	return respond(ctx, fasthttp.StatusOK, pg.list(s.cfg.Store.Snapshot().Hooks))
+}
+
+// GET /event-hooks/{id}
+func (s *Server) getHook(ctx *fasthttp.RequestCtx, p params) error {
+	h, err := s.lookup(p.id)
+	if err != nil {
+		return err
+	}
+	return respond(ctx, fasthttp.StatusOK, h)
+}
+
+// POST /event-hooks
+func (s *Server) createHook(ctx *fasthttp.RequestCtx, _ params) error {
+	body, err := readBody(ctx, true)
+	if err != nil {
+		return err
+	}
+	return s.writeHook(ctx, fasthttp.StatusCreated, func(snap *hooks.Snapshot) (*hooks.Hook, error) {
+		h, err := hooks.ParseHook(body)
+		if err != nil || h.ID == "" {
+			return h, err
+		}
+		id, ok := canonicalID(h.ID)
+		if !ok {
+			return nil, schemaViolation("id", "expected a uuid")
+		}
+		if _, exists := snap.Get(id); exists {
+			return nil, uniqueViolation(id)
+		}
+		h.ID = id
+		return h, nil
+	})
+}
+
+// PATCH /event-hooks/{id}
+func (s *Server) patchHook(ctx *fasthttp.RequestCtx, p params) error {
+	body, err := readBody(ctx, true)
+	if err != nil {
+		return err
+	}
+	return s.writeHook(ctx, fasthttp.StatusOK, func(*hooks.Snapshot) (*hooks.Hook, error) {
+		old, err := s.lookup(p.id)
+		if err != nil {
+			return nil, err
+		}
+		return hooks.Merge(old, body)
+	})
+}
+
+// PUT /event-hooks/{id}: create or replace; the path id wins, created_at is kept.
+func (s *Server) putHook(ctx *fasthttp.RequestCtx, p params) error {
+	id, ok := canonicalID(p.id)
+	if !ok {
+		return schemaViolation("id", "expected a uuid")
+	}
+	body, err := readBody(ctx, true)
+	if err != nil {
+		return err
+	}
+	return s.writeHook(ctx, fasthttp.StatusOK, func(snap *hooks.Snapshot) (*hooks.Hook, error) {
+		h, err := hooks.ParseHook(body)
+		if err != nil {
+			return nil, err
+		}
+		h.ID = id
+		if old, ok := snap.Get(id); ok {
+			h.CreatedAt = old.CreatedAt
+		}
+		return h, nil
+	})
+}
+
+// DELETE /event-hooks/{id}: 204 whether or not it existed, as in Kong.
+func (s *Server) deleteHook(ctx *fasthttp.RequestCtx, p params) error {
+	id, ok := canonicalID(p.id)
+	if ok {
+		err := s.write(func(wctx context.Context) error { return s.cfg.Store.Delete(wctx, id) })
+		if err != nil && !errors.Is(err, hooks.ErrNotFound) {
+			return err
+		}
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}
+
+// write runs fn under the write semaphore with the write timeout, mapping store errors.
+func (s *Server) write(fn func(ctx context.Context) error) error {
+	wctx, cancel := s.writeCtx()
+	defer cancel()
+	if err := s.lockWrites(wctx); err != nil {
+		return storeError(err)
+	}
+	defer s.unlockWrites()
+	if err := fn(wctx); err != nil {
+		return storeError(err)
+	}
+	return nil
+}
+
+// writeHook builds a hook from the current snapshot under the write semaphore, validates
+// and checks it, stores it and answers with the entity as stored.
+func (s *Server) writeHook(ctx *fasthttp.RequestCtx, status int, build func(*hooks.Snapshot) (*hooks.Hook, error)) error {
+	var stored *hooks.Hook
+	err := s.write(func(wctx context.Context) error {
+		h, err := build(s.cfg.Store.Snapshot())
+		if err != nil {
+			return err
+		}
+		if err := s.validate(h); err != nil {
+			return err
+		}
+		if err := s.cfg.Store.Put(wctx, h); err != nil {
+			return err
+		}
+		stored = h
+		if back, ok := s.cfg.Store.Snapshot().Get(h.ID); ok {
+			stored = back
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return respond(ctx, status, stored)
+}
+
+// validate runs hooks.Validate, then Config.Check as a schema violation on "config".
+func (s *Server) validate(h *hooks.Hook) error {
+	if err := hooks.Validate(h, s.cfg.Catalogue, s.cfg.Now()); err != nil {
+		return err
+	}
+	if s.cfg.Check == nil {
+		return nil
+	}
+	err := s.cfg.Check(h)
+	var se *hooks.SchemaError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return se
+	}
+	return schemaViolation("config", err.Error())
+}
+
+// uniqueViolation is Kong's 409 for an id that exists.
+func uniqueViolation(id string) error {
+	return &apiError{status: fasthttp.StatusConflict, Code: codeUniqueViolation, Name: "unique constraint violation",
+		Message: fmt.Sprintf(`UNIQUE violation detected on '{id="%s"}'`, id), Fields: map[string]string{"id": id}}
+}
+
+// POST /event-hooks/{id}/test: run the hook now on the posted data.
+func (s *Server) testHook(ctx *fasthttp.RequestCtx, p params) error {
+	if s.cfg.Test == nil {
+		return errNotImplemented
+	}
+	h, err := s.lookup(p.id)
+	if err != nil {
+		return err
+	}
+	data, err := readBody(ctx, false)
+	if err != nil {
+		return err
+	}
+	if len(data) == 0 {
+		data = []byte("{}")
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return schemaViolation("@entity", "expected a JSON object as event data: "+err.Error())
+	}
+	cctx, cancel := context.WithTimeout(s.base, s.callTimeout(h))
+	defer cancel()
+	res, err := s.cfg.Test(cctx, h.Clone(), data)
+	if err != nil {
+		return callError(err)
+	}
+	return respond(ctx, fasthttp.StatusOK, res)
+}
+
+// GET /event-hooks/{id}/ping: webhook hooks only, as in Kong.
+func (s *Server) pingHook(ctx *fasthttp.RequestCtx, p params) error {
+	if s.cfg.Ping == nil {
+		return errNotImplemented
+	}
+	h, err := s.lookup(p.id)
+	if err != nil {
+		return err
+	}
+	if h.Handler != hooks.HandlerWebhook {
+		return badRequest("cannot ping a hook with handler '%s': only webhook hooks can be pinged", h.Handler)
+	}
+	cctx, cancel := context.WithTimeout(s.base, s.callTimeout(h))
+	defer cancel()
+	res, err := s.cfg.Ping(cctx, h.Clone())
+	if err != nil {
+		return callError(err)
+	}
+	if res == nil {
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return nil
+	}
+	return respond(ctx, fasthttp.StatusOK, res)
+}
+
+// callTimeout bounds a Test or Ping call: the hook's delivery timeout plus a second, and
+// at least WriteTimeout.
+func (s *Server) callTimeout(h *hooks.Hook) time.Duration {
+	return max(s.cfg.WriteTimeout, h.Timeout()+time.Second)
+}

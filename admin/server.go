@@ -1,0 +1,229 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/valyala/fasthttp"
+)
+
+// HookStore is what the Admin API needs of the hook store (*hooks.Store implements it).
+// Writes return once the change is in effect in this instance's snapshot.
+type HookStore interface {
+	Snapshot() *hooks.Snapshot
+	Put(ctx context.Context, h *hooks.Hook) error
+	Delete(ctx context.Context, id string) error
+	PutSource(ctx context.Context, source, event string, info hooks.EventInfo) error
+	DeleteSource(ctx context.Context, source, event string) error
+}
+
+// Defaults of Config and of the HTTP server.
+const (
+	DefaultWriteTimeout = 10 * time.Second
+	// MaxRequestBodySize caps request bodies; larger ones get 413.
+	MaxRequestBodySize = 1 << 20
+	serverName         = "eventhooks"
+	readTimeout        = 30 * time.Second
+	writeTimeout       = 30 * time.Second
+	idleTimeout        = 2 * time.Minute
+)
+
+// Config configures a Server. Store and Catalogue are required.
+type Config struct {
+	// Store holds the hooks and registered sources.
+	Store HookStore
+	// Catalogue validates sources and events and answers /event-hooks/sources; it must be
+	// the catalogue the Store updates.
+	Catalogue *hooks.Catalogue
+	// Check compiles a validated hook the way the processor will (templates, JS, URLs);
+	// nil means no extra check. Its error is a 400 schema violation on "config", or on its
+	// own fields when it is a *hooks.SchemaError.
+	Check func(*hooks.Hook) error
+	// Ready reports readiness for /readyz (hooks loaded and partitions assigned) with a
+	// reason when not ready; nil means always ready.
+	Ready func() (bool, string)
+	// Test runs a hook now on the posted data for POST /event-hooks/{id}/test and returns
+	// the response body ({"data":…,"result":…}); nil answers 501. An error matching
+	// hooks.ErrSchema is a 400 schema violation, a timeout 504, any other error 502.
+	Test func(ctx context.Context, h *hooks.Hook, data []byte) (any, error)
+	// Ping sends a ping to a webhook hook for GET /event-hooks/{id}/ping and returns the
+	// response body (nil: empty 200); nil answers 501. Errors map as for Test.
+	Ping func(ctx context.Context, h *hooks.Hook) (any, error)
+	// Token, when set, is required as "Authorization: Bearer <token>" or
+	// "Kong-Admin-Token: <token>" on every route except /healthz, /readyz and /metrics.
+	Token string
+	// WriteTimeout bounds how long a write waits for the store (default 10s); on timeout
+	// the client gets 504. Test and ping calls get at least this long too.
+	WriteTimeout time.Duration
+	// Logger receives request errors (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock for created_at/updated_at (default time.Now).
+	Now func() time.Time
+}
+
+// Server is the Admin API. Create it with New; it is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	srv      *fasthttp.Server
+	routes   map[string]*route
+	other    *route
+	writeSem chan struct{}
+	base     context.Context
+	cancel   context.CancelFunc
+}
+
+// New validates cfg, fills its defaults and returns a Server ready to Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("admin: Config.Store is required")
+	}
+	if cfg.Catalogue == nil {
+		return nil, errors.New("admin: Config.Catalogue is required")
+	}
+	if cfg.WriteTimeout < 0 {
+		return nil, fmt.Errorf("admin: Config.WriteTimeout must not be negative, got %s", cfg.WriteTimeout)
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, writeSem: make(chan struct{}, 1)}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	s.routes, s.other = s.routeTable()
+	s.srv = &fasthttp.Server{
+		Handler:                      s.serve,
+		ErrorHandler:                 s.serverError,
+		Name:                         serverName,
+		ReadTimeout:                  readTimeout,
+		WriteTimeout:                 writeTimeout,
+		IdleTimeout:                  idleTimeout,
+		MaxRequestBodySize:           MaxRequestBodySize,
+		DisablePreParseMultipartForm: true,
+		Logger:                       fasthttpLogger{cfg.Logger},
+	}
+	return s, nil
+}
+
+// Handler returns the request handler, for serving on a fasthttp.Server of one's own.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
+
+// Serve serves the Admin API on ln until Shutdown; it then returns nil.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// ListenAndServe listens on the TCP address addr and serves the Admin API until Shutdown.
+func (s *Server) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	return s.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests until ctx is done;
+// then writes still waiting on the store are cancelled (their clients get 503).
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	s.cancel()
+	return err
+}
+
+// serve is the fasthttp handler: route, authenticate, dispatch, count.
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	rt, p := s.match(ctx.Path())
+	defer func() {
+		if v := recover(); v != nil {
+			s.fail(ctx, fmt.Errorf("panic in %s %s: %v", ctx.Method(), rt.pattern, v))
+		}
+		rt.count(ctx.Response.StatusCode())
+	}()
+	if err := s.dispatch(ctx, rt, p); err != nil {
+		s.fail(ctx, err)
+	}
+}
+
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx, rt *route, p params) error {
+	if !rt.public && !s.authorized(ctx) {
+		return errUnauthorized
+	}
+	if rt == s.other {
+		return errNotFound
+	}
+	method := string(ctx.Method())
+	if method == fasthttp.MethodHead {
+		method = fasthttp.MethodGet
+	}
+	h := rt.methods[method]
+	if h == nil {
+		ctx.Response.Header.Set("Allow", rt.allow)
+		return errMethodNotAllowed
+	}
+	return h(ctx, p)
+}
+
+// authorized checks the admin token in constant time.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if s.cfg.Token == "" {
+		return true
+	}
+	got := ctx.Request.Header.Peek("Kong-Admin-Token")
+	if len(got) == 0 {
+		auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+		if len(auth) > 7 && bytes.EqualFold(auth[:7], []byte("Bearer ")) {
+			got = bytes.TrimSpace(auth[7:])
+		}
+	}
+	return subtle.ConstantTimeCompare(got, []byte(s.cfg.Token)) == 1
+}
+
+// serverError answers requests fasthttp could not read (too large, malformed, timed out).
+func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+		err = fmt.Errorf("request body exceeds %d bytes", MaxRequestBodySize)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		status = fasthttp.StatusRequestTimeout
+	}
+	ctx.ResetBody()
+	s.other.count(status)
+	s.fail(ctx, &apiError{status: status, Message: err.Error()})
+}
+
+// writeCtx returns the context a write runs under: WriteTimeout, cancelled on Shutdown.
+func (s *Server) writeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.base, s.cfg.WriteTimeout)
+}
+
+// lockWrites takes the write semaphore, giving up when ctx is done.
+func (s *Server) lockWrites(ctx context.Context) error {
+	select {
+	case s.writeSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot start write: another write is still running: %w", ctx.Err())
+	}
+}
+
+func (s *Server) unlockWrites() { <-s.writeSem }
+
+// fasthttpLogger sends fasthttp's own messages to slog.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn("admin http server", "msg", fmt.Sprintf(format, args...))
+}

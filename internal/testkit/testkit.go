@@ -1,0 +1,138 @@
+// Package testkit holds the in-process fakes the end-to-end tests share: an embedded
+// broker on a free port and a real HTTP receiver that records what arrives. It is imported
+// by tests only and must not be used by the service.
+package testkit
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/broker"
+)
+
+// Broker starts an embedded broker on a free loopback port, with the eventhooks topics
+// bootstrapped (partitions each), and returns its address.
+func Broker(t testing.TB, partitions int32) *broker.Embedded {
+	t.Helper()
+	emb, err := broker.StartEmbedded(broker.EmbeddedConfig{Addr: "127.0.0.1:0", Partitions: partitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	err = broker.Bootstrap(context.Background(), kadm.NewClient(cl), broker.NewTopics("", nil),
+		broker.BootstrapConfig{Partitions: partitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return emb
+}
+
+// Request is one request the Receiver got.
+type Request struct {
+	Method  string
+	Path    string
+	Headers map[string]string
+	Body    []byte
+	At      time.Time
+}
+
+// Receiver is a fasthttp server on a free loopback port that records every request.
+type Receiver struct {
+	URL string
+	// Respond picks the status of the n-th request (from 0); nil answers 200.
+	Respond func(n int, r *Request) int
+
+	mu      sync.Mutex
+	reqs    []*Request
+	changed chan struct{}
+	srv     *fasthttp.Server
+}
+
+// NewReceiver starts a receiver, stopped when the test ends.
+func NewReceiver(t testing.TB) *Receiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &Receiver{URL: "http://" + ln.Addr().String(), changed: make(chan struct{})}
+	rc.srv = &fasthttp.Server{Handler: rc.handle, Concurrency: 4096}
+	go func() { _ = rc.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = rc.srv.Shutdown() })
+	return rc
+}
+
+func (rc *Receiver) handle(ctx *fasthttp.RequestCtx) {
+	r := &Request{
+		Method:  string(ctx.Method()),
+		Path:    string(ctx.RequestURI()),
+		Headers: map[string]string{},
+		Body:    append([]byte(nil), ctx.PostBody()...),
+		At:      time.Now(),
+	}
+	for k, v := range ctx.Request.Header.All() {
+		r.Headers[string(k)] = string(v)
+	}
+	rc.mu.Lock()
+	n := len(rc.reqs)
+	rc.reqs = append(rc.reqs, r)
+	close(rc.changed)
+	rc.changed = make(chan struct{})
+	respond := rc.Respond
+	rc.mu.Unlock()
+	status := fasthttp.StatusOK
+	if respond != nil {
+		status = respond(n, r)
+	}
+	ctx.SetStatusCode(status)
+}
+
+// Requests returns a copy of what arrived so far, in arrival order.
+func (rc *Receiver) Requests() []*Request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]*Request(nil), rc.reqs...)
+}
+
+// WaitFor waits until at least n requests arrived, failing the test after timeout.
+func (rc *Receiver) WaitFor(t testing.TB, n int, timeout time.Duration) []*Request {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		rc.mu.Lock()
+		got, ch := len(rc.reqs), rc.changed
+		rc.mu.Unlock()
+		if got >= n {
+			return rc.Requests()
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("receiver got %d requests within %v, want %d", got, timeout, n)
+		}
+	}
+}
+
+// Eventually polls cond until it holds, failing the test after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,318 @@
+package processor_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/broker"
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/testkit"
+	"github.com/eventhooks/eventhooks/processor"
+	"github.com/eventhooks/eventhooks/sinks"
+)
+
+var topics = broker.NewTopics("", nil)
+
+// instance is one eventhooks processor with its hook store, as `run` wires them.
+type instance struct {
+	store  *hooks.Store
+	proc   *processor.Processor
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startInstance(t *testing.T, addrs []string) *instance {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pool := sinks.NewPool(sinks.PoolConfig{})
+	t.Cleanup(pool.Close)
+	cat := hooks.NewCatalogue()
+	proc, err := processor.New(processor.Config{
+		ClientOpts:     []kgo.Opt{kgo.SeedBrokers(addrs...)},
+		Topics:         topics.Events,
+		CommitInterval: 100 * time.Millisecond,
+		MaxEventBytes:  4096,
+		Compile:        func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, pool, log) },
+		Catalogue:      cat,
+		Logger:         log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, hooks.StoreClientOpts(topics.Hooks)...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := hooks.NewStore(cl, topics.Hooks, cat, log, proc.ApplyHooks)
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{store: store, proc: proc, cancel: cancel, done: make(chan struct{})}
+	go func() { _ = store.Run(ctx) }()
+	<-store.Loaded()
+	go func() {
+		defer close(in.done)
+		defer cl.Close()
+		if err := proc.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(in.stop)
+	testkit.Eventually(t, 20*time.Second, "group join", proc.Joined)
+	return in
+}
+
+func (in *instance) stop() {
+	in.cancel()
+	<-in.done
+}
+
+func (in *instance) addHook(t *testing.T, body string) *hooks.Hook {
+	t.Helper()
+	h, err := hooks.ParseHook([]byte(body))
+	if err == nil {
+		err = hooks.Validate(h, nil, time.Now())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.store.Put(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func producer(t *testing.T, addrs []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(topics.Events[0]),
+		kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func produce(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
+	t.Helper()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func healthEvent(key string, seq int) *kgo.Record {
+	v := fmt.Sprintf(`{"id":"ev-%s-%d","source":"balancer","event":"health","data":{"upstream_id":%q,"ip":"10.0.0.7","port":8000,"hostname":"api.internal","health":"unhealthy","seq":%d}}`, key, seq, key, seq)
+	return &kgo.Record{Key: []byte(key), Value: []byte(v)}
+}
+
+func TestWebhookDeliversKongBodyWithBothSignatures(t *testing.T) {
+	emb := testkit.Broker(t, 4)
+	rc := testkit.NewReceiver(t)
+	in := startInstance(t, emb.Addrs())
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	h := in.addHook(t, `{"source":"crud","event":"consumers","handler":"webhook","config":{"url":"`+rc.URL+`/hook","headers":{"X-Team":"platform"},"secret":"`+secret+`"}}`)
+
+	entity := `{"id":"0fd2","username":"Ada Lovelace","created_at":1627581878,"type":0,"active":true,"tags":null}`
+	produce(t, producer(t, emb.Addrs()), &kgo.Record{
+		Key:   []byte("0fd2"),
+		Value: []byte(`{"id":"01JEVENT","source":"crud","event":"consumers","data":{"operation":"create","schema":"consumers","entity":` + entity + `}}`),
+	})
+	req := rc.WaitFor(t, 1, 20*time.Second)[0]
+
+	var got, want map[string]any
+	mustJSON(t, req.Body, &got)
+	mustJSON(t, []byte(`{"source":"crud","event":"consumers","operation":"create","schema":"consumers","entity":`+entity+`}`), &want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("body = %s", req.Body)
+	}
+	if req.Method != "POST" || req.Path != "/hook" || req.Headers["Content-Type"] != "application/json" || req.Headers["X-Team"] != "platform" {
+		t.Fatalf("request = %s %s %v", req.Method, req.Path, req.Headers)
+	}
+	// Verify both signatures independently of the sinks package.
+	mac := hmac.New(sha1.New, []byte(secret))
+	mac.Write(req.Body)
+	if req.Headers["X-Kong-Signature"] != "sha1="+hex.EncodeToString(mac.Sum(nil)) {
+		t.Errorf("X-Kong-Signature = %q", req.Headers["X-Kong-Signature"])
+	}
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	id, ts := req.Headers["Webhook-Id"], req.Headers["Webhook-Timestamp"]
+	mac = hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "." + string(req.Body)))
+	if req.Headers["Webhook-Signature"] != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
+		t.Errorf("webhook-signature = %q for id %q ts %q", req.Headers["Webhook-Signature"], id, ts)
+	}
+	if sec, err := strconv.ParseInt(ts, 10, 64); err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
+		t.Errorf("webhook-timestamp = %q", ts)
+	}
+	if id == "" || id != sinks.MessageID(h.ID, &hooks.Event{ID: []byte("01JEVENT")}) {
+		t.Errorf("webhook-id = %q is not the stable id of (event, hook)", id)
+	}
+}
+
+func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	rc := testkit.NewReceiver(t)
+	var inFlight, maxInFlight atomic.Int64
+	rc.Respond = func(int, *testkit.Request) int {
+		n := inFlight.Add(1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		inFlight.Add(-1)
+		return 200
+	}
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+
+	const keys, perKey = 8, 40
+	var recs []*kgo.Record
+	for seq := range perKey {
+		for k := range keys {
+			recs = append(recs, healthEvent("u-"+strconv.Itoa(k), seq))
+		}
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	reqs := rc.WaitFor(t, keys*perKey, 60*time.Second)
+
+	last := map[string]int{}
+	for _, r := range reqs {
+		var body struct {
+			Upstream string `json:"upstream_id"`
+			Seq      int    `json:"seq"`
+		}
+		mustJSON(t, r.Body, &body)
+		if prev, ok := last[body.Upstream]; ok && body.Seq != prev+1 {
+			t.Fatalf("key %s: seq %d arrived after %d", body.Upstream, body.Seq, prev)
+		}
+		last[body.Upstream] = body.Seq
+	}
+	if len(last) != keys {
+		t.Fatalf("got %d keys", len(last))
+	}
+	if maxInFlight.Load() < 2 {
+		t.Fatalf("deliveries of different keys never overlapped (max in flight %d)", maxInFlight.Load())
+	}
+}
+
+func TestMalformedRecordsAreCountedAndSkipped(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	reasons := []string{"not_json", "missing_source", "oversize"}
+	before := map[string]uint64{}
+	for _, r := range reasons {
+		before[r] = malformed(r)
+	}
+	produce(t, producer(t, emb.Addrs()),
+		&kgo.Record{Key: []byte("u-1"), Value: []byte(`not json at all`)},
+		&kgo.Record{Key: []byte("u-1"), Value: []byte(`{"event":"health","data":{}}`)},
+		&kgo.Record{Key: []byte("u-1"), Value: []byte(`{"source":"balancer","event":"health","data":{"pad":"` + strings.Repeat("x", 5000) + `"}}`)},
+		healthEvent("u-1", 7),
+	)
+	reqs := rc.WaitFor(t, 1, 20*time.Second)
+	if !strings.Contains(string(reqs[0].Body), `"seq":7`) {
+		t.Fatalf("delivered %s", reqs[0].Body)
+	}
+	for _, r := range reasons {
+		if malformed(r) != before[r]+1 {
+			t.Errorf("malformed{reason=%q} = %d, want %d", r, malformed(r), before[r]+1)
+		}
+	}
+}
+
+func malformed(reason string) uint64 {
+	return metrics.GetOrCreateCounter(`eventhooks_records_malformed_total{reason="` + reason + `"}`).Get()
+}
+
+func TestTwoInstancesShareHooksAndSplitPartitions(t *testing.T) {
+	emb := testkit.Broker(t, 4)
+	rc := testkit.NewReceiver(t)
+	a := startInstance(t, emb.Addrs())
+	b := startInstance(t, emb.Addrs())
+	h := a.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	testkit.Eventually(t, 10*time.Second, "second instance sees the hook", func() bool {
+		_, ok := b.store.Snapshot().Get(h.ID)
+		return ok
+	})
+	const n = 400
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%50), i))
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	reqs := rc.WaitFor(t, n, 60*time.Second)
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		seen[string(r.Body)] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct events delivered, want %d", len(seen), n)
+	}
+}
+
+// TestRestartResumesFromCommittedOffsets stops an instance part-way and starts another:
+// every event is delivered at least once.
+func TestRestartResumesFromCommittedOffsets(t *testing.T) {
+	emb := testkit.Broker(t, 4)
+	rc := testkit.NewReceiver(t)
+	var slow atomic.Bool
+	slow.Store(true)
+	rc.Respond = func(int, *testkit.Request) int {
+		if slow.Load() {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return 200
+	}
+	first := startInstance(t, emb.Addrs())
+	first.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	const n = 2000
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%100), i))
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	rc.WaitFor(t, n/4, 60*time.Second)
+	first.stop()
+	slow.Store(false)
+	startInstance(t, emb.Addrs())
+	testkit.Eventually(t, 60*time.Second, "every event delivered", func() bool {
+		seen := map[string]bool{}
+		for _, r := range rc.Requests() {
+			seen[string(r.Body)] = true
+		}
+		return len(seen) == n
+	})
+}
+
+func mustJSON(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("invalid JSON %q: %v", b, err)
+	}
+}

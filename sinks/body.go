@@ -1,0 +1,201 @@
+package sinks
+
+import (
+	"sync"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// buffer is a pooled byte slice for request bodies and scratch space.
+type buffer struct{ B []byte }
+
+// maxPooledBuffer is the largest buffer kept in the pool; bigger ones are left to the GC
+// so one huge event does not pin memory.
+const maxPooledBuffer = 1 << 20
+
+var bufferPool = sync.Pool{New: func() any { return &buffer{B: make([]byte, 0, 1024)} }}
+
+func getBuffer() *buffer { return bufferPool.Get().(*buffer) }
+
+func putBuffer(b *buffer) {
+	if cap(b.B) > maxPooledBuffer {
+		return
+	}
+	b.B = b.B[:0]
+	bufferPool.Put(b)
+}
+
+// appendWebhookBody appends Kong's webhook body to dst: the data object with "source" and
+// "event" added first. Top-level "source"/"event" keys of data are dropped (replaced, not
+// duplicated). A nil or non-object data yields just the two keys.
+//
+// It writes JSON itself rather than through fastjson's MarshalTo, whose string escaping
+// (strconv.AppendQuote) emits \x01, \a and \v, which are not JSON; and it re-checks
+// numbers, because fastjson's parser accepts NaN, Inf and "1-2" as numbers.
+func appendWebhookBody(dst []byte, source, event string, data *fastjson.Value) []byte {
+	dst = append(dst, `{"source":`...)
+	dst = appendJSONString(dst, source)
+	dst = append(dst, `,"event":`...)
+	dst = appendJSONString(dst, event)
+	if data != nil && data.Type() == fastjson.TypeObject {
+		o, _ := data.Object() // cannot fail: the type was just checked
+		o.Visit(func(k []byte, v *fastjson.Value) {
+			if string(k) == "source" || string(k) == "event" {
+				return
+			}
+			dst = append(dst, ',')
+			dst = appendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = appendJSONValue(dst, v)
+		})
+	}
+	return append(dst, '}')
+}
+
+// appendJSONValue appends v as valid JSON. Recursion is bounded by fastjson.MaxDepth.
+func appendJSONValue(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		dst = append(dst, '{')
+		first := true
+		o.Visit(func(k []byte, vv *fastjson.Value) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = appendJSONValue(dst, vv)
+		})
+		return append(dst, '}')
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		dst = append(dst, '[')
+		for i, vv := range a {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONValue(dst, vv)
+		}
+		return append(dst, ']')
+	case fastjson.TypeString:
+		return appendJSONString(dst, v.GetStringBytes())
+	case fastjson.TypeNumber:
+		start := len(dst)
+		dst = v.MarshalTo(dst) // the number's source text
+		if validJSONNumber(dst[start:]) {
+			return dst
+		}
+		// NaN, Inf, "1-2"…: keep the text, as a string, rather than emit invalid JSON.
+		n := string(dst[start:])
+		return appendJSONString(dst[:start], n)
+	case fastjson.TypeTrue:
+		return append(dst, "true"...)
+	case fastjson.TypeFalse:
+		return append(dst, "false"...)
+	default:
+		return append(dst, "null"...)
+	}
+}
+
+// validJSONNumber reports whether b matches RFC 8259's number grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validJSONNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaped like encoding/json without HTML
+// escaping: quotes, backslashes and control characters escaped, invalid UTF-8 replaced by
+// U+FFFD byte by byte, U+2028 and U+2029 escaped so the body is also valid JavaScript.
+func appendJSONString[T string | []byte](dst []byte, s T) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

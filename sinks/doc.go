@@ -1,0 +1,27 @@
+// Package sinks owns the delivery of one event to one hook's destination: building the
+// request (Kong's webhook body, the configured headers), signing it (Kong's
+// X-Kong-Signature and Standard Webhooks), sending it over pooled fasthttp clients and
+// classifying the outcome (delivered, retryable, permanent).
+//
+// It must not consume Kafka, decide retries or ordering, or keep gate state: the processor
+// does that with the Result it gets back. Per-hook metrics are the processor's too.
+//
+// # Life cycle
+//
+// A hook version is compiled once with Compile: the config is parsed and everything
+// static (URI, header list, HMAC keys, the destination's HostClient) is computed then.
+// Deliver is called per event and per attempt; it allocates nothing on the success path
+// beyond what fasthttp's own pools hold.
+//
+// # Concurrency
+//
+//   - A Sink is immutable after Compile and safe for concurrent Deliver calls from many
+//     lanes. Per-call scratch state (body buffer, HMAC states) comes from sync.Pools owned
+//     by the sink.
+//   - An Event is not safe for concurrent use: fastjson unescapes strings lazily and in
+//     place, so reading ev.Data writes to it. Two goroutines must not Deliver the same
+//     *hooks.Event at the same time (deliver one event to its hooks sequentially on the
+//     lane that owns it, or give each goroutine its own copy).
+//   - Pool creates a HostClient under its mutex the first time a destination is used and
+//     publishes an immutable map snapshot; lookups are a lock-free atomic load.
+package sinks

@@ -1,0 +1,168 @@
+package sinks
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/eventhooks/eventhooks/hooks"
+)
+
+// received is one request as it arrived at a test server.
+type received struct {
+	method  string
+	uri     string
+	host    string
+	headers map[string][]string // lower-cased names
+	body    []byte
+}
+
+func (r received) header(name string) string {
+	v := r.headers[strings.ToLower(name)]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// testServer is a real fasthttp server on 127.0.0.1 recording what it receives.
+type testServer struct {
+	url  string
+	addr string
+	reqs chan received
+	srv  *fasthttp.Server
+}
+
+// startServer serves handle (which may be nil for "200 OK") after recording each request.
+func startServer(t testing.TB, handle fasthttp.RequestHandler) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{addr: ln.Addr().String(), reqs: make(chan received, 1024)}
+	ts.url = "http://" + ts.addr
+	ts.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		r := received{
+			method:  string(ctx.Method()),
+			uri:     string(ctx.RequestURI()),
+			host:    string(ctx.Host()),
+			headers: map[string][]string{},
+			body:    append([]byte(nil), ctx.PostBody()...),
+		}
+		for k, v := range ctx.Request.Header.All() {
+			name := strings.ToLower(string(k))
+			r.headers[name] = append(r.headers[name], string(v))
+		}
+		select {
+		case ts.reqs <- r:
+		default:
+		}
+		if handle != nil {
+			handle(ctx)
+		}
+	}}
+	go func() { _ = ts.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ts.srv.ShutdownWithContext(ctx)
+	})
+	return ts
+}
+
+// next returns the next received request or fails the test.
+func (ts *testServer) next(t testing.TB) received {
+	t.Helper()
+	select {
+	case r := <-ts.reqs:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("no request arrived")
+		return received{}
+	}
+}
+
+// mustHook parses and validates a hook body, as the Admin API would.
+func mustHook(t testing.TB, body string) *hooks.Hook {
+	t.Helper()
+	h, err := hooks.ParseHook([]byte(body))
+	if err != nil {
+		t.Fatalf("ParseHook: %v", err)
+	}
+	if err := hooks.Validate(h, nil, time.Now()); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return h
+}
+
+// webhookHook returns a validated webhook hook for url; extra is spliced into config.
+func webhookHook(t testing.TB, url, extraConfig, extraHook string) *hooks.Hook {
+	t.Helper()
+	cfg := `{"url":` + quote(url) + extraConfig + `}`
+	return mustHook(t, `{"source":"crud","event":"consumers","handler":"webhook","config":`+cfg+extraHook+`}`)
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+const consumerData = `{"operation":"create","schema":"consumers",` +
+	`"entity":{"id":"0fd2b1c6-0d5c-4a8a-9c1e-0f2d2a9c3e11","username":"Ada Lovelace",` +
+	`"created_at":1627581878,"type":0,"custom_id":null,"tags":["a","b"],"ratio":1.5e3}}`
+
+// newEvent parses data and returns an event as the Decoder would produce it.
+func newEvent(t testing.TB, source, event, data string) *hooks.Event {
+	t.Helper()
+	var p fastjson.Parser
+	v, err := p.Parse(data)
+	if err != nil {
+		t.Fatalf("parse %s: %v", data, err)
+	}
+	return &hooks.Event{
+		Source: source, Event: event, Data: v,
+		Key:    []byte("0fd2b1c6"),
+		ID:     []byte("01JDQ4Z9X8Y7W6V5T4S3R2Q1P0"),
+		Record: &kgo.Record{Topic: "eventhooks-events", Partition: 3, Offset: 5},
+	}
+}
+
+// newPool returns a pool closed at the end of the test.
+func newPool(t testing.TB, cfg PoolConfig) *Pool {
+	p := NewPool(cfg)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func mustCompile(t testing.TB, h *hooks.Hook, p *Pool) Sink {
+	t.Helper()
+	s, err := Compile(h, p, nil)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	return s
+}
+
+// statusServer answers with the status in the path ("/418") and an optional header set
+// by the caller.
+func statusServer(t testing.TB, extra func(ctx *fasthttp.RequestCtx)) *testServer {
+	return startServer(t, func(ctx *fasthttp.RequestCtx) {
+		code := 0
+		for _, c := range ctx.Path()[1:] {
+			code = code*10 + int(c-'0')
+		}
+		ctx.SetStatusCode(code)
+		ctx.SetBodyString("status body")
+		if extra != nil {
+			extra(ctx)
+		}
+	})
+}

@@ -1,0 +1,58 @@
+package sinks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/eventhooks/eventhooks/hooks"
+)
+
+// logSink is the compiled log handler: one structured line per event, at info (Kong 2.6 to
+// 3.8 logged at debug, so nobody saw it).
+type logSink struct {
+	hookID string
+	log    *slog.Logger
+}
+
+// compileLog builds the log handler; its config is empty (hooks.LogConfig).
+func compileLog(h *hooks.Hook, log *slog.Logger) (*logSink, error) {
+	return &logSink{hookID: h.ID, log: log}, nil
+}
+
+// Handler implements Sink.
+func (s *logSink) Handler() string { return hooks.HandlerLog }
+
+// Deliver implements Sink: it logs msg "event hook" with hook_id, source, event, key,
+// event_id (when the envelope has one) and data as a JSON string. Always delivered.
+func (s *logSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
+	start := time.Now()
+	if ctx.Err() != nil {
+		return canceled(ctx, s.hookID, start)
+	}
+	if ev == nil {
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	}
+	buf := getBuffer()
+	if ev.Data != nil {
+		buf.B = appendJSONValue(buf.B[:0], ev.Data)
+	} else {
+		buf.B = append(buf.B[:0], "null"...)
+	}
+	attrs := [6]slog.Attr{
+		slog.String("hook_id", s.hookID),
+		slog.String("source", ev.Source),
+		slog.String("event", ev.Event),
+		slog.String("key", string(ev.Key)),
+		slog.String("data", string(buf.B)),
+	}
+	n := 5
+	if len(ev.ID) > 0 {
+		attrs[n] = slog.String("event_id", string(ev.ID))
+		n++
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "event hook", attrs[:n]...)
+	putBuffer(buf)
+	return Result{Delivered: true, Duration: time.Since(start)}
+}

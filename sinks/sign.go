@@ -1,0 +1,184 @@
+package sinks
+
+import (
+	"crypto/hmac"
+	"crypto/sha1" //nolint:gosec // Kong's X-Kong-Signature is HMAC-SHA1
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"strconv"
+	"strings"
+
+	"github.com/eventhooks/eventhooks/hooks"
+)
+
+// Signature headers, as sent.
+const (
+	HeaderKongSignature    = "X-Kong-Signature"
+	HeaderWebhookID        = "webhook-id"
+	HeaderWebhookTimestamp = "webhook-timestamp"
+	HeaderWebhookSignature = "webhook-signature"
+)
+
+var (
+	headerKongSignature    = []byte(HeaderKongSignature)
+	headerWebhookID        = []byte(HeaderWebhookID)
+	headerWebhookTimestamp = []byte(HeaderWebhookTimestamp)
+	headerWebhookSignature = []byte(HeaderWebhookSignature)
+	dot                    = []byte{'.'}
+)
+
+// whsecPrefix marks a Standard Webhooks secret: base64 of the key follows.
+const whsecPrefix = "whsec_"
+
+// StandardKey returns the Standard Webhooks HMAC key of a hook secret: the base64-decoded
+// part after "whsec_", or the secret's raw bytes when it has no such prefix. A whsec_
+// secret that does not decode to at least one byte is an error wrapping ErrInvalidConfig.
+func StandardKey(secret string) ([]byte, error) {
+	enc, ok := strings.CutPrefix(secret, whsecPrefix)
+	if !ok {
+		return []byte(secret), nil
+	}
+	key, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		// Some generators drop the padding.
+		key, err = base64.RawStdEncoding.DecodeString(enc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret has the whsec_ prefix but is not base64: %w", ErrInvalidConfig, err)
+	}
+	if len(key) == 0 {
+		return nil, fmt.Errorf("%w: whsec_ secret is empty", ErrInvalidConfig)
+	}
+	return key, nil
+}
+
+// SignKong returns Kong's X-Kong-Signature value for body: "sha1=" and the lowercase hex
+// HMAC-SHA1 keyed with the secret string as given (whsec_ prefix and all).
+func SignKong(secret string, body []byte) string {
+	s := signer{kong: hmac.New(sha1.New, []byte(secret))}
+	return string(s.appendKong(nil, body))
+}
+
+// SignStandard returns the Standard Webhooks webhook-signature value:
+// "v1," and the base64 HMAC-SHA256 keyed with key (see StandardKey) over
+// msgID "." ts "." body, ts being the webhook-timestamp in unix seconds.
+func SignStandard(key []byte, msgID string, ts int64, body []byte) string {
+	s := signer{std: hmac.New(sha256.New, key)}
+	return string(s.appendStandard(nil, []byte(msgID), strconv.AppendInt(nil, ts, 10), body))
+}
+
+// MessageID returns the webhook-id of ev for the hook hookID: "msg_" and 32 hex digits.
+// It is stable across retries, restarts and replays of the same event to the same hook,
+// and differs between hooks. The event's identity is its envelope id (with its source,
+// as CloudEvents ids are unique per source) when it has one, else its record's topic,
+// partition and offset, else (no record: admin test calls) its source, event, key and time.
+//
+// A retry or dead-letter path that re-reads an event from another topic must hand
+// Deliver an Event whose ID or Record still names the original.
+func MessageID(hookID string, ev *hooks.Event) string {
+	var scratch []byte
+	return string(appendMessageID(nil, &scratch, hookID, ev))
+}
+
+// messageIDLen is len("msg_") + 32 hex digits.
+const messageIDLen = 4 + 32
+
+// appendMessageID appends ev's webhook-id to dst, using *scratch for the identity bytes.
+func appendMessageID(dst []byte, scratch *[]byte, hookID string, ev *hooks.Event) []byte {
+	b := append((*scratch)[:0], hookID...)
+	b = append(b, 0)
+	switch {
+	case ev == nil:
+		b = append(b, 'n')
+	case len(ev.ID) > 0:
+		b = append(b, 'i', 0)
+		b = append(b, ev.Source...)
+		b = append(b, 0)
+		b = append(b, ev.ID...)
+	case ev.Record != nil:
+		b = append(b, 'r', 0)
+		b = append(b, ev.Record.Topic...)
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint32(b, uint32(ev.Record.Partition)) //nolint:gosec // bit pattern
+		b = binary.BigEndian.AppendUint64(b, uint64(ev.Record.Offset))    //nolint:gosec // bit pattern
+	default:
+		b = append(b, 'e', 0)
+		b = append(b, ev.Source...)
+		b = append(b, 0)
+		b = append(b, ev.Event...)
+		b = append(b, 0)
+		b = append(b, ev.Key...)
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint64(b, uint64(ev.Time.UnixNano())) //nolint:gosec // bit pattern
+	}
+	*scratch = b
+	sum := sha256.Sum256(b)
+	dst = append(dst, "msg_"...)
+	return hex.AppendEncode(dst, sum[:16])
+}
+
+// signer holds the HMAC states of one sink; pooled per sink because hash states are not
+// safe for concurrent use. Either mac may be nil when unused.
+type signer struct {
+	kong hash.Hash // HMAC-SHA1 keyed with the secret string
+	std  hash.Hash // HMAC-SHA256 keyed with StandardKey(secret)
+	sum  []byte    // MAC output scratch
+	id   []byte    // MessageID identity scratch
+	hdr  []byte    // header values scratch
+}
+
+func newSigner(secret string, stdKey []byte) *signer {
+	return &signer{
+		kong: hmac.New(sha1.New, []byte(secret)),
+		std:  hmac.New(sha256.New, stdKey),
+		sum:  make([]byte, 0, sha256.Size),
+		hdr:  make([]byte, 0, 256),
+	}
+}
+
+// appendKong appends "sha1=<hex HMAC-SHA1(body)>".
+func (s *signer) appendKong(dst, body []byte) []byte {
+	s.kong.Reset()
+	s.kong.Write(body)
+	s.sum = s.kong.Sum(s.sum[:0])
+	dst = append(dst, "sha1="...)
+	return hex.AppendEncode(dst, s.sum)
+}
+
+// appendStandard appends "v1,<base64 HMAC-SHA256(id.ts.body)>".
+func (s *signer) appendStandard(dst, id, ts, body []byte) []byte {
+	s.std.Reset()
+	s.std.Write(id)
+	s.std.Write(dot)
+	s.std.Write(ts)
+	s.std.Write(dot)
+	s.std.Write(body)
+	s.sum = s.std.Sum(s.sum[:0])
+	dst = append(dst, "v1,"...)
+	return base64.StdEncoding.AppendEncode(dst, s.sum)
+}
+
+// signatures are the four signature header values of one request, pointing into the
+// signer's scratch: valid until the signer's next use.
+type signatures struct {
+	id, ts, kong, std []byte
+}
+
+// sign computes every signature header for body. hookID and ev give the webhook-id;
+// unix is the attempt's time in seconds.
+func (s *signer) sign(hookID string, ev *hooks.Event, unix int64, body []byte) signatures {
+	b := s.hdr[:0]
+	b = appendMessageID(b, &s.id, hookID, ev)
+	idEnd := len(b)
+	b = strconv.AppendInt(b, unix, 10)
+	tsEnd := len(b)
+	b = s.appendKong(b, body)
+	kongEnd := len(b)
+	b = s.appendStandard(b, b[:idEnd], b[idEnd:tsEnd], body)
+	s.hdr = b
+	return signatures{id: b[:idEnd], ts: b[idEnd:tsEnd], kong: b[tsEnd:kongEnd], std: b[kongEnd:]}
+}

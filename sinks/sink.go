@@ -1,0 +1,116 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/eventhooks/eventhooks/hooks"
+)
+
+// Errors callers branch on. Every error a Sink returns wraps one of these or a transport
+// error; test with errors.Is.
+var (
+	// ErrUnsupportedHandler is returned by Compile for a handler this build cannot run yet
+	// (webhook-custom, lambda) or does not know.
+	ErrUnsupportedHandler = errors.New("unsupported handler")
+	// ErrInvalidConfig is returned by Compile when a hook's config cannot be turned into a
+	// sink (bad URL, undecodable whsec_ secret, header that would corrupt the request).
+	ErrInvalidConfig = errors.New("invalid hook config")
+	// ErrPermanent marks an outcome that retrying cannot fix: a 4xx other than 408, 425
+	// and 429, a redirect, a request that cannot be built. Result.Retryable is false.
+	// A Dial guard (PoolConfig.Dial) may wrap it to make a refused destination permanent.
+	ErrPermanent = errors.New("permanent delivery failure")
+	// ErrTimeout marks an attempt that ran out of time (connect, TLS handshake, write,
+	// response, or the context's deadline). It is retryable.
+	ErrTimeout = errors.New("delivery timed out")
+)
+
+// Result is the outcome of one delivery attempt.
+type Result struct {
+	// Status is the HTTP status received, 0 when no response arrived (or for non-HTTP
+	// handlers).
+	Status int
+	// Err describes a failed attempt; nil when Delivered.
+	Err error
+	// Delivered is true when the destination accepted the event (2xx, or the log line was
+	// written).
+	Delivered bool
+	// Retryable is true when a later attempt may succeed (408, 425, 429, 5xx, timeouts,
+	// connection and TLS errors). False with Delivered false means permanent.
+	Retryable bool
+	// RetryAfter is the destination's Retry-After (seconds or HTTP date), 0 when absent,
+	// unparsable or in the past. The processor decides whether to honour it.
+	RetryAfter time.Duration
+	// Duration is the time the attempt took, request building included.
+	Duration time.Duration
+}
+
+// Sink delivers events for one compiled hook version. Implementations are immutable after
+// Compile and safe for concurrent use (see the package doc for the one caveat about
+// sharing an Event between goroutines).
+type Sink interface {
+	// Deliver makes one attempt to deliver ev and reports the outcome. It never retries;
+	// it returns when the response arrived or the hook's timeout (or ctx's earlier
+	// deadline) passed. A ctx already done when Deliver starts yields a retryable Result
+	// wrapping ctx.Err() without sending anything.
+	Deliver(ctx context.Context, ev *hooks.Event) Result
+	// Handler returns the hook's handler name ("webhook", "log", …).
+	Handler() string
+}
+
+// Compile builds the Sink of one hook version; call it once per version and keep the
+// result. h must have passed hooks.Validate. p provides the HTTP clients (it may be nil
+// for handlers that send nothing, such as log); log receives the log handler's lines and
+// defaults to slog.Default().
+func Compile(h *hooks.Hook, p *Pool, log *slog.Logger) (Sink, error) {
+	if h == nil {
+		return nil, fmt.Errorf("compile hook: %w: nil hook", ErrInvalidConfig)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var (
+		s   Sink
+		err error
+	)
+	switch h.Handler {
+	case hooks.HandlerWebhook:
+		s, err = compileWebhook(h, p)
+	case hooks.HandlerLog:
+		s, err = compileLog(h, log)
+	case hooks.HandlerWebhookCustom, hooks.HandlerLambda:
+		// Planned: they reuse Pool, the signer and send() from the webhook sink.
+		err = fmt.Errorf("handler %q: %w", h.Handler, ErrUnsupportedHandler)
+	default:
+		err = fmt.Errorf("unknown handler %q: %w", h.Handler, ErrUnsupportedHandler)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compile hook %s: %w", h.ID, err)
+	}
+	return s, nil
+}
+
+// timeoutOf returns the hook's per-attempt timeout, falling back to the default when the
+// hook did not go through hooks.Validate.
+func timeoutOf(h *hooks.Hook) time.Duration {
+	if t := h.Timeout(); t > 0 {
+		return t
+	}
+	return hooks.DefaultTimeoutMs * time.Millisecond
+}
+
+// canceled is the Result of an attempt that did not start because ctx was done.
+func canceled(ctx context.Context, hookID string, start time.Time) Result {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return Result{
+		Err:       fmt.Errorf("deliver hook %s: %w", hookID, err),
+		Retryable: true,
+		Duration:  time.Since(start),
+	}
+}
