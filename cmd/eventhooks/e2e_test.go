@@ -78,7 +78,7 @@ func start(t *testing.T, args ...string) *proc {
 			t.Logf("eventhooks %v output:\n%s", args, p.log)
 		}
 	})
-	testkit.Eventually(t, 30*time.Second, "eventhooks ready", func() bool {
+	testkit.Eventually(t, 60*time.Second, "eventhooks ready", func() bool {
 		resp, err := http.Get(p.admin + "/readyz")
 		if err != nil {
 			return false
@@ -147,7 +147,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		time.Sleep(time.Millisecond) // keep events in flight when the kill lands
 		return 200
 	}
-	p := start(t, "run", "--brokers", brokers, "--commit-interval", "200ms")
+	p := start(t, "run", "--brokers", brokers, "--commit-interval", "200ms", "--session-timeout", "6s")
 	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	if code != 201 {
 		t.Fatalf("create hook: %d %v", code, hook)
@@ -177,7 +177,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	t.Logf("killed after %d of %d events", killedAt, n)
 
 	rc.Respond = nil
-	start(t, "run", "--brokers", brokers)
+	start(t, "run", "--brokers", brokers, "--session-timeout", "6s")
 	testkit.Eventually(t, 120*time.Second, "every event delivered after restart", func() bool {
 		return distinctBodies(rc) == n
 	})

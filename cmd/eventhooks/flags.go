@@ -48,6 +48,8 @@ type ProcessorFlags struct {
 	MaxEventBytes   int           `help:"Largest record value accepted." default:"1048576"`
 	MaxConnsPerHost int           `help:"Connections per webhook destination." default:"64"`
 	ShutdownTimeout time.Duration `help:"How long a shutdown waits for in-flight deliveries." default:"30s"`
+	SessionTimeout  time.Duration `help:"Consumer group session timeout: how long a crashed instance holds its partitions." default:"45s"`
+	InstanceID      string        `help:"Static group membership id (e.g. the pod name): a restarted instance gets its partitions back at once."`
 }
 
 // AdminFlags configure the Admin API.

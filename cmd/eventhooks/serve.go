@@ -122,6 +122,10 @@ func (s *service) run() error {
 	if err != nil {
 		return err
 	}
+	group := []kgo.Opt{kgo.SessionTimeout(s.proc.SessionTimeout)}
+	if s.proc.InstanceID != "" {
+		group = append(group, kgo.InstanceID(s.proc.InstanceID))
+	}
 	topics := s.topics.topics()
 	cat := hooks.NewCatalogue()
 	pool := sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost})
@@ -129,7 +133,7 @@ func (s *service) run() error {
 	compile := func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, pool, s.log) }
 
 	proc, err := processor.New(processor.Config{
-		ClientOpts: conn, Group: s.proc.Group, Topics: topics.Events, Lanes: s.proc.Lanes,
+		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group, Topics: topics.Events, Lanes: s.proc.Lanes,
 		CommitInterval: s.proc.CommitInterval, MaxEventBytes: s.proc.MaxEventBytes,
 		Compile: compile, Catalogue: cat, Logger: s.log,
 	})
