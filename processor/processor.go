@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -117,7 +116,7 @@ func New(cfg Config) (*Processor, error) {
 // called from one goroutine, and the store's writers wait for it to return.
 func (p *Processor) ApplyHooks(snap *hooks.Snapshot) {
 	p.index.Store(p.ib.build(snap))
-	hooksActive.Set(uint64(p.index.Load().Len()))
+	hooksActive.Set(float64(p.index.Load().Len()))
 }
 
 // Joined reports whether the processor has joined its group and received an assignment
@@ -207,7 +206,7 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[stri
 	}
 	n := len(p.workers)
 	p.wmu.Unlock()
-	partitionsAssigned.Set(uint64(n))
+	partitionsAssigned.Set(float64(n))
 	p.joined.Store(true)
 	p.log.Info("partitions assigned", "assigned", assigned, "total", n)
 }
@@ -242,7 +241,7 @@ func (p *Processor) takeWorkers(parts map[string][]int32) []*partitionWorker {
 			}
 		}
 	}
-	partitionsAssigned.Set(uint64(len(p.workers)))
+	partitionsAssigned.Set(float64(len(p.workers)))
 	return ws
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/broker"
@@ -165,7 +166,7 @@ func TestWebhookDeliversKongBodyWithBothSignatures(t *testing.T) {
 	if sec, err := strconv.ParseInt(ts, 10, 64); err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
 		t.Errorf("webhook-timestamp = %q", ts)
 	}
-	if id == "" || id != sinks.MessageID(h.ID, &hooks.Event{ID: []byte("01JEVENT")}) {
+	if id == "" || id != sinks.MessageID(h.ID, &hooks.Event{Source: "crud", ID: []byte("01JEVENT")}) {
 		t.Errorf("webhook-id = %q is not the stable id of (event, hook)", id)
 	}
 }
@@ -214,6 +215,9 @@ func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
 	if len(last) != keys {
 		t.Fatalf("got %d keys", len(last))
 	}
+	testkit.Eventually(t, 10*time.Second, "done offsets committed", func() bool {
+		return committed(t, emb.Addrs()) == keys*perKey
+	})
 	if maxInFlight.Load() < 2 {
 		t.Fatalf("deliveries of different keys never overlapped (max in flight %d)", maxInFlight.Load())
 	}
@@ -308,6 +312,22 @@ func TestRestartResumesFromCommittedOffsets(t *testing.T) {
 		}
 		return len(seen) == n
 	})
+}
+
+// committed sums the group's committed offsets on the events topic.
+func committed(t *testing.T, addrs []string) int64 {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "eventhooks")
+	if err != nil {
+		return -1
+	}
+	var sum int64
+	offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+	return sum
 }
 
 func mustJSON(t *testing.T, b []byte, v any) {
