@@ -26,6 +26,7 @@ type HookStore interface {
 
 // Defaults of Config and of the HTTP server.
 const (
+	// DefaultWriteTimeout is Config.WriteTimeout when it is zero.
 	DefaultWriteTimeout = 10 * time.Second
 	// MaxRequestBodySize caps request bodies; larger ones get 413.
 	MaxRequestBodySize = 1 << 20

@@ -127,7 +127,10 @@ func parseEventBody(raw []byte) (hooks.EventInfo, error) {
 // decodeError turns an encoding/json error into a schema violation naming the field.
 func decodeError(err error) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return schemaViolation("@entity", "expected a record")
+		}
 		return schemaViolation(te.Field, "expected "+jsonKind(te.Type.Kind().String()))
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {

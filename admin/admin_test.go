@@ -1,0 +1,521 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/google/uuid"
+)
+
+func TestCreateKongBody(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.expect(http.StatusCreated, "POST", "/event-hooks", kongCreate)
+	if ct := r.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	if srv := r.header.Get("Server"); srv != "eventhooks" {
+		t.Errorf("Server = %q", srv)
+	}
+	got := r.json(t)
+	wantConfig := map[string]any{"headers": map[string]any{}, "secret": nil, "ssl_verify": false, "url": "https://example.com/hook"}
+	if !reflect.DeepEqual(got["config"], wantConfig) {
+		t.Errorf("config = %#v, want %#v", got["config"], wantConfig)
+	}
+	for k, want := range map[string]any{"source": "crud", "event": "consumers", "handler": "webhook",
+		"on_change": nil, "snooze": nil, "created_at": 1.7e9, "updated_at": 1.7e9} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s = %#v (present %v), want %#v", k, v, ok, want)
+		}
+	}
+	id, _ := got["id"].(string)
+	if _, err := uuid.Parse(id); err != nil {
+		t.Errorf("id %q is not a uuid: %v", id, err)
+	}
+	again := e.expect(http.StatusOK, "GET", "/event-hooks/"+id, "")
+	if string(again.body) != string(r.body) {
+		t.Errorf("GET after POST:\n%s\nwant\n%s", again.body, r.body)
+	}
+}
+
+func TestCreateSchemaViolations(t *testing.T) {
+	tests := []struct {
+		name, body string
+		path       []string // into fields
+		want       string
+		message    string // exact when set
+	}{
+		{name: "missing url", body: `{"source":"crud","event":"consumers","handler":"webhook","config":{}}`,
+			path: []string{"config", "url"}, want: "required field missing",
+			message: "schema violation (config.url: required field missing)"},
+		{name: "unknown handler", body: `{"source":"crud","handler":"foo","config":{}}`,
+			path: []string{"handler"}, want: "unknown type: foo"},
+		{name: "unknown field", body: `{"source":"crud","handler":"log","colour":"red"}`,
+			path: []string{"colour"}, want: "unknown field"},
+		{name: "snooze not an integer", body: `{"source":"crud","handler":"log","snooze":"soon"}`,
+			path: []string{"snooze"}, want: "expected an integer"},
+		{name: "id not a uuid", body: `{"id":"nope","source":"crud","handler":"log"}`,
+			path: []string{"id"}, want: "expected a uuid"},
+		{name: "unknown source", body: `{"source":"billing","handler":"log"}`,
+			path: []string{"source"}, want: "unknown source 'billing': register it with PUT /event-hooks/sources/billing/{event} or produce one of its events first"},
+		{name: "check rejects config", body: `{"source":"crud","handler":"webhook","config":{"url":"https://reject.example/"}}`,
+			path: []string{"config"}, want: "host reject.example is not allowed"},
+		{name: "check schema error", body: `{"source":"crud","handler":"webhook","config":{"url":"https://schema.example/"}}`,
+			path: []string{"config", "url"}, want: "bad template"},
+	}
+	e := newEnv(t, func(c *Config) {
+		c.Check = func(h *hooks.Hook) error {
+			switch {
+			case strings.Contains(string(h.Config), "reject.example"):
+				return errors.New("host reject.example is not allowed")
+			case strings.Contains(string(h.Config), "schema.example"):
+				return &hooks.SchemaError{Fields: map[string]string{"config.url": "bad template"}}
+			}
+			return nil
+		}
+	})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := e.expect(http.StatusBadRequest, "POST", "/event-hooks", tc.body).json(t)
+			if got["code"] != 2.0 || got["name"] != "schema violation" {
+				t.Errorf("code/name = %v/%v", got["code"], got["name"])
+			}
+			var v any = got["fields"]
+			for _, p := range tc.path {
+				m, _ := v.(map[string]any)
+				v = m[p]
+			}
+			if v != tc.want {
+				t.Errorf("fields.%s = %#v, want %q (body %v)", strings.Join(tc.path, "."), v, tc.want, got)
+			}
+			if tc.message != "" && got["message"] != tc.message {
+				t.Errorf("message = %q, want %q", got["message"], tc.message)
+			}
+		})
+	}
+	t.Run("bad JSON", func(t *testing.T) {
+		got := e.expect(http.StatusBadRequest, "POST", "/event-hooks", `{"source":`).json(t)
+		if got["code"] != 2.0 || !strings.Contains(got["message"].(string), "cannot parse JSON body") {
+			t.Errorf("got %v", got)
+		}
+	})
+	if n := len(e.store.Snapshot().Hooks); n != 0 {
+		t.Errorf("%d hooks stored after rejected creates", n)
+	}
+}
+
+func TestCreateDuplicateID(t *testing.T) {
+	e := newEnv(t, nil)
+	id := "4e8f1b0a-6a0e-4a39-9d3b-2c1b0e6b7f10"
+	body := `{"id":"` + strings.ToUpper(id) + `","source":"crud","handler":"log"}`
+	if got := e.create(body); got != id {
+		t.Fatalf("id = %q, want canonical %q", got, id)
+	}
+	got := e.expect(http.StatusConflict, "POST", "/event-hooks", body).json(t)
+	want := map[string]any{"code": 5.0, "name": "unique constraint violation",
+		"message": `UNIQUE violation detected on '{id="` + id + `"}'`, "fields": map[string]any{"id": id}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("409 body = %v, want %v", got, want)
+	}
+}
+
+func TestFormBodies(t *testing.T) {
+	e := newEnv(t, nil)
+	form := url.Values{"source": {"crud"}, "event": {"consumers"}, "handler": {"webhook"},
+		"config.url": {"http://example.com/x"}, "config.headers.X-Team": {"core"}, "snooze": {"60"},
+		"on_change": {"true"}, "tags[]": {"a", "b"}}
+	r := e.expect(http.StatusCreated, "POST", "/event-hooks", form.Encode(),
+		"Content-Type", "application/x-www-form-urlencoded")
+	got := r.json(t)
+	cfg := got["config"].(map[string]any)
+	if cfg["url"] != "http://example.com/x" || cfg["headers"].(map[string]any)["X-Team"] != "core" ||
+		got["snooze"] != 60.0 || got["on_change"] != true || !reflect.DeepEqual(got["tags"], []any{"a", "b"}) {
+		t.Errorf("form create = %s", r.body)
+	}
+	id := got["id"].(string)
+	e.expect(http.StatusOK, "PATCH", "/event-hooks/"+id, "snooze=", "Content-Type", "application/x-www-form-urlencoded")
+	if h, _ := e.store.Snapshot().Get(id); h.Snooze != nil {
+		t.Errorf("snooze= did not clear snooze: %v", *h.Snooze)
+	}
+	r = e.expect(http.StatusUnsupportedMediaType, "POST", "/event-hooks", "source=crud", "Content-Type", "text/plain")
+	if !strings.Contains(r.json(t)["message"].(string), "text/plain") {
+		t.Errorf("415 body %s", r.body)
+	}
+}
+
+func TestListPaging(t *testing.T) {
+	e := newEnv(t, nil)
+	created := map[string]bool{}
+	for i := range 5 {
+		if i == 3 {
+			e.now.Add(10) // a mix of equal and distinct created_at
+		}
+		created[e.create(kongCreate)] = true
+	}
+	seen := map[string]int{}
+	pages := 0
+	next := "/event-hooks?size=2"
+	for next != "" {
+		got := e.expect(http.StatusOK, "GET", next, "").json(t)
+		pages++
+		for _, h := range got["data"].([]any) {
+			seen[h.(map[string]any)["id"].(string)]++
+		}
+		next = ""
+		if n, ok := got["next"].(string); ok {
+			next = n
+			if !strings.HasSuffix(n, "&size=2") || got["offset"] == nil {
+				t.Errorf("next = %q, offset = %v", n, got["offset"])
+			}
+		} else if got["next"] != nil {
+			t.Fatalf("next = %#v", got["next"])
+		}
+	}
+	if pages != 3 || len(seen) != 5 {
+		t.Errorf("pages = %d, seen = %v", pages, seen)
+	}
+	for id, n := range seen {
+		if !created[id] || n != 1 {
+			t.Errorf("hook %s seen %d times (created %v)", id, n, created[id])
+		}
+	}
+	all := e.expect(http.StatusOK, "GET", "/event-hooks", "").json(t)
+	if len(all["data"].([]any)) != 5 || all["next"] != nil {
+		t.Errorf("default page: %v", all)
+	}
+	for _, q := range []string{"size=0", "size=1001", "size=x"} {
+		if got := e.expect(http.StatusBadRequest, "GET", "/event-hooks?"+q, "").json(t); got["code"] != 9.0 {
+			t.Errorf("%s: %v", q, got)
+		}
+	}
+	if got := e.expect(http.StatusBadRequest, "GET", "/event-hooks?offset=%25%25", "").json(t); got["code"] != 7.0 {
+		t.Errorf("bad offset: %v", got)
+	}
+}
+
+func TestListTags(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.create(`{"source":"crud","handler":"log","tags":["a"]}`)
+	ab := e.create(`{"source":"crud","handler":"log","tags":["a","b"]}`)
+	e.create(`{"source":"crud","handler":"log"}`)
+	for q, want := range map[string][]string{"a": {a, ab}, "a,b": {ab}, "b/a": {a, ab}, "c": nil} {
+		var ids []string
+		for _, h := range e.expect(http.StatusOK, "GET", "/event-hooks?tags="+url.QueryEscape(q), "").json(t)["data"].([]any) {
+			ids = append(ids, h.(map[string]any)["id"].(string))
+		}
+		if !sameSet(ids, want) {
+			t.Errorf("tags=%s: %v, want %v", q, ids, want)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRoundTrip(t *testing.T) {
+	e := newEnv(t, nil)
+	id := e.create(`{"source":"crud","event":"consumers","handler":"webhook","config":{"url":"https://example.com/hook","headers":{"A":"1"}}}`)
+	e.now.Add(60)
+
+	got := e.expect(http.StatusOK, "PATCH", "/event-hooks/"+id, `{"snooze":30,"config":{"url":"https://example.com/v2"}}`).json(t)
+	cfg := got["config"].(map[string]any)
+	if got["snooze"] != 30.0 || cfg["url"] != "https://example.com/v2" || cfg["headers"].(map[string]any)["A"] != "1" {
+		t.Errorf("PATCH result %v", got)
+	}
+	if got["created_at"] != 1.7e9 || got["updated_at"] != 1.7e9+60 {
+		t.Errorf("PATCH timestamps %v/%v", got["created_at"], got["updated_at"])
+	}
+	e.expect(http.StatusBadRequest, "PATCH", "/event-hooks/"+id, `{"handler":"webhook-custom"}`)
+
+	got = e.expect(http.StatusOK, "PUT", "/event-hooks/"+id, `{"id":"ignored","source":"balancer","event":"health","handler":"log"}`).json(t)
+	if got["id"] != id || got["handler"] != "log" || got["snooze"] != nil || got["created_at"] != 1.7e9 {
+		t.Errorf("PUT replace %v", got)
+	}
+	if h, _ := e.store.Snapshot().Get(id); h.Source != "balancer" {
+		t.Errorf("store has %+v after PUT", h)
+	}
+
+	fresh := uuid.NewString()
+	got = e.expect(http.StatusOK, "PUT", "/event-hooks/"+fresh, `{"source":"crud","handler":"log"}`).json(t)
+	if got["id"] != fresh || got["created_at"] != 1.7e9+60 {
+		t.Errorf("PUT create %v", got)
+	}
+	e.expect(http.StatusBadRequest, "PUT", "/event-hooks/not-a-uuid", `{"source":"crud","handler":"log"}`)
+
+	e.expect(http.StatusNoContent, "DELETE", "/event-hooks/"+id, "")
+	e.expect(http.StatusNotFound, "GET", "/event-hooks/"+id, "")
+	e.expect(http.StatusNoContent, "DELETE", "/event-hooks/"+id, "")
+	e.expect(http.StatusNotFound, "PATCH", "/event-hooks/"+id, `{"snooze":1}`)
+	if n := len(e.store.Snapshot().Hooks); n != 1 {
+		t.Errorf("%d hooks left, want 1", n)
+	}
+}
+
+func TestNotFoundAndMethods(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		message      string
+	}{
+		{"GET", "/nope", 404, "Not found"},
+		{"GET", "/event-hooks/" + uuid.NewString(), 404, "Not found"},
+		{"GET", "/event-hooks/not-a-uuid", 404, "Not found"},
+		{"GET", "/event-hooks/a/b/c", 404, "Not found"},
+		{"GET", "/event-hooks/sources/nope", 404, "Not found"},
+		{"GET", "/event-hooks/sources/balancer/nope", 404, "Not found"},
+		{"DELETE", "/event-hooks", 405, "Method not allowed"},
+		{"POST", "/event-hooks/" + uuid.NewString(), 405, "Method not allowed"},
+		{"POST", "/healthz", 405, "Method not allowed"},
+	} {
+		r := e.expect(tc.status, tc.method, tc.path, "")
+		if got := r.json(t)["message"]; got != tc.message {
+			t.Errorf("%s %s: message %q", tc.method, tc.path, got)
+		}
+		if r.header.Get("Content-Type") != contentTypeJSON {
+			t.Errorf("%s %s: Content-Type %q", tc.method, tc.path, r.header.Get("Content-Type"))
+		}
+	}
+	if allow := e.do("DELETE", "/event-hooks", "").header.Get("Allow"); allow != "GET, HEAD, POST" {
+		t.Errorf("Allow = %q", allow)
+	}
+	e.expect(http.StatusOK, "GET", "/event-hooks/", "")
+	e.expect(http.StatusOK, "HEAD", "/event-hooks", "")
+}
+
+func TestSources(t *testing.T) {
+	e := newEnv(t, nil)
+	var all struct {
+		Data map[string]map[string]hooks.EventInfo `json:"data"`
+	}
+	if err := json.Unmarshal(e.expect(http.StatusOK, "GET", "/event-hooks/sources", "").body, &all); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		source, event  string
+		fields, unique []string
+	}{
+		{"crud", "consumers", []string{"operation", "entity", "old_entity", "schema"}, []string{}},
+		{"crud", "consumers:create", []string{"operation", "entity", "old_entity", "schema"}, []string{}},
+		{"balancer", "health", []string{"upstream_id", "ip", "port", "hostname", "health"}, []string{}},
+		{"rate-limiting-advanced", "rate-limit-exceeded", []string{"consumer", "ip", "service", "rate", "limit", "window"}, []string{"consumer", "ip", "service"}},
+	}
+	for _, c := range checks {
+		info, ok := all.Data[c.source][c.event]
+		if !ok || !reflect.DeepEqual(info.Fields, c.fields) || !reflect.DeepEqual(info.Unique, c.unique) || info.Origin != "builtin" {
+			t.Errorf("%s/%s = %+v (present %v)", c.source, c.event, info, ok)
+		}
+	}
+	src := e.expect(http.StatusOK, "GET", "/event-hooks/sources/balancer", "").json(t)
+	if _, ok := src["data"].(map[string]any)["health"]; !ok {
+		t.Errorf("balancer subtree %v", src)
+	}
+	ev := e.expect(http.StatusOK, "GET", "/event-hooks/sources/rate-limiting-advanced/rate-limit-exceeded", "").json(t)
+	if !reflect.DeepEqual(ev["data"].(map[string]any)["unique"], []any{"consumer", "ip", "service"}) {
+		t.Errorf("event info %v", ev)
+	}
+}
+
+func TestCustomSource(t *testing.T) {
+	e := newEnv(t, nil)
+	hook := `{"source":"billing","event":"invoice-paid","handler":"log"}`
+	got := e.expect(http.StatusBadRequest, "POST", "/event-hooks", hook).json(t)
+	if _, ok := got["fields"].(map[string]any)["source"]; !ok {
+		t.Fatalf("unregistered source: %v", got)
+	}
+	e.expect(http.StatusBadRequest, "PUT", "/event-hooks/sources/billing/invoice-paid", `{"fields":["amount"],"unique":["customer"]}`)
+	e.expect(http.StatusBadRequest, "PUT", "/event-hooks/sources/billing/invoice-paid", `{"fields":"amount"}`)
+	e.expect(http.StatusBadRequest, "PUT", "/event-hooks/sources/crud/consumers", `{}`)
+	e.expect(http.StatusBadRequest, "DELETE", "/event-hooks/sources/balancer/health", ``)
+
+	reg := e.expect(http.StatusOK, "PUT", "/event-hooks/sources/billing/invoice-paid",
+		`{"fields":["customer","amount"],"unique":["customer"],"description":"An invoice was paid"}`).json(t)
+	want := map[string]any{"fields": []any{"customer", "amount"}, "unique": []any{"customer"},
+		"description": "An invoice was paid", "origin": "registered"}
+	if !reflect.DeepEqual(reg["data"], want) {
+		t.Errorf("PUT source = %v, want data %v", reg, want)
+	}
+	e.create(hook)
+	e.expect(http.StatusOK, "GET", "/event-hooks/sources/billing", "")
+	if u := e.cat.UniqueFields("billing", "invoice-paid"); !reflect.DeepEqual(u, []string{"customer"}) {
+		t.Errorf("catalogue unique = %v", u)
+	}
+
+	e.expect(http.StatusNoContent, "DELETE", "/event-hooks/sources/billing/invoice-paid", "")
+	e.expect(http.StatusNotFound, "GET", "/event-hooks/sources/billing/invoice-paid", "")
+	e.expect(http.StatusNoContent, "DELETE", "/event-hooks/sources/billing/invoice-paid", "")
+}
+
+func TestTokenAuth(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Token = "s3cret" })
+	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Kong-Admin-Token", "nope"}} {
+		r := e.expect(http.StatusUnauthorized, "GET", "/event-hooks", "", h...)
+		if got := r.json(t); got["message"] != "Unauthorized" {
+			t.Errorf("401 body %v", got)
+		}
+	}
+	e.expect(http.StatusUnauthorized, "GET", "/nope", "")
+	e.expect(http.StatusOK, "GET", "/event-hooks", "", "Authorization", "Bearer s3cret")
+	e.expect(http.StatusOK, "GET", "/event-hooks", "", "Kong-Admin-Token", "s3cret")
+	e.expect(http.StatusCreated, "POST", "/event-hooks", kongCreate, "Kong-Admin-Token", "s3cret")
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		e.expect(http.StatusOK, "GET", p, "")
+	}
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	var ready atomic.Bool
+	e := newEnv(t, func(c *Config) {
+		c.Ready = func() (bool, string) { return ready.Load(), "partitions not assigned" }
+	})
+	if got := e.expect(http.StatusOK, "GET", "/healthz", "").json(t); got["status"] != "ok" {
+		t.Errorf("healthz %v", got)
+	}
+	got := e.expect(http.StatusServiceUnavailable, "GET", "/readyz", "").json(t)
+	if got["status"] != "not ready" || got["reason"] != "partitions not assigned" {
+		t.Errorf("readyz %v", got)
+	}
+	ready.Store(true)
+	e.expect(http.StatusOK, "GET", "/readyz", "")
+	e.expect(http.StatusOK, "GET", "/event-hooks", "")
+	e.expect(http.StatusNotFound, "GET", "/event-hooks/"+uuid.NewString(), "")
+	r := e.expect(http.StatusOK, "GET", "/metrics", "")
+	if ct := r.header.Get("Content-Type"); ct != contentTypeMetrics {
+		t.Errorf("metrics Content-Type %q", ct)
+	}
+	for _, want := range []string{
+		`eventhooks_admin_requests_total{route="/event-hooks",code="2xx"}`,
+		`eventhooks_admin_requests_total{route="/event-hooks/{id}",code="4xx"}`,
+		`eventhooks_admin_requests_total{route="/readyz",code="5xx"}`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestTestAndPing(t *testing.T) {
+	e := newEnv(t, nil)
+	id := e.create(kongCreate)
+	e.expect(http.StatusNotImplemented, "POST", "/event-hooks/"+id+"/test", `{}`)
+	if got := e.expect(http.StatusNotImplemented, "GET", "/event-hooks/"+id+"/ping", "").json(t); got["message"] != "not implemented yet" {
+		t.Errorf("501 body %v", got)
+	}
+
+	pinged := make(chan string, 1)
+	e = newEnv(t, func(c *Config) {
+		c.Test = func(_ context.Context, h *hooks.Hook, data []byte) (any, error) {
+			var d map[string]any
+			if err := json.Unmarshal(data, &d); err != nil {
+				return nil, err
+			}
+			switch {
+			case d["fail"] != nil:
+				return nil, errors.New("dial tcp 10.0.0.1:443: connection refused")
+			case d["invalid"] != nil:
+				return nil, &hooks.SchemaError{Fields: map[string]string{"config.functions.1": "SyntaxError"}}
+			}
+			d["source"], d["event"] = h.Source, h.EventName()
+			return map[string]any{"data": d, "result": map[string]any{"status": 200}}, nil
+		}
+		c.Ping = func(_ context.Context, h *hooks.Hook) (any, error) {
+			pinged <- h.ID
+			return nil, nil
+		}
+	})
+	id = e.create(kongCreate)
+	logID := e.create(`{"source":"crud","handler":"log"}`)
+
+	got := e.expect(http.StatusOK, "POST", "/event-hooks/"+id+"/test", `{"entity":{"username":"ada"}}`).json(t)
+	data := got["data"].(map[string]any)
+	if data["source"] != "crud" || data["event"] != "consumers" || data["entity"] == nil || got["result"] == nil {
+		t.Errorf("test result %v", got)
+	}
+	e.expect(http.StatusOK, "POST", "/event-hooks/"+id+"/test", "")
+	if got := e.expect(http.StatusBadGateway, "POST", "/event-hooks/"+id+"/test", `{"fail":1}`).json(t); !strings.Contains(got["message"].(string), "connection refused") {
+		t.Errorf("502 body %v", got)
+	}
+	e.expect(http.StatusBadRequest, "POST", "/event-hooks/"+id+"/test", `{"invalid":1}`)
+	e.expect(http.StatusBadRequest, "POST", "/event-hooks/"+id+"/test", `[1]`)
+	e.expect(http.StatusNotFound, "POST", "/event-hooks/"+uuid.NewString()+"/test", `{}`)
+
+	e.expect(http.StatusOK, "GET", "/event-hooks/"+id+"/ping", "")
+	if got := <-pinged; got != id {
+		t.Errorf("pinged %s, want %s", got, id)
+	}
+	if got := e.expect(http.StatusBadRequest, "GET", "/event-hooks/"+logID+"/ping", "").json(t); !strings.Contains(got["message"].(string), "webhook") {
+		t.Errorf("ping log hook: %v", got)
+	}
+	e.expect(http.StatusNotFound, "GET", "/event-hooks/"+uuid.NewString()+"/ping", "")
+}
+
+// failingStore wraps a real store and makes its hook writes fail.
+type failingStore struct {
+	HookStore
+	err error // nil: block until the context is done
+}
+
+func (f failingStore) Put(ctx context.Context, _ *hooks.Hook) error {
+	if f.err != nil {
+		return f.err
+	}
+	<-ctx.Done()
+	return fmt.Errorf("cannot write hook: %w", ctx.Err())
+}
+
+func TestStoreErrors(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.WriteTimeout = 100 * time.Millisecond
+		c.Store = failingStore{HookStore: c.Store}
+	})
+	start := time.Now()
+	got := e.expect(http.StatusGatewayTimeout, "POST", "/event-hooks", kongCreate).json(t)
+	if !strings.Contains(got["message"].(string), "timed out") || time.Since(start) > 5*time.Second {
+		t.Errorf("504 body %v after %s", got, time.Since(start))
+	}
+
+	e = newEnv(t, func(c *Config) {
+		c.Store = failingStore{HookStore: c.Store, err: errors.New("broker on fire")}
+	})
+	if got := e.expect(http.StatusInternalServerError, "POST", "/event-hooks", kongCreate).json(t); got["message"] != "broker on fire" {
+		t.Errorf("500 body %v", got)
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	e := newEnv(t, nil)
+	big := `{"source":"crud","handler":"log","name":"` + strings.Repeat("x", MaxRequestBodySize) + `"}`
+	r := e.do("POST", "/event-hooks", big)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("status %d, body %.200s", r.status, r.body)
+	}
+}
+
+func TestNewRequiresStore(t *testing.T) {
+	if _, err := New(Config{Catalogue: hooks.NewCatalogue()}); err == nil {
+		t.Error("New without Store succeeded")
+	}
+}
