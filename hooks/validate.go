@@ -127,10 +127,16 @@ func decodeStrict(body []byte, v any) error {
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
+		if dec.More() {
+			return &SchemaError{Fields: map[string]string{"@entity": "cannot parse JSON body: data after the JSON object"}}
+		}
 		return nil
 	}
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return &SchemaError{Fields: map[string]string{"@entity": "expected a record"}}
+		}
 		return &SchemaError{Fields: map[string]string{te.Field: "expected " + kongType(te.Type.Kind().String())}}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {

@@ -41,6 +41,8 @@ func TestValidateKongBodies(t *testing.T) {
 		{name: "lambda without functions", body: `{"source":"crud","handler":"lambda","config":{}}`, fields: map[string]string{"config.functions": "required field missing"}},
 		{name: "unknown source", body: `{"source":"nope","handler":"log"}`, fields: map[string]string{"source": "unknown source 'nope': register it with PUT /event-hooks/sources/nope/{event} or produce one of its events first"}},
 		{name: "unknown event", body: `{"source":"balancer","event":"wat","handler":"log"}`, fields: map[string]string{"event": "unknown event 'wat' of source 'balancer'"}},
+		{name: "not an object", body: `[]`, fields: map[string]string{"@entity": "expected a record"}},
+		{name: "trailing data", body: `{"source":"crud","handler":"log"} {}`, fields: map[string]string{"@entity": "cannot parse JSON body: data after the JSON object"}},
 		{name: "ordering", body: `{"source":"crud","handler":"log","ordering":"chaos"}`, fields: map[string]string{"ordering": "expected one of: key, none"}},
 	}
 	cat := NewCatalogue()
