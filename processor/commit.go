@@ -9,15 +9,15 @@ import (
 )
 
 // commitLoop commits the done offsets of every owned partition on a timer.
-func (p *Processor) commitLoop(ctx context.Context) {
-	t := time.NewTicker(p.cfg.CommitInterval)
+func (c *groupConsumer) commitLoop(ctx context.Context) {
+	t := time.NewTicker(c.p.cfg.CommitInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.commitOwned()
+			c.commitOwned()
 		}
 	}
 }
@@ -25,27 +25,27 @@ func (p *Processor) commitLoop(ctx context.Context) {
 // commitOwned commits the partitions this member still owns. It holds commitMu across the
 // read of the worker set and the commit, so a partition revoked meanwhile is either
 // committed here before its revoke commit, or not at all.
-func (p *Processor) commitOwned() {
-	p.commitMu.Lock()
-	defer p.commitMu.Unlock()
-	p.wmu.Lock()
-	ws := make([]*partitionWorker, 0, len(p.workers))
-	for _, w := range p.workers {
+func (c *groupConsumer) commitOwned() {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.wmu.Lock()
+	ws := make([]*partitionWorker, 0, len(c.workers))
+	for _, w := range c.workers {
 		ws = append(ws, w)
 	}
-	p.wmu.Unlock()
-	p.commitLocked(ws)
+	c.wmu.Unlock()
+	c.commitLocked(ws)
 }
 
 // commitFinal commits the done offsets of workers that were just stopped.
-func (p *Processor) commitFinal(ws []*partitionWorker) {
-	p.commitMu.Lock()
-	defer p.commitMu.Unlock()
-	p.commitLocked(ws)
+func (c *groupConsumer) commitFinal(ws []*partitionWorker) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.commitLocked(ws)
 }
 
 // commitLocked commits each worker's commit point if it moved. commitMu must be held.
-func (p *Processor) commitLocked(ws []*partitionWorker) {
+func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	for _, w := range ws {
 		at := w.wm.commitPoint()
@@ -64,18 +64,18 @@ func (p *Processor) commitLocked(ws []*partitionWorker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	p.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		commitDuration.UpdateDuration(start)
 		if err != nil {
 			commitErrors.Inc()
-			p.logs.warn(p.log, "commit", "cannot commit offsets", "err", err)
+			c.p.logs.warn(c.p.log, "commit", "cannot commit offsets", "err", err)
 			return
 		}
 		for _, t := range resp.Topics {
 			for _, part := range t.Partitions {
 				if part.ErrorCode != 0 {
 					commitErrors.Inc()
-					p.logs.warn(p.log, "commit", "offset commit rejected", "topic", t.Topic, "partition", part.Partition, "code", part.ErrorCode)
+					c.p.logs.warn(c.p.log, "commit", "offset commit rejected", "topic", t.Topic, "partition", part.Partition, "code", part.ErrorCode)
 				}
 			}
 		}

@@ -17,10 +17,13 @@ type compiledHook struct {
 // hookMetrics are the series of one hook, in a metrics.Set of its own so that deleting the
 // hook removes them.
 type hookMetrics struct {
-	set       *metrics.Set
-	delivered *metrics.Counter
-	failed    *metrics.Counter
-	latency   *metrics.PrometheusHistogram
+	set          *metrics.Set
+	delivered    *metrics.Counter
+	failed       *metrics.Counter
+	retried      *metrics.Counter
+	parked       *metrics.Counter
+	deadLettered *metrics.Counter
+	latency      *metrics.PrometheusHistogram
 }
 
 // latencyBuckets spans a local receiver (sub-millisecond) to a slow remote one.
@@ -30,10 +33,13 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 	s := metrics.NewSet()
 	labels := `{hook="` + h.ID + `",handler="` + h.Handler + `"`
 	m := &hookMetrics{
-		set:       s,
-		delivered: s.NewCounter(`eventhooks_deliveries_total` + labels + `,outcome="delivered"}`),
-		failed:    s.NewCounter(`eventhooks_deliveries_total` + labels + `,outcome="failed"}`),
-		latency:   s.NewPrometheusHistogramExt(`eventhooks_delivery_duration_seconds`+labels+`}`, latencyBuckets),
+		set:          s,
+		delivered:    s.NewCounter(`eventhooks_delivery_attempts_total` + labels + `,outcome="delivered"}`),
+		failed:       s.NewCounter(`eventhooks_delivery_attempts_total` + labels + `,outcome="failed"}`),
+		retried:      s.NewCounter(`eventhooks_retries_total` + labels + `}`),
+		parked:       s.NewCounter(`eventhooks_parked_total` + labels + `}`),
+		deadLettered: s.NewCounter(`eventhooks_dead_lettered_total` + labels + `}`),
+		latency:      s.NewPrometheusHistogramExt(`eventhooks_delivery_duration_seconds`+labels+`}`, latencyBuckets),
 	}
 	metrics.RegisterSet(s)
 	return m
@@ -48,7 +54,7 @@ type indexBuilder struct {
 	metrics  map[string]*hookMetrics  // by hook id
 }
 
-func (b *indexBuilder) build(snap *hooks.Snapshot) *hooks.Index[*compiledHook] {
+func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 	entries := make([]hooks.IndexEntry[*compiledHook], 0, len(snap.Hooks))
 	nextCompiled := make(map[string]*compiledHook, len(snap.Hooks))
 	nextMetrics := make(map[string]*hookMetrics, len(snap.Hooks))
@@ -79,5 +85,9 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hooks.Index[*compiledHook] {
 		}
 	}
 	b.compiled, b.metrics = nextCompiled, nextMetrics
-	return hooks.BuildIndex(entries)
+	byID := make(map[string]*compiledHook, len(entries))
+	for _, e := range entries {
+		byID[e.Value.hook.ID] = e.Value
+	}
+	return &hookSet{index: hooks.BuildIndex(entries), byID: byID}
 }

@@ -18,6 +18,9 @@ var (
 	compileErrors      = metrics.NewCounter(`eventhooks_hook_compile_errors_total`)
 	commitErrors       = metrics.NewCounter(`eventhooks_commit_errors_total`)
 	commitDuration     = metrics.NewPrometheusHistogramExt(`eventhooks_commit_duration_seconds`, latencyBuckets)
+	deadLetters        = metrics.NewCounter(`eventhooks_dlq_records_total`)
+	produceErrors      = metrics.NewCounter(`eventhooks_park_produce_errors_total`)
+	retriesDue         = metrics.NewCounter(`eventhooks_retry_entries_processed_total`)
 )
 
 // malformedCounter returns the counter of records that failed to decode, by reason.

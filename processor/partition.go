@@ -15,13 +15,13 @@ import (
 // partitionWorker owns one assigned partition: it registers each polled record with the
 // watermark, in offset order, and hands it to the lane its key hashes to.
 type partitionWorker struct {
-	p         *Processor
+	c         *groupConsumer
 	topic     string
 	partition int32
 	in        chan []*kgo.Record
 	lanes     []*lane
 	wm        *watermark
-	committed int64 // last committed offset; guarded by Processor.commitMu
+	committed int64 // last committed offset; guarded by groupConsumer.commitMu
 	lag       *metrics.Gauge
 
 	ctx    context.Context
@@ -31,10 +31,11 @@ type partitionWorker struct {
 
 var laneSeed = maphash.MakeSeed()
 
-func newPartitionWorker(p *Processor, topic string, partition int32) *partitionWorker {
-	ctx, cancel := context.WithCancel(p.ctx)
+func newPartitionWorker(c *groupConsumer, topic string, partition int32) *partitionWorker {
+	p := c.p
+	ctx, cancel := context.WithCancel(c.ctx)
 	w := &partitionWorker{
-		p: p, topic: topic, partition: partition,
+		c: c, topic: topic, partition: partition,
 		in:        make(chan []*kgo.Record, p.cfg.PartitionBuffer),
 		wm:        newWatermark(),
 		committed: -1,
@@ -104,9 +105,10 @@ type lane struct {
 }
 
 func newLane(w *partitionWorker) *lane {
-	l := &lane{w: w, in: make(chan *kgo.Record, w.p.cfg.LaneBuffer)}
-	l.dec.MaxBytes = w.p.cfg.MaxEventBytes
-	if cat := w.p.cfg.Catalogue; cat != nil {
+	p := w.c.p
+	l := &lane{w: w, in: make(chan *kgo.Record, p.cfg.LaneBuffer)}
+	l.dec.MaxBytes = p.cfg.MaxEventBytes
+	if cat := p.cfg.Catalogue; cat != nil {
 		l.dec.OnNewName = cat.Seen
 	}
 	return l
@@ -117,45 +119,8 @@ func (l *lane) run() {
 		if l.w.ctx.Err() != nil {
 			continue // abandoned: left uncommitted for the next owner
 		}
-		l.w.p.handle(l, r)
-		l.w.wm.markDone(r.Offset)
+		if l.w.c.handle(l, r) {
+			l.w.wm.markDone(r.Offset)
+		}
 	}
-}
-
-// handle runs one record through every hook it matches.
-func (p *Processor) handle(l *lane, r *kgo.Record) {
-	ix := p.index.Load()
-	if src, ev, ok := l.dec.Route(r); ok && len(ix.Match(src, ev)) == 0 {
-		recordsUnmatched.Inc() // routed by headers: the value is never parsed
-		return
-	}
-	if err := l.dec.Decode(r, &l.ev); err != nil {
-		kind := hooks.DecodeErrorKind(err)
-		malformedCounter(kind).Inc()
-		p.logs.warn(p.log, "malformed:"+kind, "skipping malformed record",
-			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", err)
-		return
-	}
-	matched := ix.Match(l.ev.Source, l.ev.Event)
-	if len(matched) == 0 {
-		recordsUnmatched.Inc()
-		return
-	}
-	recordsMatched.Inc()
-	for _, ch := range matched {
-		p.deliver(l, ch)
-	}
-}
-
-func (p *Processor) deliver(l *lane, ch *compiledHook) {
-	res := ch.sink.Deliver(l.w.ctx, &l.ev)
-	ch.m.latency.Update(res.Duration.Seconds())
-	if res.Delivered {
-		ch.m.delivered.Inc()
-		return
-	}
-	ch.m.failed.Inc()
-	p.logs.warn(p.log, "deliver:"+ch.hook.ID, "delivery failed",
-		"hook_id", ch.hook.ID, "status", res.Status, "err", res.Err,
-		"topic", l.ev.Record.Topic, "partition", l.ev.Record.Partition, "offset", l.ev.Record.Offset)
 }

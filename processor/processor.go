@@ -40,6 +40,17 @@ type Config struct {
 	Compile func(*hooks.Hook) (sinks.Sink, error)
 	// Catalogue learns the sources seen on the stream (optional).
 	Catalogue *hooks.Catalogue
+	// RetryTopic receives deliveries parked by hooks with ordering "none"; a retry worker
+	// in every instance consumes it (optional: without it such hooks retry in place).
+	RetryTopic string
+	// DLQTopic receives dead letters: deliveries that failed for good and malformed
+	// records (optional: without it they are only counted and logged).
+	DLQTopic string
+	// InlineAttempts is how many attempts an ordering "none" delivery gets before it is
+	// parked (default 3).
+	InlineAttempts int
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -61,6 +72,10 @@ func (c *Config) validate() error {
 	setDefault(&c.MaxPollRecords, 10000)
 	setDefault(&c.CommitInterval, time.Second)
 	setDefault(&c.MaxEventBytes, hooks.DefaultMaxEventBytes)
+	setDefault(&c.InlineAttempts, 3)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -74,25 +89,25 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// Processor consumes events and delivers them to the hooks that match.
+// Processor consumes events and delivers them to the hooks that match, retrying, parking
+// and dead-lettering failures so that nothing is lost.
 type Processor struct {
-	cfg   Config
-	log   *slog.Logger
-	index atomic.Pointer[hooks.Index[*compiledHook]]
-	ib    indexBuilder
+	cfg  Config
+	log  *slog.Logger
+	hs   atomic.Pointer[hookSet]
+	ib   indexBuilder
+	logs throttle
 
-	cl       *kgo.Client
-	ctx      context.Context // the Run context, for workers
-	commitMu sync.Mutex      // one commit at a time; guards workers removal too
-	wmu      sync.Mutex      // guards workers
-	workers  map[tp]*partitionWorker
-	joined   atomic.Bool
-	logs     throttle
+	events  *groupConsumer
+	retries *groupConsumer
+	parker  *kgo.Client // produces to the retry and DLQ topics, acks=all
 }
 
-type tp struct {
-	topic     string
-	partition int32
+// hookSet is the compiled hook set the lanes read: the match index and, for parked
+// deliveries, the hooks by id. Immutable once published.
+type hookSet struct {
+	index *hooks.Index[*compiledHook]
+	byID  map[string]*compiledHook
 }
 
 // New validates cfg and returns a processor; Run starts it.
@@ -100,7 +115,7 @@ func New(cfg Config) (*Processor, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, workers: map[tp]*partitionWorker{}}
+	p := &Processor{cfg: cfg, log: cfg.Logger}
 	p.ib = indexBuilder{
 		compile: cfg.Compile,
 		onError: func(h *hooks.Hook, err error) {
@@ -108,158 +123,51 @@ func New(cfg Config) (*Processor, error) {
 			p.log.Error("cannot compile hook; it will not fire", "hook_id", h.ID, "err", err)
 		},
 	}
-	p.index.Store(hooks.BuildIndex[*compiledHook](nil))
+	p.hs.Store(&hookSet{index: hooks.BuildIndex[*compiledHook](nil)})
+	p.events = newGroupConsumer(p, cfg.Group, cfg.Topics, p.handleEvent)
+	if cfg.RetryTopic != "" {
+		p.retries = newGroupConsumer(p, cfg.Group+"-retry", []string{cfg.RetryTopic}, p.handleParked)
+	}
 	return p, nil
 }
 
-// ApplyHooks rebuilds the index from a hook snapshot. It is the hook store's subscriber:
-// called from one goroutine, and the store's writers wait for it to return.
+// ApplyHooks rebuilds the compiled hook set from a snapshot. It is the hook store's
+// subscriber: called from one goroutine, and the store's writers wait for it to return.
 func (p *Processor) ApplyHooks(snap *hooks.Snapshot) {
-	p.index.Store(p.ib.build(snap))
-	hooksActive.Set(float64(p.index.Load().Len()))
+	hs := p.ib.build(snap)
+	p.hs.Store(hs)
+	hooksActive.Set(float64(hs.index.Len()))
 }
 
 // Joined reports whether the processor has joined its group and received an assignment
 // (possibly empty).
-func (p *Processor) Joined() bool { return p.joined.Load() }
+func (p *Processor) Joined() bool { return p.events.joined.Load() }
 
 // Run consumes until ctx is done, then stops the workers, commits what is done and leaves
-// the group.
+// the groups.
 func (p *Processor) Run(ctx context.Context) error {
-	opts := append([]kgo.Opt{
-		kgo.ConsumerGroup(p.cfg.Group),
-		kgo.ConsumeTopics(p.cfg.Topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(500 * time.Millisecond),
-		kgo.OnPartitionsAssigned(p.assigned),
-		kgo.OnPartitionsRevoked(p.revoked),
-		kgo.OnPartitionsLost(p.lost),
-	}, p.cfg.ClientOpts...)
-	cl, err := kgo.NewClient(opts...)
+	parker, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+	}, p.cfg.ClientOpts...)...)
 	if err != nil {
-		return fmt.Errorf("cannot create consumer: %w", err)
+		return fmt.Errorf("cannot create retry/DLQ producer: %w", err)
 	}
-	p.cl, p.ctx = cl, ctx
+	defer parker.Close()
+	p.parker = parker
 
 	var wg sync.WaitGroup
-	commitCtx, stopCommitter := context.WithCancel(context.Background())
-	wg.Go(func() { p.commitLoop(commitCtx) })
-
-	p.pollLoop(ctx)
-
-	// Shutdown: stop feeding, let lanes finish their current record, commit, leave.
-	ws := p.takeAllWorkers()
-	p.stopWorkers(ws)
-	stopCommitter()
+	errs := make(chan error, 2)
+	for _, c := range []*groupConsumer{p.events, p.retries} {
+		if c != nil {
+			wg.Go(func() { errs <- c.run(ctx) })
+		}
+	}
 	wg.Wait()
-	p.commitFinal(ws)
-	cl.CloseAllowingRebalance()
-	return nil
-}
-
-func (p *Processor) pollLoop(ctx context.Context) {
-	for {
-		fetches := p.cl.PollRecords(ctx, p.cfg.MaxPollRecords)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			p.cl.AllowRebalance()
-			return
-		}
-		fetches.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				p.logs.warn(p.log, "fetch:"+t, "fetch error", "topic", t, "partition", part, "err", err)
-			}
-		})
-		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			if len(ftp.Records) == 0 {
-				return
-			}
-			p.wmu.Lock()
-			w := p.workers[tp{ftp.Topic, ftp.Partition}]
-			p.wmu.Unlock()
-			if w == nil {
-				return
-			}
-			recordsConsumed.Add(len(ftp.Records))
-			select {
-			case w.in <- ftp.Records:
-			case <-ctx.Done():
-			}
-		})
-		p.cl.AllowRebalance()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
 	}
-}
-
-func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
-	p.wmu.Lock()
-	for topic, parts := range assigned {
-		for _, part := range parts {
-			k := tp{topic, part}
-			if p.workers[k] != nil {
-				continue
-			}
-			w := newPartitionWorker(p, topic, part)
-			p.workers[k] = w
-			w.start()
-		}
-	}
-	n := len(p.workers)
-	p.wmu.Unlock()
-	partitionsAssigned.Set(float64(n))
-	p.joined.Store(true)
-	p.log.Info("partitions assigned", "assigned", assigned, "total", n)
-}
-
-// revoked stops the revoked partitions' workers, waits for their lanes, and commits what
-// they finished before the partitions go to another member.
-func (p *Processor) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	ws := p.takeWorkers(revoked)
-	p.stopWorkers(ws)
-	p.commitFinal(ws)
-	p.log.Info("partitions revoked", "revoked", revoked)
-}
-
-// lost stops the workers without committing: the partitions already belong to someone
-// else, and anything not committed is redelivered there.
-func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	p.stopWorkers(p.takeWorkers(lost))
-	p.log.Warn("partitions lost", "lost", lost)
-}
-
-func (p *Processor) takeWorkers(parts map[string][]int32) []*partitionWorker {
-	p.commitMu.Lock()
-	defer p.commitMu.Unlock()
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	var ws []*partitionWorker
-	for topic, ps := range parts {
-		for _, part := range ps {
-			if w := p.workers[tp{topic, part}]; w != nil {
-				ws = append(ws, w)
-				delete(p.workers, tp{topic, part})
-			}
-		}
-	}
-	partitionsAssigned.Set(float64(len(p.workers)))
-	return ws
-}
-
-func (p *Processor) takeAllWorkers() []*partitionWorker {
-	p.wmu.Lock()
-	all := map[string][]int32{}
-	for k := range p.workers {
-		all[k.topic] = append(all[k.topic], k.partition)
-	}
-	p.wmu.Unlock()
-	return p.takeWorkers(all)
-}
-
-func (p *Processor) stopWorkers(ws []*partitionWorker) {
-	for _, w := range ws {
-		w.stop()
-	}
-	for _, w := range ws {
-		w.wait()
-	}
+	return errors.Join(all...)
 }

@@ -52,6 +52,8 @@ func startInstance(t *testing.T, addrs []string) *instance {
 		Compile:        func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, pool, log) },
 		Catalogue:      cat,
 		Logger:         log,
+		RetryTopic:     topics.Retry,
+		DLQTopic:       topics.DLQ,
 	})
 	if err != nil {
 		t.Fatal(err)

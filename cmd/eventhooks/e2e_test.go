@@ -190,7 +190,9 @@ func TestDevKeepsHooksAcrossRestartAndEmitDelivers(t *testing.T) {
 	dataDir := t.TempDir()
 	kafka := freeAddr(t)
 	rc := testkit.NewReceiver(t)
-	dev := func() *proc { return start(t, "dev", "--data-dir", dataDir, "--kafka-addr", kafka, "--partitions", "2") }
+	dev := func() *proc {
+		return start(t, "dev", "--data-dir", dataDir, "--kafka-addr", kafka, "--partitions", "2")
+	}
 
 	p := dev()
 	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"crud","event":"consumers","handler":"webhook","config":{"url":"`+rc.URL+`/kong"}}`)

@@ -136,6 +136,7 @@ func (s *service) run() error {
 		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group, Topics: topics.Events, Lanes: s.proc.Lanes,
 		CommitInterval: s.proc.CommitInterval, MaxEventBytes: s.proc.MaxEventBytes,
 		Compile: compile, Catalogue: cat, Logger: s.log,
+		RetryTopic: topics.Retry, DLQTopic: topics.DLQ,
 	})
 	if err != nil {
 		return err

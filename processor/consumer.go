@@ -1,0 +1,186 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// groupConsumer consumes topics in a consumer group with one partitionWorker per assigned
+// partition, and commits done offsets. The processor runs two: the events consumer and
+// the retry-topic consumer; they differ only in the handler their lanes run.
+type groupConsumer struct {
+	p      *Processor
+	group  string
+	topics []string
+	handle func(l *lane, r *kgo.Record) bool
+
+	cl       *kgo.Client
+	ctx      context.Context // the run context, parent of the workers'
+	commitMu sync.Mutex      // one commit at a time; guards removal from workers too
+	wmu      sync.Mutex      // guards workers
+	workers  map[tp]*partitionWorker
+	joined   atomic.Bool
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+func newGroupConsumer(p *Processor, group string, topics []string, handle func(*lane, *kgo.Record) bool) *groupConsumer {
+	return &groupConsumer{p: p, group: group, topics: topics, handle: handle, workers: map[tp]*partitionWorker{}}
+}
+
+// run consumes until ctx is done, then stops the workers, commits and leaves the group.
+func (c *groupConsumer) run(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(c.group),
+		kgo.ConsumeTopics(c.topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.OnPartitionsAssigned(c.assigned),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.lost),
+	}, c.p.cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("cannot create consumer for %v: %w", c.topics, err)
+	}
+	c.cl, c.ctx = cl, ctx
+
+	var wg sync.WaitGroup
+	commitCtx, stopCommitter := context.WithCancel(context.Background())
+	wg.Go(func() { c.commitLoop(commitCtx) })
+
+	c.pollLoop(ctx)
+
+	// Shutdown: stop feeding, let lanes finish their current record, commit, leave.
+	ws := c.takeAll()
+	stopWorkers(ws)
+	stopCommitter()
+	wg.Wait()
+	c.commitFinal(ws)
+	cl.CloseAllowingRebalance()
+	return nil
+}
+
+func (c *groupConsumer) pollLoop(ctx context.Context) {
+	for {
+		fetches := c.cl.PollRecords(ctx, c.p.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			c.cl.AllowRebalance()
+			return
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.p.logs.warn(c.p.log, "fetch:"+t, "fetch error", "topic", t, "partition", part, "err", err)
+			}
+		})
+		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if len(ftp.Records) == 0 {
+				return
+			}
+			c.wmu.Lock()
+			w := c.workers[tp{ftp.Topic, ftp.Partition}]
+			c.wmu.Unlock()
+			if w == nil {
+				return
+			}
+			recordsConsumed.Add(len(ftp.Records))
+			select {
+			case w.in <- ftp.Records:
+			case <-ctx.Done():
+			}
+		})
+		c.cl.AllowRebalance()
+	}
+}
+
+func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.wmu.Lock()
+	for topic, parts := range assigned {
+		for _, part := range parts {
+			k := tp{topic, part}
+			if c.workers[k] != nil {
+				continue
+			}
+			w := newPartitionWorker(c, topic, part)
+			c.workers[k] = w
+			w.start()
+		}
+	}
+	n := len(c.workers)
+	c.wmu.Unlock()
+	c.setAssignedGauge(n)
+	c.joined.Store(true)
+	c.p.log.Info("partitions assigned", "group", c.group, "assigned", assigned, "total", n)
+}
+
+func (c *groupConsumer) setAssignedGauge(n int) {
+	if c == c.p.events {
+		partitionsAssigned.Set(float64(n))
+	}
+}
+
+// revoked stops the revoked partitions' workers, waits for their lanes, and commits what
+// they finished before the partitions go to another member.
+func (c *groupConsumer) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	ws := c.take(revoked)
+	stopWorkers(ws)
+	c.commitFinal(ws)
+	c.p.log.Info("partitions revoked", "group", c.group, "revoked", revoked)
+}
+
+// lost stops the workers without committing: the partitions already belong to someone
+// else, and anything not committed is redelivered there.
+func (c *groupConsumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	stopWorkers(c.take(lost))
+	c.p.log.Warn("partitions lost", "group", c.group, "lost", lost)
+}
+
+// take removes the workers of parts from the owned set. Holding commitMu makes a
+// concurrent timer commit finish first, so none is issued for them afterwards.
+func (c *groupConsumer) take(parts map[string][]int32) []*partitionWorker {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var ws []*partitionWorker
+	for topic, ps := range parts {
+		for _, part := range ps {
+			if w := c.workers[tp{topic, part}]; w != nil {
+				ws = append(ws, w)
+				delete(c.workers, tp{topic, part})
+			}
+		}
+	}
+	c.setAssignedGauge(len(c.workers))
+	return ws
+}
+
+func (c *groupConsumer) takeAll() []*partitionWorker {
+	c.wmu.Lock()
+	all := map[string][]int32{}
+	for k := range c.workers {
+		all[k.topic] = append(all[k.topic], k.partition)
+	}
+	c.wmu.Unlock()
+	return c.take(all)
+}
+
+func stopWorkers(ws []*partitionWorker) {
+	for _, w := range ws {
+		w.stop()
+	}
+	for _, w := range ws {
+		w.wait()
+	}
+}

@@ -1,0 +1,175 @@
+package processor
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
+)
+
+// handleEvent runs one record of the events topic through every hook it matches. It
+// reports whether the record is done; false means it was abandoned (shutdown or revoke)
+// and stays uncommitted for whoever owns the partition next.
+func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
+	hs := p.hs.Load()
+	if src, ev, ok := l.dec.Route(r); ok && len(hs.index.Match(src, ev)) == 0 {
+		recordsUnmatched.Inc() // routed by headers: the value is never parsed
+		return true
+	}
+	if err := l.dec.Decode(r, &l.ev); err != nil {
+		kind := hooks.DecodeErrorKind(err)
+		malformedCounter(kind).Inc()
+		p.logs.warn(p.log, "malformed:"+kind, "malformed record sent to the DLQ",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", err)
+		return p.deadLetter(l.w.ctx, newEntry(r, "", p.cfg.Now()).fail(0, err, "malformed: "+err.Error()))
+	}
+	matched := hs.index.Match(l.ev.Source, l.ev.Event)
+	if len(matched) == 0 {
+		recordsUnmatched.Inc()
+		return true
+	}
+	recordsMatched.Inc()
+	for _, ch := range matched {
+		if !p.serve(l, ch, newEntry(r, ch.hook.ID, p.cfg.Now()), p.cfg.InlineAttempts) {
+			return false
+		}
+	}
+	return true
+}
+
+// serve delivers l.ev to one hook, following the hook's retry policy: a retryable failure
+// is retried in place with backoff (blocking only this lane, so later events of the key
+// wait: ordering "key"), or after inlineBudget attempts parked in the retry topic
+// (ordering "none"); a permanent failure or the last attempt goes to the DLQ. It reports
+// whether the delivery is settled (delivered, parked or dead-lettered, each confirmed).
+func (p *Processor) serve(l *lane, ch *compiledHook, e *parkedEntry, inlineBudget int) bool {
+	ctx, h := l.w.ctx, ch.hook
+	policy := retryPolicy(h)
+	for inline := 1; ; inline++ {
+		res := ch.sink.Deliver(ctx, &l.ev)
+		ch.m.latency.Update(res.Duration.Seconds())
+		if res.Delivered {
+			ch.m.delivered.Inc()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false // the failure is ours (stopping), not the endpoint's
+		}
+		now := p.cfg.Now()
+		e.fail(res.Status, res.Err, "")
+		e.LastAttemptMs = now.UnixMilli()
+		ch.m.failed.Inc()
+		p.logs.warn(p.log, "deliver:"+h.ID, "delivery failed", "hook_id", h.ID, "attempt", e.Attempts,
+			"status", res.Status, "err", res.Err, "retryable", res.Retryable, "offset", l.ev.Record.Offset)
+		switch {
+		case !res.Retryable:
+			e.Reason = "permanent"
+			return p.deadLetterFor(ctx, ch, e)
+		case e.Attempts >= policy.MaxAttempts:
+			e.Reason = "max_attempts"
+			return p.deadLetterFor(ctx, ch, e)
+		}
+		wait := backoff(policy, e.Attempts, res.RetryAfter)
+		if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" && inline >= inlineBudget {
+			e.DueMs = now.Add(wait).UnixMilli()
+			if !p.produceDurably(ctx, e.record(p.cfg.RetryTopic)) {
+				return false
+			}
+			ch.m.parked.Inc()
+			return true
+		}
+		ch.m.retried.Inc()
+		if !sleepCtx(ctx, wait) {
+			return false
+		}
+	}
+}
+
+func (p *Processor) deadLetterFor(ctx context.Context, ch *compiledHook, e *parkedEntry) bool {
+	if !p.deadLetter(ctx, e) {
+		return false
+	}
+	ch.m.deadLettered.Inc()
+	return true
+}
+
+// deadLetter writes e to the DLQ and waits for the acknowledgement. Without a DLQ topic
+// the entry is only counted and logged.
+func (p *Processor) deadLetter(ctx context.Context, e *parkedEntry) bool {
+	deadLetters.Inc()
+	if p.cfg.DLQTopic == "" {
+		p.logs.warn(p.log, "dlq:"+e.HookID, "dead letter dropped: no DLQ topic", "hook_id", e.HookID, "reason", e.Reason)
+		return true
+	}
+	return p.produceDurably(ctx, e.record(p.cfg.DLQTopic))
+}
+
+// produceDurably produces rec with acks=all, retrying until it is acknowledged or ctx
+// ends (then it reports false and the source record stays uncommitted).
+func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) bool {
+	policy := hooks.Retry{InitialBackoffMs: 100, MaxBackoffMs: 5000}
+	for attempt := 1; ; attempt++ {
+		err := p.parker.ProduceSync(ctx, rec).FirstErr()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		produceErrors.Inc()
+		p.logs.warn(p.log, "produce:"+rec.Topic, "cannot park delivery; retrying", "topic", rec.Topic, "err", err)
+		if !sleepCtx(ctx, backoff(policy, attempt, 0)) {
+			return false
+		}
+	}
+}
+
+func retryPolicy(h *hooks.Hook) hooks.Retry {
+	r := hooks.Retry{MaxAttempts: hooks.DefaultMaxAttempts, InitialBackoffMs: hooks.DefaultInitialBackoffMs, MaxBackoffMs: hooks.DefaultMaxBackoffMs}
+	if h.Retry != nil {
+		if h.Retry.MaxAttempts > 0 {
+			r.MaxAttempts = h.Retry.MaxAttempts
+		}
+		if h.Retry.InitialBackoffMs > 0 {
+			r.InitialBackoffMs = h.Retry.InitialBackoffMs
+		}
+		if h.Retry.MaxBackoffMs > 0 {
+			r.MaxBackoffMs = h.Retry.MaxBackoffMs
+		}
+	}
+	return r
+}
+
+// backoff is exponential backoff with full jitter: uniform in [0, min(max, initial·2^(n-1))].
+// A Retry-After from the endpoint raises it, within the cap.
+func backoff(r hooks.Retry, attempt int, retryAfter time.Duration) time.Duration {
+	initial := time.Duration(r.InitialBackoffMs) * time.Millisecond
+	maxWait := time.Duration(r.MaxBackoffMs) * time.Millisecond
+	ceil := maxWait
+	if shift := attempt - 1; shift < 32 && initial<<shift < maxWait && initial<<shift > 0 {
+		ceil = initial << shift
+	}
+	d := time.Duration(rand.Int64N(int64(ceil) + 1))
+	if retryAfter > d {
+		d = min(retryAfter, maxWait)
+	}
+	return d
+}
+
+// sleepCtx waits d, reporting false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
