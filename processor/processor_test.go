@@ -316,6 +316,18 @@ func TestRestartResumesFromCommittedOffsets(t *testing.T) {
 	})
 }
 
+// endOffsetSum sums the end offsets of a topic's partitions.
+func endOffsetSum(t *testing.T, cl *kgo.Client, topic string) int64 {
+	t.Helper()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	return sum
+}
+
 // committed sums the group's committed offsets on the events topic.
 func committed(t *testing.T, addrs []string) int64 {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))

@@ -46,6 +46,8 @@ type Request struct {
 	Headers map[string]string
 	Body    []byte
 	At      time.Time
+	// Status is what the receiver answered.
+	Status int
 }
 
 // Receiver is a fasthttp server on a free loopback port that records every request.
@@ -53,8 +55,11 @@ type Receiver struct {
 	URL string
 	// Respond picks the status of the n-th request (from 0); nil answers 200.
 	Respond func(n int, r *Request) int
+	// RespondHeaders adds response headers to the n-th request; may be nil.
+	RespondHeaders func(n int) map[string]string
 
 	mu      sync.Mutex
+	n       int
 	reqs    []*Request
 	changed chan struct{}
 	srv     *fasthttp.Server
@@ -86,17 +91,25 @@ func (rc *Receiver) handle(ctx *fasthttp.RequestCtx) {
 		r.Headers[string(k)] = string(v)
 	}
 	rc.mu.Lock()
-	n := len(rc.reqs)
+	n := rc.n
+	rc.n++
+	respond, headers := rc.Respond, rc.RespondHeaders
+	rc.mu.Unlock()
+	r.Status = fasthttp.StatusOK
+	if respond != nil {
+		r.Status = respond(n, r)
+	}
+	if headers != nil {
+		for k, v := range headers(n) {
+			ctx.Response.Header.Set(k, v)
+		}
+	}
+	ctx.SetStatusCode(r.Status)
+	rc.mu.Lock()
 	rc.reqs = append(rc.reqs, r)
 	close(rc.changed)
 	rc.changed = make(chan struct{})
-	respond := rc.Respond
 	rc.mu.Unlock()
-	status := fasthttp.StatusOK
-	if respond != nil {
-		status = respond(n, r)
-	}
-	ctx.SetStatusCode(status)
 }
 
 // Requests returns a copy of what arrived so far, in arrival order.

@@ -1,0 +1,205 @@
+package processor_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/internal/testkit"
+)
+
+// dlqEntry is what a DLQ record says, as a consumer of the DLQ reads it.
+type dlqEntry struct {
+	HookID     string `json:"hook_id"`
+	Reason     string `json:"reason"`
+	Attempts   int    `json:"attempts"`
+	LastStatus int    `json:"last_status"`
+	Offset     int64  `json:"offset"`
+	Key        []byte `json:"key"`
+	Value      []byte `json:"value"`
+}
+
+func readDLQ(t *testing.T, addrs []string, want int) []dlqEntry {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics.DLQ),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []dlqEntry
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("DLQ has %d entries, want %d", len(out), want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var e dlqEntry
+			mustJSON(t, r.Value, &e)
+			out = append(out, e)
+		})
+	}
+	return out
+}
+
+// byKeyStatus answers per key from a script of statuses, then 200.
+func byKeyStatus(script ...int) func(int, *testkit.Request) int {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	return func(_ int, r *testkit.Request) int {
+		var body struct {
+			Upstream string `json:"upstream_id"`
+			Seq      int    `json:"seq"`
+		}
+		_ = json.Unmarshal(r.Body, &body)
+		k := body.Upstream + "/" + strconv.Itoa(body.Seq)
+		mu.Lock()
+		defer mu.Unlock()
+		n := seen[k]
+		seen[k]++
+		if n < len(script) {
+			return script[n]
+		}
+		return 200
+	}
+}
+
+func TestRetryableFailuresAreRetriedInOrderWithStableID(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = byKeyStatus(503, 503)
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"initial_backoff_ms":5,"max_backoff_ms":20},
+		"config":{"url":"`+rc.URL+`","secret":"s3cret"}}`)
+	const keys, perKey = 3, 5
+	var recs []*kgo.Record
+	for seq := range perKey {
+		for k := range keys {
+			recs = append(recs, healthEvent("u-"+strconv.Itoa(k), seq))
+		}
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	reqs := rc.WaitFor(t, keys*perKey*3, 30*time.Second)
+
+	ids := map[string]map[string]bool{} // event → webhook-ids seen
+	last := map[string]int{}
+	for _, r := range reqs {
+		var body struct {
+			Upstream string `json:"upstream_id"`
+			Seq      int    `json:"seq"`
+		}
+		mustJSON(t, r.Body, &body)
+		ev := body.Upstream + "/" + strconv.Itoa(body.Seq)
+		if ids[ev] == nil {
+			ids[ev] = map[string]bool{}
+		}
+		ids[ev][r.Headers["Webhook-Id"]] = true
+		if prev, ok := last[body.Upstream]; ok && body.Seq < prev {
+			t.Fatalf("key %s: seq %d attempted after %d: a failing delivery did not block its key", body.Upstream, body.Seq, prev)
+		}
+		last[body.Upstream] = body.Seq
+	}
+	for ev, set := range ids {
+		if len(set) != 1 {
+			t.Errorf("event %s had webhook-ids %v across attempts", ev, set)
+		}
+	}
+	if len(ids) != keys*perKey {
+		t.Fatalf("%d events attempted, want %d", len(ids), keys*perKey)
+	}
+}
+
+func TestPermanentFailureIsDeadLetteredAtOnce(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = func(int, *testkit.Request) int { return 400 }
+	in := startInstance(t, emb.Addrs())
+	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	produce(t, producer(t, emb.Addrs()), healthEvent("u-1", 1), &kgo.Record{Key: []byte("u-2"), Value: []byte("garbage")})
+	entries := readDLQ(t, emb.Addrs(), 2)
+	var delivery, malformed *dlqEntry
+	for i := range entries {
+		if entries[i].HookID == h.ID {
+			delivery = &entries[i]
+		} else {
+			malformed = &entries[i]
+		}
+	}
+	if delivery == nil || delivery.Reason != "permanent" || delivery.Attempts != 1 || delivery.LastStatus != 400 ||
+		string(delivery.Key) != "u-1" || !strings.Contains(string(delivery.Value), `"seq":1`) {
+		t.Fatalf("DLQ delivery entry = %+v", delivery)
+	}
+	if malformed == nil || !strings.HasPrefix(malformed.Reason, "malformed") || string(malformed.Value) != "garbage" {
+		t.Fatalf("DLQ malformed entry = %+v", malformed)
+	}
+	if n := len(rc.Requests()); n != 1 {
+		t.Fatalf("a 400 was attempted %d times", n)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	rc.RespondHeaders = func(n int) map[string]string {
+		if n == 0 {
+			return map[string]string{"Retry-After": "1"}
+		}
+		return nil
+	}
+	rc.Respond = func(n int, _ *testkit.Request) int {
+		if n == 0 {
+			return 429
+		}
+		return 200
+	}
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"initial_backoff_ms":1,"max_backoff_ms":5000},"config":{"url":"`+rc.URL+`"}}`)
+	produce(t, producer(t, emb.Addrs()), healthEvent("u-1", 1))
+	reqs := rc.WaitFor(t, 2, 20*time.Second)
+	if gap := reqs[1].At.Sub(reqs[0].At); gap < 900*time.Millisecond {
+		t.Fatalf("retried %v after a 429 with Retry-After: 1", gap)
+	}
+}
+
+func TestOrderingNoneParksAndTheRetryWorkerRedelivers(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = byKeyStatus(500, 500, 500, 500, 500)
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none","retry":{"initial_backoff_ms":10,"max_backoff_ms":50},"config":{"url":"`+rc.URL+`"}}`)
+	const n = 20
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%4), i))
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	testkit.Eventually(t, 30*time.Second, "all events delivered after parking", func() bool {
+		ok := 0
+		for _, r := range rc.Requests() {
+			if r.Status == 200 {
+				ok++
+			}
+		}
+		return ok == n
+	})
+	if parked := readRetryTopic(t, emb.Addrs()); parked < n {
+		t.Fatalf("%d entries were parked in the retry topic, want at least %d", parked, n)
+	}
+}
+
+func readRetryTopic(t *testing.T, addrs []string) int {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	return int(endOffsetSum(t, cl, topics.Retry))
+}
