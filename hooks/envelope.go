@@ -158,6 +158,11 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	if ce, ok := cloudEventHeaders(r); ok {
 		return d.decodeCloudEvent(r, ce, ev)
 	}
+	// fastjson's parser is lenient (NaN, 01, raw control characters): validate first so
+	// that what a hook receives is JSON.
+	if fastjson.ValidateBytes(r.Value) != nil {
+		return ErrNotJSON
+	}
 	v, err := d.parser.ParseBytes(r.Value)
 	if err != nil {
 		return ErrNotJSON
@@ -223,6 +228,9 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce ceHeaders, ev *Event) error
 	}
 	if len(ce.typ) == 0 {
 		return ErrMissingEvent
+	}
+	if fastjson.ValidateBytes(r.Value) != nil {
+		return ErrNotJSON
 	}
 	v, err := d.parser.ParseBytes(r.Value)
 	if err != nil {

@@ -49,6 +49,7 @@ func TestDecode(t *testing.T) {
 		},
 		{name: "not json", value: `{"source":`, err: ErrNotJSON},
 		{name: "array", value: `[1,2]`, err: ErrNotObject},
+		{name: "lenient json", value: `{"source":"x","event":"y","data":{"n":NaN}}`, err: ErrNotJSON},
 		{name: "missing source", value: `{"event":"x","data":{}}`, err: ErrMissingSource},
 		{name: "missing event", value: `{"source":"x","data":{}}`, err: ErrMissingEvent},
 		{name: "missing data", value: `{"source":"x","event":"y"}`, err: ErrMissingData},

@@ -185,7 +185,7 @@ func Validate(h *Hook, cat *Catalogue, now time.Time) error {
 		e.add("snooze_scope", `expected one of: key, hook`)
 	}
 	if h.TimeoutMs < 0 || h.TimeoutMs > 600_000 {
-		e.add("timeout_ms", "value should be between 1 and 600000")
+		e.add("timeout_ms", "value should be between 0 (default) and 600000")
 	}
 	validateRetry(h.Retry, e)
 	if h.Source != "" && cat != nil {
@@ -363,7 +363,7 @@ func Merge(h *Hook, patch []byte) (*Hook, error) {
 		return nil, err
 	}
 	nh.ID, nh.CreatedAt = h.ID, h.CreatedAt
-	if string(fields["handler"]) != "" && string(fields["config"]) == "" {
+	if nh.Handler != h.Handler && string(fields["config"]) == "" {
 		// A handler change with no config starts from the new handler's defaults.
 		nh.Config = nil
 	}

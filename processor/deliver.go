@@ -33,23 +33,23 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	}
 	recordsMatched.Inc()
 	for _, ch := range matched {
-		if !p.serve(l, ch, newEntry(r, ch.hook.ID, p.cfg.Now()), p.cfg.InlineAttempts) {
+		if !p.serve(l.w.ctx, &l.ev, ch, newEntry(r, ch.hook.ID, p.cfg.Now()), p.cfg.InlineAttempts) {
 			return false
 		}
 	}
 	return true
 }
 
-// serve delivers l.ev to one hook, following the hook's retry policy: a retryable failure
+// serve delivers ev to one hook, following the hook's retry policy: a retryable failure
 // is retried in place with backoff (blocking only this lane, so later events of the key
 // wait: ordering "key"), or after inlineBudget attempts parked in the retry topic
 // (ordering "none"); a permanent failure or the last attempt goes to the DLQ. It reports
 // whether the delivery is settled (delivered, parked or dead-lettered, each confirmed).
-func (p *Processor) serve(l *lane, ch *compiledHook, e *parkedEntry, inlineBudget int) bool {
-	ctx, h := l.w.ctx, ch.hook
+func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook, e *parkedEntry, inlineBudget int) bool {
+	h := ch.hook
 	policy := retryPolicy(h)
 	for inline := 1; ; inline++ {
-		res := ch.sink.Deliver(ctx, &l.ev)
+		res := ch.sink.Deliver(ctx, ev)
 		ch.m.latency.Update(res.Duration.Seconds())
 		if res.Delivered {
 			ch.m.delivered.Inc()
@@ -63,7 +63,7 @@ func (p *Processor) serve(l *lane, ch *compiledHook, e *parkedEntry, inlineBudge
 		e.LastAttemptMs = now.UnixMilli()
 		ch.m.failed.Inc()
 		p.logs.warn(p.log, "deliver:"+h.ID, "delivery failed", "hook_id", h.ID, "attempt", e.Attempts,
-			"status", res.Status, "err", res.Err, "retryable", res.Retryable, "offset", l.ev.Record.Offset)
+			"status", res.Status, "err", res.Err, "retryable", res.Retryable, "offset", ev.Record.Offset)
 		switch {
 		case !res.Retryable:
 			e.Reason = "permanent"

@@ -1,10 +1,13 @@
 package processor
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
 )
 
 // Headers on retry and DLQ records, so tools can filter without parsing the value.
@@ -97,23 +100,22 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
 		return false
 	}
-	return p.redeliver(l, &e, 1)
+	return p.redeliver(ctx, &l.dec, &l.ev, &e, 1)
 }
 
 // redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
 // the entry to the DLQ rather than dropping it.
-func (p *Processor) redeliver(l *lane, e *parkedEntry, inlineBudget int) bool {
-	ctx := l.w.ctx
+func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, e *parkedEntry, inlineBudget int) bool {
 	ch := p.hs.Load().byID[e.HookID]
 	if ch == nil {
 		e.Reason = "hook_deleted"
 		return p.deadLetter(ctx, e)
 	}
 	orig := e.original()
-	if err := l.dec.Decode(orig, &l.ev); err != nil {
+	if err := dec.Decode(orig, ev); err != nil {
 		e.Reason = "malformed: " + err.Error()
 		return p.deadLetter(ctx, e)
 	}
 	retriesDue.Inc()
-	return p.serve(l, ch, e, inlineBudget)
+	return p.serve(ctx, ev, ch, e, inlineBudget)
 }

@@ -124,6 +124,11 @@ func New(cfg Config) (*Processor, error) {
 		},
 	}
 	p.hs.Store(&hookSet{index: hooks.BuildIndex[*compiledHook](nil)})
+	parker, err := kgo.NewClient(append([]kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, cfg.ClientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create retry/DLQ producer: %w", err)
+	}
+	p.parker = parker
 	p.events = newGroupConsumer(p, cfg.Group, cfg.Topics, p.handleEvent)
 	if cfg.RetryTopic != "" {
 		p.retries = newGroupConsumer(p, cfg.Group+"-retry", []string{cfg.RetryTopic}, p.handleParked)
@@ -146,16 +151,6 @@ func (p *Processor) Joined() bool { return p.events.joined.Load() }
 // Run consumes until ctx is done, then stops the workers, commits what is done and leaves
 // the groups.
 func (p *Processor) Run(ctx context.Context) error {
-	parker, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0),
-	}, p.cfg.ClientOpts...)...)
-	if err != nil {
-		return fmt.Errorf("cannot create retry/DLQ producer: %w", err)
-	}
-	defer parker.Close()
-	p.parker = parker
-
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for _, c := range []*groupConsumer{p.events, p.retries} {
@@ -171,3 +166,6 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	return errors.Join(all...)
 }
+
+// Close releases the retry/DLQ producer. Call it after Run and Replay have returned.
+func (p *Processor) Close() { p.parker.Close() }

@@ -58,6 +58,7 @@ func startInstance(t *testing.T, addrs []string) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(proc.Close)
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, hooks.StoreClientOpts(topics.Hooks)...)...)
 	if err != nil {
 		t.Fatal(err)

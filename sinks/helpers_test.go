@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,3 +168,9 @@ func statusServer(t testing.TB, extra func(ctx *fasthttp.RequestCtx)) *testServe
 		}
 	})
 }
+
+func readTestdata(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join("testdata", name))
+}
+
+func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }

@@ -54,8 +54,9 @@ type Result struct {
 type Sink interface {
 	// Deliver makes one attempt to deliver ev and reports the outcome. It never retries;
 	// it returns when the response arrived or the hook's timeout (or ctx's earlier
-	// deadline) passed. A ctx already done when Deliver starts yields a retryable Result
-	// wrapping ctx.Err() without sending anything.
+	// deadline) passed. Cancelling ctx does not interrupt a request in flight (fasthttp
+	// has no cancellation); a ctx already done when Deliver starts yields a retryable
+	// Result wrapping ctx.Err() without sending anything. ev is read, never kept.
 	Deliver(ctx context.Context, ev *hooks.Event) Result
 	// Handler returns the hook's handler name ("webhook", "log", …).
 	Handler() string

@@ -141,6 +141,7 @@ func (s *service) run() error {
 	if err != nil {
 		return err
 	}
+	defer proc.Close()
 	storeCl, err := kgo.NewClient(append(append([]kgo.Opt{}, conn...), hooks.StoreClientOpts(topics.Hooks)...)...)
 	if err != nil {
 		return fmt.Errorf("cannot create hooks-topic client: %w", err)
