@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -155,6 +156,7 @@ func (s *Server) writeHook(ctx *fasthttp.RequestCtx, status int, build func(*hoo
 		if err := s.validate(h); err != nil {
 			return err
 		}
+		s.warn(ctx, h)
 		if err := s.cfg.Store.Put(wctx, h); err != nil {
 			return err
 		}
@@ -187,6 +189,18 @@ func (s *Server) validate(h *hooks.Hook) error {
 		return se
 	}
 	return schemaViolation("config", err.Error())
+}
+
+// warn adds Config.Warn's message about an accepted hook as a Warning header (RFC 9111
+// style) and logs it: the hook is stored, but will likely not be delivered as is.
+func (s *Server) warn(ctx *fasthttp.RequestCtx, h *hooks.Hook) {
+	if s.cfg.Warn == nil {
+		return
+	}
+	if msg := s.cfg.Warn(h); msg != "" {
+		ctx.Response.Header.Set("Warning", `299 eventhooks "`+strings.ReplaceAll(msg, `"`, `'`)+`"`)
+		s.log.Warn("hook accepted with a warning", "hook_id", h.ID, "warning", msg)
+	}
 }
 
 // uniqueViolation is Kong's 409 for an id that exists.

@@ -47,6 +47,9 @@ type Config struct {
 	// nil means no extra check. Its error is a 400 schema violation on "config", or on its
 	// own fields when it is a *hooks.SchemaError.
 	Check func(*hooks.Hook) error
+	// Warn returns a warning about a valid hook (e.g. a destination the SSRF guard will
+	// refuse), sent as a Warning header and logged; nil or "" = none.
+	Warn func(*hooks.Hook) string
 	// Ready reports readiness for /readyz (hooks loaded and partitions assigned) with a
 	// reason when not ready; nil means always ready.
 	Ready func() (bool, string)

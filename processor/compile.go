@@ -23,6 +23,7 @@ type hookMetrics struct {
 	retried      *metrics.Counter
 	parked       *metrics.Counter
 	deadLettered *metrics.Counter
+	breakerWaits *metrics.Counter
 	latency      *metrics.PrometheusHistogram
 }
 
@@ -39,6 +40,7 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 		retried:      s.NewCounter(`eventhooks_retries_total` + labels + `}`),
 		parked:       s.NewCounter(`eventhooks_parked_total` + labels + `}`),
 		deadLettered: s.NewCounter(`eventhooks_dead_lettered_total` + labels + `}`),
+		breakerWaits: s.NewCounter(`eventhooks_breaker_waits_total` + labels + `}`),
 		latency:      s.NewPrometheusHistogramExt(`eventhooks_delivery_duration_seconds`+labels+`}`, latencyBuckets),
 	}
 	metrics.RegisterSet(s)

@@ -2,12 +2,14 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // handleEvent runs one record of the events topic through every hook it matches. It
@@ -59,6 +61,19 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 			return false // the failure is ours (stopping), not the endpoint's
 		}
 		now := p.cfg.Now()
+		if errors.Is(res.Err, sinks.ErrCircuitOpen) {
+			// Nothing was sent: the destination is known to be down. Wait for the breaker
+			// without spending an attempt; with ordering "none", park right away.
+			ch.m.breakerWaits.Inc()
+			wait := max(res.RetryAfter, breakerPollInterval)
+			if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" {
+				return p.park(ctx, ch, e, now.Add(wait))
+			}
+			if !sleepCtx(ctx, wait) {
+				return false
+			}
+			continue
+		}
 		e.fail(res.Status, res.Err, "")
 		e.LastAttemptMs = now.UnixMilli()
 		ch.m.failed.Inc()
@@ -74,18 +89,27 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 		}
 		wait := backoff(policy, e.Attempts, res.RetryAfter)
 		if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" && inline >= inlineBudget {
-			e.DueMs = now.Add(wait).UnixMilli()
-			if !p.produceDurably(ctx, e.record(p.cfg.RetryTopic)) {
-				return false
-			}
-			ch.m.parked.Inc()
-			return true
+			return p.park(ctx, ch, e, now.Add(wait))
 		}
 		ch.m.retried.Inc()
 		if !sleepCtx(ctx, wait) {
 			return false
 		}
 	}
+}
+
+// breakerPollInterval is the least a lane waits on an open circuit (a probe in flight
+// reports no wait of its own).
+const breakerPollInterval = 50 * time.Millisecond
+
+// park writes e to the retry topic, due at due, and waits for the acknowledgement.
+func (p *Processor) park(ctx context.Context, ch *compiledHook, e *parkedEntry, due time.Time) bool {
+	e.DueMs = due.UnixMilli()
+	if !p.produceDurably(ctx, e.record(p.cfg.RetryTopic)) {
+		return false
+	}
+	ch.m.parked.Inc()
+	return true
 }
 
 func (p *Processor) deadLetterFor(ctx context.Context, ch *compiledHook, e *parkedEntry) bool {

@@ -41,7 +41,7 @@ type instance struct {
 func startInstance(t *testing.T, addrs []string) *instance {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool := sinks.NewPool(sinks.PoolConfig{})
+	pool := sinks.NewPool(sinks.PoolConfig{BreakerCooldown: 20 * time.Millisecond, BreakerMaxCooldown: 100 * time.Millisecond})
 	t.Cleanup(pool.Close)
 	cat := hooks.NewCatalogue()
 	proc, err := processor.New(processor.Config{

@@ -261,12 +261,16 @@ func (r *replayRun) run(ctx context.Context) (ReplayProgress, error) {
 			}
 		})
 	}
-	wg.Go(func() { r.tick(ctx) })
+	tickCtx, stopTick := context.WithCancel(ctx)
+	tickDone := make(chan struct{})
+	go func() { defer close(tickDone); r.tick(tickCtx) }()
 	r.poll(ctx, cl, chans)
 	for _, ch := range chans {
 		close(ch) // interrupted: the partitions not finished
 	}
 	wg.Wait()
+	stopTick()
+	<-tickDone
 	interrupted := failed.Load() || ctx.Err() != nil
 	return r.report(!interrupted), nil
 }

@@ -91,7 +91,9 @@ func TestReplayDLQRedrivesOnceTheReceiverIsFixed(t *testing.T) {
 	readDLQ(t, emb.Addrs(), 3)
 	broken = false
 	before := len(rc.Requests())
-	got, err := in.proc.Replay(context.Background(), processor.ReplayConfig{DLQ: true})
+	got, err := in.proc.Replay(context.Background(), processor.ReplayConfig{
+		DLQ: true, To: processor.Bound{Time: time.Now()}, Progress: func(processor.ReplayProgress) {},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

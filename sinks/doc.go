@@ -22,6 +22,18 @@
 //     place, so reading ev.Data writes to it. Two goroutines must not Deliver the same
 //     *hooks.Event at the same time (deliver one event to its hooks sequentially on the
 //     lane that owns it, or give each goroutine its own copy).
-//   - Pool creates a HostClient under its mutex the first time a destination is used and
-//     publishes an immutable map snapshot; lookups are a lock-free atomic load.
+//   - Pool creates a HostClient and a circuit breaker under its mutex the first time a
+//     destination is used and publishes an immutable map snapshot; lookups are a
+//     lock-free atomic load.
+//   - A breaker is shared by every hook and lane sending to its destination. Its closed
+//     path is atomics only; state changes take the breaker's own mutex, never Pool's
+//     (see breaker).
+//
+// # SSRF guard and circuit breaker
+//
+// With PoolConfig.Guard, every new connection resolves the host and dials only an
+// address the Guard allows: a refusal is permanent (ErrDestinationRefused). Each
+// destination has a circuit breaker: after PoolConfig.BreakerThreshold consecutive
+// failures that are the destination's fault, attempts fail fast with ErrCircuitOpen
+// (retryable) until a single probe succeeds.
 package sinks

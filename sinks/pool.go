@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 )
 
@@ -30,11 +31,31 @@ type PoolConfig struct {
 	MaxResponseBodySize int
 	// MaxIdleConnDuration closes keep-alive connections idle for longer (default 60s).
 	MaxIdleConnDuration time.Duration
-	// Dial, when set, opens every connection (addr is "host:port"). It is the seam for
-	// the SSRF guard: resolve, check the resolved IPs, dial one of them; return an error
-	// wrapping ErrPermanent to make the refusal permanent. Nil uses fasthttp's dialer
-	// (dual stack, DNS cached for a minute).
+	// Dial, when set, opens every connection (addr is "host:port"); tests use it to
+	// reach in-memory listeners. An error wrapping ErrPermanent makes the attempt
+	// permanent. Nil uses fasthttp's dialer (dual stack, DNS cached for a minute), or
+	// the Guard's.
 	Dial func(addr string) (net.Conn, error)
+	// Guard, when set, checks every connection against the SSRF rules (see Guard): it
+	// resolves the host at dial time and connects only to an allowed address, within
+	// the time left before the request's deadline. When Dial is set too, the Guard
+	// checks first and then connects through Dial, passing it the checked "ip:port".
+	// Nil: no check.
+	Guard *Guard
+
+	// BreakerThreshold is how many consecutive failures that are the destination's
+	// fault (connection errors, timeouts, 429, 5xx) open its circuit breaker
+	// (default 5).
+	BreakerThreshold int
+	// BreakerCooldown is how long a breaker stays open before letting one probe
+	// through (default 5s). Each failed probe doubles it, up to BreakerMaxCooldown.
+	BreakerCooldown time.Duration
+	// BreakerMaxCooldown caps the doubled cooldown (default 60s; at least
+	// BreakerCooldown).
+	BreakerMaxCooldown time.Duration
+	// DisableBreaker turns the circuit breakers (and their metrics) off: every attempt
+	// is sent.
+	DisableBreaker bool
 }
 
 // Defaults for PoolConfig.
@@ -45,6 +66,9 @@ const (
 	DefaultWriteTimeout        = 30 * time.Second
 	DefaultMaxResponseBodySize = 1 << 20
 	DefaultMaxIdleConnDuration = 60 * time.Second
+	DefaultBreakerThreshold    = 5
+	DefaultBreakerCooldown     = 5 * time.Second
+	DefaultBreakerMaxCooldown  = 60 * time.Second
 )
 
 func (c *PoolConfig) applyDefaults() {
@@ -66,6 +90,16 @@ func (c *PoolConfig) applyDefaults() {
 	if c.MaxIdleConnDuration <= 0 {
 		c.MaxIdleConnDuration = DefaultMaxIdleConnDuration
 	}
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if c.BreakerCooldown <= 0 {
+		c.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if c.BreakerMaxCooldown <= 0 {
+		c.BreakerMaxCooldown = DefaultBreakerMaxCooldown
+	}
+	c.BreakerMaxCooldown = max(c.BreakerMaxCooldown, c.BreakerCooldown)
 }
 
 // destination identifies one HostClient: TLS or not, host:port, certificate checking.
@@ -75,25 +109,46 @@ type destination struct {
 	sslVerify bool
 }
 
-// Pool holds one long-lived fasthttp.HostClient per destination, shared by every hook
-// that sends there. Create one per process with NewPool and Close it on shutdown.
+// endpoint is one pooled destination: its HostClient and its circuit breaker (nil when
+// PoolConfig.DisableBreaker). Every HTTP handler sends through send(endpoint, …).
+type endpoint struct {
+	hc *fasthttp.HostClient
+	br *breaker
+}
+
+// Pool holds one long-lived fasthttp.HostClient and one circuit breaker per destination,
+// shared by every hook that sends there. Create one per process with NewPool and Close it
+// on shutdown.
+//
+// Metrics: per destination label (host:port), eventhooks_breaker_state (0 closed, 1
+// half-open, 2 open; the worst of the label's breakers when http and https or both
+// ssl_verify values share a host:port) and eventhooks_breaker_rejections_total, created
+// with the destination's client in a metrics.Set the pool registers with the
+// VictoriaMetrics default registry and unregisters on Close.
 //
 // Concurrency: clients is an immutable map snapshot; readers load it without locking.
 // mu serialises creation: a writer re-checks under mu, copies the map, adds the new
-// client and stores the copy. Clients are never removed before Close (idle connections
-// close by themselves after MaxIdleConnDuration).
+// endpoint and stores the copy. Endpoints are never removed before Close (idle
+// connections close by themselves after MaxIdleConnDuration).
 type Pool struct {
 	cfg     PoolConfig
+	metrics *metrics.Set // nil when the breakers are disabled
 	mu      sync.Mutex
-	closed  bool // guarded by mu
-	clients atomic.Pointer[map[destination]*fasthttp.HostClient]
+	closed  bool                    // guarded by mu
+	labels  map[string]*destMetrics // guarded by mu; by metric label suffix
+	clients atomic.Pointer[map[destination]*endpoint]
 }
 
 // NewPool returns an empty Pool; clients are created on first use.
 func NewPool(cfg PoolConfig) *Pool {
 	cfg.applyDefaults()
 	p := &Pool{cfg: cfg}
-	m := map[destination]*fasthttp.HostClient{}
+	if !cfg.DisableBreaker {
+		p.metrics = metrics.NewSet()
+		p.labels = map[string]*destMetrics{}
+		metrics.RegisterSet(p.metrics)
+	}
+	m := map[destination]*endpoint{}
 	p.clients.Store(&m)
 	return p
 }
@@ -101,8 +156,8 @@ func NewPool(cfg PoolConfig) *Pool {
 // errPoolClosed is returned for a destination first used after Close.
 var errPoolClosed = errors.New("client pool is closed")
 
-// client returns the HostClient for d, creating it on first use.
-func (p *Pool) client(d destination) (*fasthttp.HostClient, error) {
+// client returns the endpoint for d, creating it on first use.
+func (p *Pool) client(d destination) (*endpoint, error) {
 	if c, ok := (*p.clients.Load())[d]; ok {
 		return c, nil
 	}
@@ -115,14 +170,38 @@ func (p *Pool) client(d destination) (*fasthttp.HostClient, error) {
 	if c, ok := old[d]; ok {
 		return c, nil
 	}
-	c := p.newHostClient(d)
-	m := make(map[destination]*fasthttp.HostClient, len(old)+1)
+	c := &endpoint{hc: p.newHostClient(d), br: p.newBreakerLocked(d)}
+	m := make(map[destination]*endpoint, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
 	m[d] = c
 	p.clients.Store(&m)
 	return c, nil
+}
+
+// newBreakerLocked returns the breaker of a new destination and registers it with its
+// label's series, creating them for a new label. p.mu must be held.
+func (p *Pool) newBreakerLocked(d destination) *breaker {
+	if p.cfg.DisableBreaker {
+		return nil
+	}
+	label := metricLabel(d.addr)
+	dm := p.labels[label]
+	if dm == nil {
+		dm = &destMetrics{rejections: p.metrics.NewCounter("eventhooks_breaker_rejections_total" + label)}
+		dm.breakers.Store(&[]*breaker{})
+		p.metrics.NewGauge("eventhooks_breaker_state"+label, dm.state)
+		p.labels[label] = dm
+	}
+	b := newBreaker(breakerConfig{
+		threshold:   int32(min(p.cfg.BreakerThreshold, 1<<30)),
+		cooldown:    p.cfg.BreakerCooldown,
+		maxCooldown: p.cfg.BreakerMaxCooldown,
+	}, d.addr, dm.rejections)
+	bs := append(append([]*breaker(nil), *dm.breakers.Load()...), b)
+	dm.breakers.Store(&bs)
+	return b
 }
 
 func (p *Pool) newHostClient(d destination) *fasthttp.HostClient {
@@ -142,7 +221,15 @@ func (p *Pool) newHostClient(d destination) *fasthttp.HostClient {
 		MaxIdemponentCallAttempts: 2,
 		RetryIfErr:                retryStale,
 	}
-	if p.cfg.Dial != nil {
+	switch {
+	case p.cfg.Guard != nil:
+		// DialTimeout rather than Dial: fasthttp passes it the time left before the
+		// request's deadline.
+		g, next := p.cfg.Guard, p.cfg.Dial
+		c.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return g.dial(addr, timeout, next)
+		}
+	case p.cfg.Dial != nil:
 		c.Dial = p.cfg.Dial
 	}
 	if d.tls {
@@ -169,15 +256,18 @@ func retryStale(_ *fasthttp.Request, attempts int, err error) (resetTimeout, ret
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// Close closes the idle connections of every client and refuses new destinations. Call it
-// after the last Deliver; connections still in use close when their request ends and
-// MaxIdleConnDuration passes.
+// Close closes the idle connections of every client, refuses new destinations and
+// unregisters the pool's metrics. Call it after the last Deliver; connections still in
+// use close when their request ends and MaxIdleConnDuration passes.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	clients := *p.clients.Load()
 	p.mu.Unlock()
 	for _, c := range clients {
-		c.CloseIdleConnections()
+		c.hc.CloseIdleConnections()
+	}
+	if p.metrics != nil {
+		metrics.UnregisterSet(p.metrics, false)
 	}
 }

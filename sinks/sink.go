@@ -21,7 +21,8 @@ var (
 	ErrInvalidConfig = errors.New("invalid hook config")
 	// ErrPermanent marks an outcome that retrying cannot fix: a 4xx other than 408, 425
 	// and 429, a redirect, a request that cannot be built. Result.Retryable is false.
-	// A Dial guard (PoolConfig.Dial) may wrap it to make a refused destination permanent.
+	// The SSRF Guard's refusals (ErrDestinationRefused) wrap it, and a PoolConfig.Dial
+	// may wrap it to make a refused destination permanent.
 	ErrPermanent = errors.New("permanent delivery failure")
 	// ErrTimeout marks an attempt that ran out of time (connect, TLS handshake, write,
 	// response, or the context's deadline). It is retryable.
@@ -42,7 +43,9 @@ type Result struct {
 	// connection and TLS errors). False with Delivered false means permanent.
 	Retryable bool
 	// RetryAfter is the destination's Retry-After (seconds or HTTP date), 0 when absent,
-	// unparsable or in the past. The processor decides whether to honour it.
+	// unparsable or in the past; for an attempt rejected by an open circuit breaker
+	// (ErrCircuitOpen), the time left before the breaker lets a probe through. The
+	// processor decides whether to honour it.
 	RetryAfter time.Duration
 	// Duration is the time the attempt took, request building included.
 	Duration time.Duration

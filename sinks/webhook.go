@@ -25,7 +25,7 @@ type header struct{ key, value []byte }
 type webhookSink struct {
 	hookID  string
 	uri     string
-	hc      *fasthttp.HostClient
+	ep      *endpoint
 	headers []header // config.headers, validated, sorted, without managed names
 	host    []byte   // a Host from config.headers, sent instead of the URL's; nil if none
 	timeout time.Duration
@@ -52,11 +52,11 @@ func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc, err := p.client(dest)
+	ep, err := p.client(dest)
 	if err != nil {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", dest.addr, err)
 	}
-	s := &webhookSink{hookID: h.ID, uri: cfg.URL, hc: hc, timeout: timeoutOf(h)}
+	s := &webhookSink{hookID: h.ID, uri: cfg.URL, ep: ep, timeout: timeoutOf(h)}
 	if s.headers, s.host, err = compileHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
 		s.signers.Put(sg) // the header values were copied into req
 	}
 
-	res := send(s.hc, req, deadline, s.hookID)
+	res := send(s.ep, req, deadline, s.hookID)
 	fasthttp.ReleaseRequest(req)
 	putBuffer(buf)
 	res.Duration = time.Since(start)
@@ -192,19 +192,26 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
 // maxErrorBody bounds how much of an error response's body goes into Result.Err.
 const maxErrorBody = 256
 
-// send performs one request on hc and classifies the outcome. It is shared by every
-// HTTP-speaking handler. req stays the caller's; the response is acquired and released
-// here, after everything needed from it was read.
-func send(hc *fasthttp.HostClient, req *fasthttp.Request, deadline time.Time, hookID string) Result {
+// send performs one request to ep and classifies the outcome. It is shared by every
+// HTTP-speaking handler, so all of them go through the destination's circuit breaker:
+// while it is open, send returns a retryable Result wrapping ErrCircuitOpen without
+// sending anything. req stays the caller's; the response is acquired and released here,
+// after everything needed from it was read.
+func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string) Result {
+	t, wait := ep.br.allow()
+	if t == ticketRejected {
+		return ep.br.rejection(hookID, wait)
+	}
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 
-	err := hc.DoDeadline(req, resp, deadline)
+	err := ep.hc.DoDeadline(req, resp, deadline)
 	status := 0
 	if err == nil || errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		// Only then was a status line read: fasthttp reports 200 when none was.
 		status = resp.StatusCode()
 	}
+	ep.br.record(t, breakerVerdict(status, err))
 	delivered, retryable := classify(status, err)
 	res := Result{Status: status, Delivered: delivered, Retryable: retryable}
 	if delivered {

@@ -574,7 +574,7 @@ func TestPoolSharesClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s.(*webhookSink).hc
+		return s.(*webhookSink).ep
 	}
 	a := get("http://example.test/a", false)
 	if b := get("http://example.test:80/b", true); a != b {

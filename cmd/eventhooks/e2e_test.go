@@ -13,10 +13,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/internal/testkit"
@@ -112,6 +114,13 @@ func (p *proc) terminate(t *testing.T) {
 
 func (p *proc) call(t *testing.T, method, path, body string) (int, map[string]any) {
 	t.Helper()
+	code, out, _ := p.callH(t, method, path, body)
+	return code, out
+}
+
+// callH is call that also returns the response headers.
+func (p *proc) callH(t *testing.T, method, path, body string) (int, map[string]any, http.Header) {
+	t.Helper()
 	req, _ := http.NewRequest(method, p.admin+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -126,7 +135,7 @@ func (p *proc) call(t *testing.T, method, path, body string) (int, map[string]an
 			t.Fatalf("%s %s: invalid JSON %q", method, path, raw)
 		}
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, out, resp.Header
 }
 
 func distinctBodies(rc *testkit.Receiver) int {
@@ -147,7 +156,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		time.Sleep(time.Millisecond) // keep events in flight when the kill lands
 		return 200
 	}
-	p := start(t, "run", "--brokers", brokers, "--commit-interval", "200ms", "--session-timeout", "6s")
+	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--commit-interval", "200ms", "--session-timeout", "6s")
 	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	if code != 201 {
 		t.Fatalf("create hook: %d %v", code, hook)
@@ -177,7 +186,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	t.Logf("killed after %d of %d events", killedAt, n)
 
 	rc.Respond = nil
-	start(t, "run", "--brokers", brokers, "--session-timeout", "6s")
+	start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--session-timeout", "6s")
 	testkit.Eventually(t, 120*time.Second, "every event delivered after restart", func() bool {
 		return distinctBodies(rc) == n
 	})
@@ -229,5 +238,164 @@ func TestDevKeepsHooksAcrossRestartAndEmitDelivers(t *testing.T) {
 	reqs := rc.WaitFor(t, 2, 30*time.Second)
 	if !strings.Contains(string(reqs[1].Body), `"bob"`) {
 		t.Fatalf("kcat event delivered as %s", reqs[1].Body)
+	}
+}
+
+func produceHealth(t *testing.T, brokers string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		key := "u-" + strconv.Itoa(i%50)
+		recs[i] = &kgo.Record{Key: []byte(key), Value: fmt.Appendf(nil,
+			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, i)}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func endOffsets(t *testing.T, brokers, topic string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	return sum
+}
+
+// TestKillWithParkedRetriesLosesNothing kills the processor while deliveries of an
+// ordering "none" hook are parked in the retry topic; after a restart every one is made.
+func TestKillWithParkedRetriesLosesNothing(t *testing.T) {
+	emb := testkit.Broker(t, 4)
+	brokers := emb.Addrs()[0]
+	rc := testkit.NewReceiver(t)
+	var healthy atomic.Bool
+	rc.Respond = func(int, *testkit.Request) int {
+		if healthy.Load() {
+			return 200
+		}
+		return 503
+	}
+	args := []string{"run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--session-timeout", "6s"}
+	p := start(t, args...)
+	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
+		"retry":{"max_attempts":50,"initial_backoff_ms":200,"max_backoff_ms":1000},"config":{"url":"`+rc.URL+`"}}`)
+	if code != 201 {
+		t.Fatalf("create hook: %d %v", code, hook)
+	}
+	const n = 200
+	produceHealth(t, brokers, n)
+	testkit.Eventually(t, 30*time.Second, "deliveries parked", func() bool {
+		return endOffsets(t, brokers, "eventhooks-retry") >= n
+	})
+	p.kill(t)
+	healthy.Store(true)
+	start(t, args...)
+	testkit.Eventually(t, 60*time.Second, "every parked delivery made after restart", func() bool {
+		seen := map[string]bool{}
+		for _, r := range rc.Requests() {
+			if r.Status == 200 {
+				seen[string(r.Body)] = true
+			}
+		}
+		return len(seen) == n
+	})
+}
+
+// TestReplayDLQCommand dead-letters deliveries to a broken receiver, fixes it, and
+// re-drives them with `eventhooks replay --dlq`.
+func TestReplayDLQCommand(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	brokers := emb.Addrs()[0]
+	rc := testkit.NewReceiver(t)
+	var fixed atomic.Bool
+	rc.Respond = func(int, *testkit.Request) int {
+		if fixed.Load() {
+			return 200
+		}
+		return 410
+	}
+	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers)
+	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	if code != 201 {
+		t.Fatalf("create hook: %d %v", code, hook)
+	}
+	const n = 30
+	produceHealth(t, brokers, n)
+	testkit.Eventually(t, 30*time.Second, "dead letters", func() bool { return endOffsets(t, brokers, "eventhooks-dlq") == n })
+	fixed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binPath, "replay", "--dlq", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--hook", hook["id"].(string)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("replay --dlq: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("delivered %d", n)) {
+		t.Fatalf("replay output:\n%s", out)
+	}
+	ok := 0
+	for _, r := range rc.Requests() {
+		if r.Status == 200 {
+			ok++
+		}
+	}
+	if ok != n {
+		t.Fatalf("%d deliveries succeeded after the re-drive, want %d", ok, n)
+	}
+}
+
+// TestSSRFGuardRefusesLoopbackAndMetadataUnderRun: without an allow-list, `run` accepts
+// such hooks with a warning and dead-letters their deliveries with a clear error, sending
+// nothing.
+func TestSSRFGuardRefusesLoopbackAndMetadataUnderRun(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	brokers := emb.Addrs()[0]
+	rc := testkit.NewReceiver(t)
+	p := start(t, "run", "--brokers", brokers)
+	for _, url := range []string{rc.URL, "http://169.254.169.254/latest/meta-data"} {
+		code, _, hdr := p.callH(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+url+`"}}`)
+		if code != 201 || !strings.Contains(hdr.Get("Warning"), "--allow-destinations") {
+			t.Fatalf("create hook on %s: %d, Warning %q", url, code, hdr.Get("Warning"))
+		}
+	}
+	produceHealth(t, brokers, 1)
+	testkit.Eventually(t, 30*time.Second, "both deliveries dead-lettered", func() bool {
+		return endOffsets(t, brokers, "eventhooks-dlq") == 2
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics("eventhooks-dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var reasons []string
+	for len(reasons) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var e struct {
+				Reason    string `json:"reason"`
+				LastError string `json:"last_error"`
+			}
+			_ = json.Unmarshal(r.Value, &e)
+			if e.Reason != "permanent" || !strings.Contains(e.LastError, "refused") || !strings.Contains(e.LastError, "--allow-destinations") {
+				t.Errorf("DLQ entry %s", r.Value)
+			}
+			reasons = append(reasons, e.Reason)
+		})
+	}
+	if len(rc.Requests()) != 0 {
+		t.Fatalf("the guarded receiver got %d requests", len(rc.Requests()))
 	}
 }

@@ -24,6 +24,7 @@ type CLI struct {
 	Run     RunCmd     `cmd:"" help:"Run the processor and the Admin API against a Kafka cluster."`
 	Broker  BrokerCmd  `cmd:"" help:"Run only the embedded Kafka broker."`
 	Emit    EmitCmd    `cmd:"" help:"Produce one event from flags, or NDJSON envelopes from stdin."`
+	Replay  ReplayCmd  `cmd:"" help:"Backfill a time or offset range through chosen hooks, or re-drive dead letters (--dlq)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

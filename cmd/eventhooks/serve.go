@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,10 @@ func (c *DevCmd) Run(log *slog.Logger) error {
 	}
 	defer emb.Close()
 	log.Info("embedded Kafka broker", "addr", emb.Addrs(), "data_dir", c.DataDir)
+	if c.AllowDestinations == "" {
+		c.AllowDestinations = "127.0.0.0/8,::1"
+		log.Warn("dev: webhook deliveries to loopback addresses are allowed (--allow-destinations 127.0.0.0/8,::1); `run` refuses them unless allowed")
+	}
 	s := service{
 		kafka:  broker.Config{Brokers: emb.Addrs(), ClientID: "eventhooks"},
 		topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, log: log,
@@ -109,50 +114,105 @@ func bootstrap(ctx context.Context, kc broker.Config, tf TopicFlags) error {
 	return nil
 }
 
-func (s *service) run() error {
+// core is what every command that delivers needs: the catalogue, the client pool, the
+// processor and the hook store feeding it.
+type core struct {
+	topics  broker.Topics
+	cat     *hooks.Catalogue
+	pool    *sinks.Pool
+	guard   *sinks.Guard
+	compile func(*hooks.Hook) (sinks.Sink, error)
+	proc    *processor.Processor
+	storeCl *kgo.Client
+	store   *hooks.Store
+}
+
+// newCore validates the flags, bootstraps the topics and wires the core.
+func (s *service) newCore(ctx context.Context) (*core, error) {
 	if err := s.kafka.Validate(); err != nil {
-		return err
+		return nil, err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := bootstrap(ctx, s.kafka, s.topics); err != nil {
-		return err
+		return nil, err
 	}
 	conn, err := s.kafka.ClientOpts()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	group := []kgo.Opt{kgo.SessionTimeout(s.proc.SessionTimeout)}
 	if s.proc.InstanceID != "" {
 		group = append(group, kgo.InstanceID(s.proc.InstanceID))
 	}
-	topics := s.topics.topics()
-	cat := hooks.NewCatalogue()
-	pool := sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost})
-	defer pool.Close()
-	compile := func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, pool, s.log) }
-
-	proc, err := processor.New(processor.Config{
-		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group, Topics: topics.Events, Lanes: s.proc.Lanes,
+	allow, err := sinks.ParseAllowList(s.proc.AllowDestinations)
+	if err != nil {
+		return nil, err
+	}
+	c := &core{topics: s.topics.topics(), cat: hooks.NewCatalogue(), guard: sinks.NewGuard(allow)}
+	c.pool = sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost, Guard: c.guard})
+	c.compile = func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, c.pool, s.log) }
+	c.proc, err = processor.New(processor.Config{
+		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group,
+		Topics: c.topics.Events, Lanes: s.proc.Lanes,
 		CommitInterval: s.proc.CommitInterval, MaxEventBytes: s.proc.MaxEventBytes,
-		Compile: compile, Catalogue: cat, Logger: s.log,
-		RetryTopic: topics.Retry, DLQTopic: topics.DLQ,
+		Compile: c.compile, Catalogue: c.cat, Logger: s.log,
+		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ,
 	})
+	if err != nil {
+		c.pool.Close()
+		return nil, err
+	}
+	c.storeCl, err = kgo.NewClient(append(append([]kgo.Opt{}, conn...), hooks.StoreClientOpts(c.topics.Hooks)...)...)
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("cannot create hooks-topic client: %w", err)
+	}
+	c.store = hooks.NewStore(c.storeCl, c.topics.Hooks, c.cat, s.log, c.proc.ApplyHooks)
+	return c, nil
+}
+
+// destinationWarning tells an Admin API client that the SSRF guard will refuse a hook's
+// destination as it resolves now.
+func (c *core) destinationWarning(h *hooks.Hook) string {
+	var cfg struct {
+		URL string `json:"url"`
+	}
+	if json.Unmarshal(h.Config, &cfg) != nil || cfg.URL == "" {
+		return ""
+	}
+	return c.guard.CheckURL(cfg.URL)
+}
+
+func (c *core) close() {
+	if c.storeCl != nil {
+		c.storeCl.Close()
+	}
+	c.proc.Close()
+	c.pool.Close()
+}
+
+// waitHooks waits until the store has read the hooks topic to its end.
+func (c *core) waitHooks(ctx context.Context) error {
+	select {
+	case <-c.store.Loaded():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *service) run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, err := s.newCore(ctx)
 	if err != nil {
 		return err
 	}
-	defer proc.Close()
-	storeCl, err := kgo.NewClient(append(append([]kgo.Opt{}, conn...), hooks.StoreClientOpts(topics.Hooks)...)...)
-	if err != nil {
-		return fmt.Errorf("cannot create hooks-topic client: %w", err)
-	}
-	defer storeCl.Close()
-	store := hooks.NewStore(storeCl, topics.Hooks, cat, s.log, proc.ApplyHooks)
-
+	defer c.close()
 	api, err := admin.New(admin.Config{
-		Store: store, Catalogue: cat, Logger: s.log,
-		Check: func(h *hooks.Hook) error { _, err := compile(h); return err },
-		Ready: readiness(store, proc),
+		Store: c.store, Catalogue: c.cat, Logger: s.log,
+		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
+		Warn:  c.destinationWarning,
+		Ready: readiness(c.store, c.proc),
 		Token: s.admin.AdminToken,
 	})
 	if err != nil {
@@ -160,19 +220,17 @@ func (s *service) run() error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return store.Run(gctx) })
+	g.Go(func() error { return c.store.Run(gctx) })
 	g.Go(func() error {
 		s.log.Info("admin API listening", "addr", "http://"+s.admin.AdminAddr)
 		return api.ListenAndServe(s.admin.AdminAddr)
 	})
 	g.Go(func() error {
-		select {
-		case <-store.Loaded():
-		case <-gctx.Done():
+		if c.waitHooks(gctx) != nil {
 			return nil
 		}
-		s.log.Info("hooks loaded", "hooks", len(store.Snapshot().Hooks), "topic", topics.Hooks)
-		return proc.Run(gctx)
+		s.log.Info("hooks loaded", "hooks", len(c.store.Snapshot().Hooks), "topic", c.topics.Hooks)
+		return c.proc.Run(gctx)
 	})
 	g.Go(func() error {
 		<-gctx.Done()

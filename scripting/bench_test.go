@@ -1,0 +1,114 @@
+package scripting
+
+import (
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// BenchmarkTemplateRender renders Kong's Slack example for one event, building the
+// template context from the parsed event as the processor does.
+func BenchmarkTemplateRender(b *testing.B) {
+	tm, err := CompileTemplate("payload.text", slackText)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := fastjson.MustParse(slackData)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx := EventContext("crud", "admins", data)
+		if buf, err = tm.Render(buf[:0], ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkTemplateRenderGoSyntax renders a template that needs text/template (a
+// conditional, a pipeline and a helper): the slow path, for comparison.
+func BenchmarkTemplateRenderGoSyntax(b *testing.B) {
+	tm, err := CompileTemplate("body", `{"text":{{ quote .entity.username }},"op":"{{ .operation | upper }}"{{ if .entity.email }},"email":"{{ .entity.email }}"{{ end }}}`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := fastjson.MustParse(slackData)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx := EventContext("crud", "admins", data)
+		if buf, err = tm.Render(buf[:0], ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchLambda returns a request object built from the event, the typical lambda.
+const benchLambda = `(data, event, source) => ({
+  url: "https://hooks.example.com/" + source + "/" + event,
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ text: "Admin account " + data.entity.username + " " + data.operation + "d" }),
+})`
+
+// BenchmarkLambdaReusedRuntime calls a lambda on a Runtime kept across events, as a lane
+// does.
+func BenchmarkLambdaReusedRuntime(b *testing.B) {
+	l := mustLambda(b, benchLambda)
+	rt := NewRuntime(RuntimeConfig{})
+	data := []byte(slackData)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rt.Call(l, "hook-1", data, "admins", "crud", time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLambdaNewRuntime creates a Runtime per event: what one runtime per lane
+// avoids.
+func BenchmarkLambdaNewRuntime(b *testing.B) {
+	l := mustLambda(b, benchLambda)
+	data := []byte(slackData)
+	b.ReportAllocs()
+	for b.Loop() {
+		rt := NewRuntime(RuntimeConfig{})
+		if _, err := rt.Call(l, "hook-1", data, "admins", "crud", time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestTemplateRenderAllocs guards the fast path: rendering a Kong payload into a reused
+// buffer allocates nothing.
+func TestTemplateRenderAllocs(t *testing.T) {
+	tm, err := CompileTemplate("payload.text", slackText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := EventContext("crud", "admins", fastjson.MustParse(slackData))
+	buf := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() {
+		buf, _ = tm.Render(buf[:0], ctx)
+	}); n != 0 {
+		t.Errorf("Render allocates %v times per call, want 0", n)
+	}
+}
+
+// TestLambdaCallAllocs guards against allocation regressions in a reused Runtime.
+func TestLambdaCallAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation guard")
+	}
+	l := mustLambda(t, benchLambda)
+	rt := NewRuntime(RuntimeConfig{})
+	data := []byte(slackData)
+	n := testing.AllocsPerRun(50, func() {
+		if _, err := rt.Call(l, "hook-1", data, "admins", "crud", time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 150 {
+		t.Errorf("Call allocates %v times, want at most 150", n)
+	}
+}

@@ -1,0 +1,375 @@
+package scripting
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/valyala/fastjson"
+)
+
+var typePromise = reflect.TypeOf((*goja.Promise)(nil))
+
+// Defaults of RuntimeConfig.
+const (
+	// DefaultMaxCallStack is the JavaScript call depth allowed.
+	DefaultMaxCallStack = 256
+	// DefaultMaxInputBytes caps the event data handed to a lambda (the envelope decoder's
+	// own default).
+	DefaultMaxInputBytes = 1 << 20
+	// maxCachedLambdas bounds the per-Runtime cache of evaluated functions; see
+	// lambdaCache.
+	maxCachedLambdas = 64
+)
+
+// RuntimeConfig configures NewRuntime. A zero field takes its default.
+type RuntimeConfig struct {
+	// Logger receives console.log/info/debug/warn/error from scripts, with the hook's id
+	// as "hook_id". Default slog.Default(). Nothing is ever written to stdout.
+	Logger *slog.Logger
+	// MaxCallStack is the deepest JavaScript call stack allowed (default 256); deeper
+	// recursion fails with "RangeError: Maximum call stack size exceeded".
+	MaxCallStack int
+	// MaxOutputBytes caps a lambda's JSON result (default 1 MiB): ErrOutputTooLarge.
+	MaxOutputBytes int
+	// MaxInputBytes caps the event data (default 1 MiB): ErrInputTooLarge.
+	//
+	// Both byte caps also size the limits of the built-ins that could otherwise allocate
+	// without bound in a single, uninterruptible step: strings built by repeat, padStart,
+	// padEnd, replace, replaceAll, join and JSON.stringify may hold at most
+	// 4 × max(MaxInputBytes, MaxOutputBytes) characters, and the array methods refuse
+	// arrays longer than max(MaxInputBytes, MaxOutputBytes) / 2 elements (a longer array
+	// cannot come from the input and cannot fit the output). Exceeding them throws a
+	// RangeError the script may catch.
+	MaxInputBytes int
+}
+
+func (c RuntimeConfig) withDefaults() RuntimeConfig {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxCallStack <= 0 {
+		c.MaxCallStack = DefaultMaxCallStack
+	}
+	if c.MaxOutputBytes <= 0 {
+		c.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if c.MaxInputBytes <= 0 {
+		c.MaxInputBytes = DefaultMaxInputBytes
+	}
+	return c
+}
+
+// Runtime runs lambdas. It owns one goja VM and is not safe for concurrent use: create one
+// per lane goroutine and keep it, because creating one costs far more than a call (see
+// BenchmarkLambdaNewRuntime).
+//
+// # Isolation
+//
+// The VM is reused across events and hooks, so nothing a script does may survive its
+// call. Scripts run in strict mode, so assigning an undeclared name throws. After setup
+// the global object is made non-extensible and its properties read-only, and every
+// built-in object reachable from it (constructors, prototypes, iterators, console,
+// helpers) is frozen: `globalThis.x = 1` and `Array.prototype.x = 1` throw a TypeError
+// instead of leaking into the next call. Assigning over an inherited built-in on an
+// ordinary object (`err.name = "MyError"`, `obj.toString = f`) still works for the
+// common cases, as in SES. Closures created by a function's top level do persist
+// between calls on the same Runtime (they belong to that hook), but they are not shared
+// between Runtimes or guaranteed to survive: do not rely on them.
+//
+// # Limits
+//
+// Every call has a deadline enforced with goja's Interrupt; the call stack is bounded;
+// input and output are capped. goja cannot interrupt a built-in while it runs, and has no
+// memory limit, so the built-ins that turn one short call into a huge allocation or a
+// long native loop are capped (see RuntimeConfig.MaxInputBytes), typed arrays and
+// ArrayBuffer are removed, and JSON.stringify/JSON.parse are replaced by depth-bounded
+// versions. What remains bounded only by the deadline: memory grown by plain JavaScript
+// in a loop (for example doubling a string), iteration over a sparse array with
+// for…of or spread, and regular expressions that need backtracking (goja's regexp2
+// engine runs them without a time limit). Lambdas are configuration written by
+// operators; event data, the untrusted part, is bounded by the caps.
+type Runtime struct {
+	cfg       RuntimeConfig
+	vm        *goja.Runtime
+	maxString int
+	maxArray  int
+
+	// The deadline: timer calls fire, which interrupts vmRef and then signals fired.
+	timer   *time.Timer
+	fired   chan struct{}
+	vmRef   atomic.Pointer[goja.Runtime]
+	timeout time.Duration
+
+	cache    lambdaCache
+	parser   fastjson.Parser // event data
+	jsParser fastjson.Parser // JSON.parse in scripts
+
+	// Result serialization, run inside the VM by the serialize native function.
+	out        []byte
+	jw         jsonWriter
+	serialize  goja.Callable
+	serEmitted bool
+	serErr     error
+	describe   goja.Callable
+	described  string
+
+	rangeError  *goja.Object
+	syntaxError *goja.Object
+	nativeDepth int
+
+	// Per call.
+	hookID string
+	fn     int
+	lines  int
+	// The goja strings for the last event and source names seen.
+	lastEvent, lastSource   string
+	eventValue, sourceValue goja.Value
+}
+
+// NewRuntime creates a Runtime and its VM. Hardening the VM materializes and freezes all
+// of goja's built-ins: it takes a few milliseconds and the Runtime keeps about 0.5 MiB.
+// Create one per lane, lazily when the lane first runs a lambda, and keep it.
+func NewRuntime(cfg RuntimeConfig) *Runtime {
+	cfg = cfg.withDefaults()
+	rt := &Runtime{cfg: cfg, fired: make(chan struct{}, 1)}
+	limit := max(cfg.MaxInputBytes, cfg.MaxOutputBytes)
+	rt.maxString = 4 * limit
+	rt.maxArray = max(limit/2, 1024)
+	rt.cache.max = maxCachedLambdas
+	rt.timer = time.AfterFunc(time.Hour, rt.fire)
+	rt.timer.Stop()
+	rt.setup()
+	return rt
+}
+
+// fire runs on the timer's goroutine when a call's deadline passes.
+func (rt *Runtime) fire() {
+	if vm := rt.vmRef.Load(); vm != nil {
+		vm.Interrupt(ErrTimeout)
+	}
+	rt.fired <- struct{}{}
+}
+
+// arm starts the deadline of a call.
+func (rt *Runtime) arm(d time.Duration) {
+	rt.timeout = d
+	rt.timer.Reset(d)
+}
+
+// disarm stops the deadline and, if it fired, waits for the interrupt to be delivered
+// before clearing it, so it cannot hit the next call.
+func (rt *Runtime) disarm() {
+	if !rt.timer.Stop() {
+		<-rt.fired
+	}
+	rt.vm.ClearInterrupt()
+}
+
+// Call runs lambda l on one event: dataJSON (the event's data) is parsed into a fresh
+// JavaScript value, each function is called as fn(data, event, source) with the previous
+// result as data, and the final value is returned as JSON ("null" for null or undefined).
+// A function may be async: its promise is awaited (it can only settle within the call,
+// since there are no timers or I/O).
+//
+// timeout bounds the whole call (DefaultTimeout when <= 0); running out returns a
+// *LambdaError wrapping ErrTimeout, and the Runtime stays usable. A thrown exception
+// returns a *LambdaError wrapping ErrThrown with the function's index, the message and
+// the position. Oversized input or output return ErrInputTooLarge / ErrOutputTooLarge.
+// hookID labels console output. The returned slice is the caller's.
+func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source string, timeout time.Duration) ([]byte, error) {
+	if l == nil || len(l.fns) == 0 {
+		return nil, errors.New("cannot run lambda: no functions")
+	}
+	if len(dataJSON) > rt.cfg.MaxInputBytes {
+		return nil, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(dataJSON), rt.cfg.MaxInputBytes, ErrInputTooLarge)
+	}
+	data, err := rt.parser.ParseBytes(dataJSON)
+	if err != nil {
+		return nil, fmt.Errorf("cannot run lambda: data is not valid JSON: %w", err)
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	rt.hookID, rt.fn, rt.lines = hookID, 0, 0
+	rt.arm(timeout)
+	out, err := rt.call(l, data, event, source)
+	rt.disarm()
+	rt.hookID = ""
+	return out, err
+}
+
+func (rt *Runtime) call(l *Lambda, data *fastjson.Value, event, source string) ([]byte, error) {
+	fns, ok := rt.cache.get(l)
+	if !ok {
+		var err error
+		if fns, err = rt.evaluate(l); err != nil {
+			return nil, err
+		}
+		rt.cache.put(l, fns)
+	}
+	v := toJS(rt.vm, data)
+	ev, src := rt.names(event, source)
+	for i, f := range fns {
+		rt.fn = i
+		res, err := f(goja.Undefined(), v, ev, src)
+		if err != nil {
+			return nil, rt.callError(l, i, err)
+		}
+		if v, err = rt.settle(l, i, res); err != nil {
+			return nil, err
+		}
+	}
+	return rt.result(l, v)
+}
+
+// names returns the goja strings for event and source, reusing the previous ones.
+func (rt *Runtime) names(event, source string) (goja.Value, goja.Value) {
+	if rt.eventValue == nil || event != rt.lastEvent {
+		rt.lastEvent, rt.eventValue = event, rt.vm.ToValue(event)
+	}
+	if rt.sourceValue == nil || source != rt.lastSource {
+		rt.lastSource, rt.sourceValue = source, rt.vm.ToValue(source)
+	}
+	return rt.eventValue, rt.sourceValue
+}
+
+// evaluate runs each function's program in this VM and returns the functions.
+func (rt *Runtime) evaluate(l *Lambda) ([]goja.Callable, error) {
+	fns := make([]goja.Callable, len(l.fns))
+	for i := range l.fns {
+		rt.fn = i
+		v, err := rt.vm.RunProgram(l.fns[i].prog)
+		if err != nil {
+			return nil, rt.callError(l, i, err)
+		}
+		fn, ok := goja.AssertFunction(v)
+		if !ok {
+			return nil, &LambdaError{Index: i, Message: "does not evaluate to a function"}
+		}
+		fns[i] = fn
+	}
+	return fns, nil
+}
+
+// settle unwraps the promise an async function returns.
+func (rt *Runtime) settle(l *Lambda, i int, v goja.Value) (goja.Value, error) {
+	obj, ok := v.(*goja.Object)
+	if !ok || obj.ExportType() != typePromise {
+		return v, nil
+	}
+	p, ok := obj.Export().(*goja.Promise)
+	if !ok {
+		return v, nil
+	}
+	switch p.State() {
+	case goja.PromiseStateFulfilled:
+		return p.Result(), nil
+	case goja.PromiseStateRejected:
+		return nil, &LambdaError{Index: i, Message: "Uncaught (in promise) " + rt.describeValue(p.Result()), Err: ErrThrown}
+	}
+	return nil, &LambdaError{Index: i, Message: "returned a promise that never settles (there are no timers or I/O)", Err: ErrThrown}
+}
+
+// result serializes the final value into a new slice.
+func (rt *Runtime) result(l *Lambda, v goja.Value) ([]byte, error) {
+	rt.jw = jsonWriter{vm: rt.vm, buf: rt.out[:0], max: rt.cfg.MaxOutputBytes, tooBig: ErrOutputTooLarge}
+	rt.serEmitted, rt.serErr = false, nil
+	_, err := rt.serialize(goja.Undefined(), v)
+	rt.out, rt.jw = rt.jw.buf, jsonWriter{}
+	last := len(l.fns) - 1
+	switch {
+	case err != nil:
+		return nil, rt.callError(l, last, err)
+	case errors.Is(rt.serErr, ErrOutputTooLarge):
+		return nil, fmt.Errorf("lambda result: %w (%d bytes)", ErrOutputTooLarge, rt.cfg.MaxOutputBytes)
+	case rt.serErr != nil:
+		return nil, &LambdaError{Index: last, Message: "TypeError: cannot convert the result to JSON: " + rt.serErr.Error(), Err: ErrThrown}
+	case !rt.serEmitted:
+		return []byte("null"), nil
+	}
+	return append([]byte(nil), rt.out...), nil
+}
+
+// callError turns an error from goja into a *LambdaError for function i.
+func (rt *Runtime) callError(l *Lambda, i int, err error) error {
+	f := &l.fns[i]
+	le := &LambdaError{Index: i, Err: ErrThrown}
+	var stack []goja.StackFrame
+	var (
+		ie *goja.InterruptedError
+		so *goja.StackOverflowError
+		ex *goja.Exception
+	)
+	switch {
+	case errors.As(err, &ie):
+		le.Message, le.Err = fmt.Sprintf("timed out after %v", rt.timeout), ErrTimeout
+		stack = ie.Stack()
+	case errors.As(err, &so):
+		le.Message = "RangeError: Maximum call stack size exceeded"
+		stack = so.Stack()
+	case errors.As(err, &ex):
+		le.Message = rt.describeValue(ex.Value())
+		stack = ex.Stack()
+	default:
+		le.Message = err.Error()
+	}
+	for k := range stack {
+		if stack[k].SrcName() == f.name {
+			le.Line, le.Column = f.position(stack[k].Position())
+			break
+		}
+	}
+	return le
+}
+
+// describeValue renders a thrown value ("TypeError: x is not a function"). Converting an
+// object may run its toString, so it runs inside the VM, where goja catches whatever
+// that throws.
+func (rt *Runtime) describeValue(v goja.Value) string {
+	if v == nil {
+		return "undefined"
+	}
+	if _, ok := v.(*goja.Object); !ok {
+		return v.String()
+	}
+	rt.described = ""
+	if _, err := rt.describe(goja.Undefined(), v); err != nil || rt.described == "" {
+		return "uncaught exception (its message cannot be read)"
+	}
+	return rt.described
+}
+
+// lambdaCache maps the Lambdas a Runtime has run to their evaluated functions. It keeps
+// two generations of at most max entries: a lookup promotes from the old one, and when
+// the current one fills up it becomes the old one and the previous old one is dropped.
+// So hooks in use stay cached and deleted hooks are forgotten.
+type lambdaCache struct {
+	max      int
+	cur, old map[*Lambda][]goja.Callable
+}
+
+func (c *lambdaCache) get(l *Lambda) ([]goja.Callable, bool) {
+	if f, ok := c.cur[l]; ok {
+		return f, true
+	}
+	if f, ok := c.old[l]; ok {
+		delete(c.old, l)
+		c.put(l, f)
+		return f, true
+	}
+	return nil, false
+}
+
+func (c *lambdaCache) put(l *Lambda, f []goja.Callable) {
+	if c.cur == nil || len(c.cur) >= c.max {
+		c.old, c.cur = c.cur, make(map[*Lambda][]goja.Callable, c.max)
+	}
+	c.cur[l] = f
+}
+
+func (c *lambdaCache) len() int { return len(c.cur) + len(c.old) }

@@ -1,0 +1,439 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+)
+
+// metricValue returns the value of series name in p's metrics, or -1 when absent.
+func metricValue(t *testing.T, p *Pool, name string) float64 {
+	t.Helper()
+	var buf bytes.Buffer
+	p.metrics.WritePrometheus(&buf)
+	for line := range strings.Lines(buf.String()) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+func breakerState(t *testing.T, p *Pool, addr string) float64 {
+	t.Helper()
+	return metricValue(t, p, `eventhooks_breaker_state{destination="`+addr+`"}`)
+}
+
+// switchServer answers with the status held in code, counting the requests it gets.
+type switchServer struct {
+	*testServer
+	code atomic.Int32
+	hits atomic.Int32
+}
+
+func startSwitchServer(t *testing.T, code int) *switchServer {
+	s := &switchServer{}
+	s.code.Store(int32(code))
+	s.testServer = startServer(t, func(ctx *fasthttp.RequestCtx) {
+		s.hits.Add(1)
+		ctx.SetStatusCode(int(s.code.Load()))
+	})
+	return s
+}
+
+func TestBreakerOpensAndRecovers(t *testing.T) {
+	ts := startSwitchServer(t, 503)
+	const cooldown = 100 * time.Millisecond
+	p := newPool(t, PoolConfig{BreakerCooldown: cooldown, BreakerMaxCooldown: 10 * cooldown})
+	s := mustCompile(t, webhookHook(t, ts.url+"/hook", "", ""), p)
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	deliver := func() Result { return s.Deliver(context.Background(), ev) }
+
+	if got := breakerState(t, p, ts.addr); got != 0 {
+		t.Fatalf("state gauge = %v at creation, want 0 (closed)", got)
+	}
+	for i := range DefaultBreakerThreshold {
+		if res := deliver(); res.Status != 503 || !res.Retryable {
+			t.Fatalf("attempt %d: %+v", i, res)
+		}
+	}
+	if got := breakerState(t, p, ts.addr); got != 2 {
+		t.Fatalf("state gauge = %v after %d failures, want 2 (open)", got, DefaultBreakerThreshold)
+	}
+
+	// Open: fail fast, nothing sent.
+	start := time.Now()
+	res := deliver()
+	if res.Delivered || !res.Retryable || res.Status != 0 || !errors.Is(res.Err, ErrCircuitOpen) || errors.Is(res.Err, ErrPermanent) {
+		t.Fatalf("open breaker: result = %+v", res)
+	}
+	if !strings.Contains(res.Err.Error(), ts.addr) {
+		t.Errorf("err %q does not name the destination", res.Err)
+	}
+	if res.RetryAfter <= 0 || res.RetryAfter > cooldown {
+		t.Errorf("RetryAfter = %v, want the rest of the %v cooldown", res.RetryAfter, cooldown)
+	}
+	if time.Since(start) > 50*time.Millisecond {
+		t.Errorf("rejection took %v", time.Since(start))
+	}
+	if got := ts.hits.Load(); got != DefaultBreakerThreshold {
+		t.Errorf("receiver saw %d requests, want %d", got, DefaultBreakerThreshold)
+	}
+	if got := metricValue(t, p, `eventhooks_breaker_rejections_total{destination="`+ts.addr+`"}`); got != 1 {
+		t.Errorf("rejections = %v, want 1", got)
+	}
+
+	// After the cooldown one probe goes through; it fails and the cooldown doubles.
+	time.Sleep(cooldown + 10*time.Millisecond)
+	if res := deliver(); res.Status != 503 {
+		t.Fatalf("probe: result = %+v", res)
+	}
+	if got := ts.hits.Load(); got != DefaultBreakerThreshold+1 {
+		t.Fatalf("receiver saw %d requests, want the probe too", got)
+	}
+	res = deliver()
+	if !errors.Is(res.Err, ErrCircuitOpen) || res.RetryAfter <= cooldown {
+		t.Fatalf("after a failed probe: result = %+v, want open for about %v", res, 2*cooldown)
+	}
+
+	// The receiver recovers: the next probe closes the breaker.
+	ts.code.Store(200)
+	time.Sleep(res.RetryAfter + 10*time.Millisecond)
+	if res := deliver(); !res.Delivered {
+		t.Fatalf("probe after recovery: %+v", res)
+	}
+	if got := breakerState(t, p, ts.addr); got != 0 {
+		t.Errorf("state gauge = %v after a good probe, want 0", got)
+	}
+	for range 3 {
+		if res := deliver(); !res.Delivered {
+			t.Fatalf("closed again: %+v", res)
+		}
+	}
+
+	// Closed resets the count: it takes a full threshold of failures to open again.
+	ts.code.Store(500)
+	for i := range DefaultBreakerThreshold {
+		if res := deliver(); res.Status != 500 {
+			t.Fatalf("attempt %d after recovery: %+v", i, res)
+		}
+	}
+	if res := deliver(); !errors.Is(res.Err, ErrCircuitOpen) || res.RetryAfter > cooldown {
+		t.Errorf("re-opened: result = %+v, want the base cooldown again", res)
+	}
+
+	// The series are in the global registry until the pool closes.
+	var buf bytes.Buffer
+	metrics.WritePrometheus(&buf, false)
+	if !strings.Contains(buf.String(), `eventhooks_breaker_state{destination="`+ts.addr+`"} 2`) {
+		t.Errorf("global metrics lack the breaker state:\n%s", buf.String())
+	}
+	p.Close()
+	buf.Reset()
+	metrics.WritePrometheus(&buf, false)
+	if strings.Contains(buf.String(), ts.addr) {
+		t.Error("a closed pool's series are still exported")
+	}
+}
+
+func TestBreakerFailureKinds(t *testing.T) {
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	for _, tc := range []struct {
+		code  int
+		trips bool
+	}{
+		{400, false},
+		{401, false},
+		{404, false},
+		{408, false},
+		{429, true},
+		{500, true},
+		{503, true},
+	} {
+		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
+			ts := startSwitchServer(t, tc.code)
+			p := newPool(t, PoolConfig{})
+			s := mustCompile(t, webhookHook(t, ts.url, "", ""), p)
+			for range 2 * DefaultBreakerThreshold {
+				s.Deliver(context.Background(), ev)
+			}
+			want := int32(2 * DefaultBreakerThreshold)
+			if tc.trips {
+				want = DefaultBreakerThreshold
+			}
+			if got := ts.hits.Load(); got != want {
+				t.Errorf("receiver saw %d requests, want %d", got, want)
+			}
+		})
+	}
+
+	t.Run("healthy answer resets the count", func(t *testing.T) {
+		ts := startSwitchServer(t, 503)
+		p := newPool(t, PoolConfig{})
+		s := mustCompile(t, webhookHook(t, ts.url, "", ""), p)
+		for i := range 3 * DefaultBreakerThreshold {
+			ts.code.Store(503)
+			if i%DefaultBreakerThreshold == DefaultBreakerThreshold-1 {
+				ts.code.Store(400)
+			}
+			if res := s.Deliver(context.Background(), ev); errors.Is(res.Err, ErrCircuitOpen) {
+				t.Fatalf("attempt %d: opened, though no %d failures were consecutive", i, DefaultBreakerThreshold)
+			}
+		}
+	})
+
+	t.Run("connection refused", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		p := newPool(t, PoolConfig{})
+		s := mustCompile(t, webhookHook(t, "http://"+addr+"/", "", ""), p)
+		for i := range DefaultBreakerThreshold {
+			if res := s.Deliver(context.Background(), ev); errors.Is(res.Err, ErrCircuitOpen) {
+				t.Fatalf("attempt %d: opened early", i)
+			}
+		}
+		if res := s.Deliver(context.Background(), ev); !errors.Is(res.Err, ErrCircuitOpen) {
+			t.Errorf("after %d refused connections: %+v", DefaultBreakerThreshold, res)
+		}
+	})
+
+	t.Run("disabled", func(t *testing.T) {
+		ts := startSwitchServer(t, 503)
+		p := newPool(t, PoolConfig{DisableBreaker: true})
+		s := mustCompile(t, webhookHook(t, ts.url, "", ""), p)
+		for range 2 * DefaultBreakerThreshold {
+			if res := s.Deliver(context.Background(), ev); errors.Is(res.Err, ErrCircuitOpen) {
+				t.Fatal("disabled breaker opened")
+			}
+		}
+		if got := ts.hits.Load(); got != 2*DefaultBreakerThreshold {
+			t.Errorf("receiver saw %d requests", got)
+		}
+		if p.metrics != nil {
+			t.Error("disabled breakers still have metrics")
+		}
+	})
+}
+
+func TestBreakerPerDestination(t *testing.T) {
+	// Two hooks on one destination share its breaker; another destination is unaffected.
+	bad, good := startSwitchServer(t, 502), startSwitchServer(t, 200)
+	p := newPool(t, PoolConfig{BreakerThreshold: 2})
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	a := mustCompile(t, webhookHook(t, bad.url+"/a", "", ""), p)
+	b := mustCompile(t, webhookHook(t, bad.url+"/b", "", ""), p)
+	c := mustCompile(t, webhookHook(t, good.url+"/c", "", ""), p)
+	a.Deliver(context.Background(), ev)
+	b.Deliver(context.Background(), ev)
+	if res := a.Deliver(context.Background(), ev); !errors.Is(res.Err, ErrCircuitOpen) {
+		t.Errorf("hook a: %+v", res)
+	}
+	if res := c.Deliver(context.Background(), ev); !res.Delivered {
+		t.Errorf("other destination: %+v", res)
+	}
+	if got := breakerState(t, p, good.addr); got != 0 {
+		t.Errorf("other destination's state = %v", got)
+	}
+}
+
+func TestBreakerConcurrent(t *testing.T) {
+	// While open and half-open, many lanes delivering at once let exactly one probe
+	// reach the receiver at a time.
+	var healthy atomic.Bool
+	var inflight, maxInflight, hits atomic.Int32
+	ts := startServer(t, func(ctx *fasthttp.RequestCtx) {
+		hits.Add(1)
+		if healthy.Load() {
+			return
+		}
+		n := inflight.Add(1)
+		for {
+			m := maxInflight.Load()
+			if n <= m || maxInflight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		inflight.Add(-1)
+		ctx.SetStatusCode(503)
+	})
+	p := newPool(t, PoolConfig{BreakerCooldown: 30 * time.Millisecond, BreakerMaxCooldown: 60 * time.Millisecond})
+	s := mustCompile(t, webhookHook(t, ts.url, "", ""), p)
+
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	for range DefaultBreakerThreshold {
+		s.Deliver(context.Background(), ev)
+	}
+	maxInflight.Store(0)
+	hits.Store(0)
+
+	const lanes = 16
+	run := func(until func(Result) bool, d time.Duration) (rejected, sent int64) {
+		var wg sync.WaitGroup
+		var rej, snt atomic.Int64
+		stop := time.Now().Add(d)
+		for range lanes {
+			wg.Go(func() {
+				ev := newEvent(t, "crud", "consumers", consumerData) // lanes own their events
+				for time.Now().Before(stop) {
+					res := s.Deliver(context.Background(), ev)
+					if errors.Is(res.Err, ErrCircuitOpen) {
+						rej.Add(1)
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					snt.Add(1)
+					if until != nil && until(res) {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return rej.Load(), snt.Load()
+	}
+
+	rejected, sent := run(nil, 300*time.Millisecond)
+	if got := maxInflight.Load(); got != 1 {
+		t.Errorf("%d requests in flight at once while open, want 1 probe", got)
+	}
+	if sent < 1 || sent > 10 || int64(hits.Load()) != sent {
+		t.Errorf("%d probes sent (%d received) in 300ms with a 30-60ms cooldown", sent, hits.Load())
+	}
+	if rejected == 0 {
+		t.Error("nothing was rejected")
+	}
+
+	healthy.Store(true)
+	run(func(res Result) bool { return res.Delivered }, 2*time.Second)
+	if got := breakerState(t, p, ts.addr); got != 0 {
+		t.Errorf("state = %v after recovery, want 0", got)
+	}
+	if res := s.Deliver(context.Background(), ev); !res.Delivered {
+		t.Errorf("after recovery: %+v", res)
+	}
+}
+
+func TestBreakerStateMachine(t *testing.T) {
+	rej := metrics.NewSet().NewCounter("r")
+	b := newBreaker(breakerConfig{threshold: 3, cooldown: 20 * time.Millisecond, maxCooldown: 50 * time.Millisecond}, "x:1", rej)
+	pass := func() ticket {
+		t.Helper()
+		tk, _ := b.allow()
+		return tk
+	}
+	for range 2 {
+		b.record(pass(), verdictFailure)
+	}
+	b.record(pass(), verdictNeutral) // neither counts nor resets
+	b.record(pass(), verdictFailure)
+	if b.state.Load() != breakerOpen {
+		t.Fatalf("state %d after 3 failures", b.state.Load())
+	}
+	if tk := pass(); tk != ticketRejected {
+		t.Fatalf("open: ticket %d", tk)
+	}
+
+	cooldowns := []time.Duration{40 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond}
+	for _, want := range cooldowns {
+		time.Sleep(time.Duration(b.openUntil.Load() - b.now()))
+		probe := pass()
+		if probe != ticketProbe || b.state.Load() != breakerHalfOpen {
+			t.Fatalf("after cooldown: ticket %d state %d", probe, b.state.Load())
+		}
+		if tk, wait := b.allow(); tk != ticketRejected || wait != 0 {
+			t.Fatalf("second request while probing: ticket %d wait %v", tk, wait)
+		}
+		b.record(ticketPass, verdictHealthy) // a request from before the trip: ignored
+		b.record(probe, verdictFailure)
+		b.mu.Lock()
+		got := b.cooldown
+		b.mu.Unlock()
+		if got != want || b.state.Load() != breakerOpen {
+			t.Fatalf("failed probe: cooldown %v state %d, want %v open", got, b.state.Load(), want)
+		}
+	}
+
+	// A neutral probe (say, the guard refused it) lets the next request probe.
+	time.Sleep(time.Duration(b.openUntil.Load() - b.now()))
+	b.record(pass(), verdictNeutral)
+	probe := pass()
+	if probe != ticketProbe {
+		t.Fatalf("after a neutral probe: ticket %d", probe)
+	}
+	b.record(probe, verdictHealthy)
+	if b.state.Load() != breakerClosed || b.failures.Load() != 0 || b.cooldown != 20*time.Millisecond {
+		t.Fatalf("healthy probe: state %d failures %d cooldown %v", b.state.Load(), b.failures.Load(), b.cooldown)
+	}
+	if rej.Get() != 4 {
+		t.Errorf("rejections = %d, want 4", rej.Get())
+	}
+
+	var nilBreaker *breaker
+	if tk, _ := nilBreaker.allow(); tk != ticketPass {
+		t.Error("nil breaker rejected")
+	}
+	nilBreaker.record(ticketPass, verdictFailure)
+}
+
+func TestBreakerVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		err    error
+		want   verdict
+	}{
+		{"200", 200, nil, verdictHealthy},
+		{"301", 301, nil, verdictHealthy},
+		{"400", 400, nil, verdictHealthy},
+		{"404", 404, nil, verdictHealthy},
+		{"408", 408, nil, verdictHealthy},
+		{"429", 429, nil, verdictFailure},
+		{"500", 500, nil, verdictFailure},
+		{"503", 503, nil, verdictFailure},
+		{"101 final", 101, nil, verdictFailure},
+		{"timeout", 0, fasthttp.ErrTimeout, verdictFailure},
+		{"dial timeout", 0, fasthttp.ErrDialTimeout, verdictFailure},
+		{"refused", 0, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, verdictFailure},
+		{"closed", 0, fasthttp.ErrConnectionClosed, verdictFailure},
+		{"dns", 0, &net.DNSError{Err: "no such host", IsNotFound: true}, verdictFailure},
+		{"no free conns", 0, fasthttp.ErrNoFreeConns, verdictNeutral},
+		{"canceled", 0, context.Canceled, verdictNeutral},
+		{"guard", 0, &refusedError{msg: "refused"}, verdictNeutral},
+		{"dial permanent", 0, fmt.Errorf("x: %w", ErrPermanent), verdictNeutral},
+		{"2xx body too large", 200, fasthttp.ErrBodyTooLarge, verdictHealthy},
+		{"503 body too large", 503, fasthttp.ErrBodyTooLarge, verdictFailure},
+	} {
+		if got := breakerVerdict(tc.status, tc.err); got != tc.want {
+			t.Errorf("%s: verdict %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestMetricLabel(t *testing.T) {
+	if got := metricLabel(`a"b\c` + "\n:1"); got != `{destination="a\"b\\c\n:1"}` {
+		t.Errorf("metricLabel = %s", got)
+	}
+	if err := metrics.ValidateMetric("x" + metricLabel(`we"ird\:80`)); err != nil {
+		t.Error(err)
+	}
+}
