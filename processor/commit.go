@@ -64,6 +64,12 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
+	if err := c.p.flushState(ctx); err != nil {
+		// Committing now could commit past a gate firing whose state is not durable.
+		commitErrors.Inc()
+		c.p.logs.warn(c.p.log, "commit", "gate state not flushed; commit postponed", "err", err)
+		return
+	}
 	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		commitDuration.UpdateDuration(start)
 		if err != nil {

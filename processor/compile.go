@@ -11,6 +11,7 @@ import (
 type compiledHook struct {
 	hook *hooks.Hook
 	sink sinks.Sink
+	gate gateSpec
 	m    *hookMetrics
 }
 
@@ -24,6 +25,8 @@ type hookMetrics struct {
 	parked       *metrics.Counter
 	deadLettered *metrics.Counter
 	breakerWaits *metrics.Counter
+	gatedSnooze  *metrics.Counter
+	gatedSame    *metrics.Counter
 	latency      *metrics.PrometheusHistogram
 }
 
@@ -41,16 +44,27 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 		parked:       s.NewCounter(`eventhooks_parked_total` + labels + `}`),
 		deadLettered: s.NewCounter(`eventhooks_dead_lettered_total` + labels + `}`),
 		breakerWaits: s.NewCounter(`eventhooks_breaker_waits_total` + labels + `}`),
+		gatedSnooze:  s.NewCounter(`eventhooks_gated_total` + labels + `,reason="snooze"}`),
+		gatedSame:    s.NewCounter(`eventhooks_gated_total` + labels + `,reason="unchanged"}`),
 		latency:      s.NewPrometheusHistogramExt(`eventhooks_delivery_duration_seconds`+labels+`}`, latencyBuckets),
 	}
 	metrics.RegisterSet(s)
 	return m
 }
 
+// gatedCounter returns the counter of events dropped by a gate for reason.
+func (m *hookMetrics) gatedCounter(reason string) *metrics.Counter {
+	if reason == "unchanged" {
+		return m.gatedSame
+	}
+	return m.gatedSnooze
+}
+
 // indexBuilder turns hook snapshots into compiled indexes, compiling only hook versions it
 // has not compiled before. It is used from the store's tailing goroutine only.
 type indexBuilder struct {
 	compile  func(*hooks.Hook) (sinks.Sink, error)
+	cat      *hooks.Catalogue
 	onError  func(h *hooks.Hook, err error)
 	compiled map[string]*compiledHook // by hook version
 	metrics  map[string]*hookMetrics  // by hook id
@@ -76,7 +90,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 				b.onError(h, err)
 				continue
 			}
-			ch = &compiledHook{hook: h, sink: sink, m: m}
+			ch = &compiledHook{hook: h, sink: sink, m: m, gate: newGateSpec(h, b.uniqueFields(h))}
 		}
 		nextCompiled[h.Version()] = ch
 		entries = append(entries, hooks.IndexEntry[*compiledHook]{Source: h.Source, Event: h.EventName(), Value: ch})
@@ -92,4 +106,11 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 		byID[e.Value.hook.ID] = e.Value
 	}
 	return &hookSet{index: hooks.BuildIndex(entries), byID: byID}
+}
+
+func (b *indexBuilder) uniqueFields(h *hooks.Hook) []string {
+	if b.cat == nil || h.EventName() == "" {
+		return nil
+	}
+	return b.cat.UniqueFields(h.Source, h.EventName())
 }

@@ -19,6 +19,8 @@ type groupConsumer struct {
 	group  string
 	topics []string
 	handle func(l *lane, r *kgo.Record) bool
+	// gated consumers keep gate state per lane and restore it on assignment.
+	gated bool
 
 	cl       *kgo.Client
 	ctx      context.Context // the run context, parent of the workers'

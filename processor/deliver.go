@@ -35,19 +35,33 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	}
 	recordsMatched.Inc()
 	for _, ch := range matched {
-		if !p.serve(l.w.ctx, &l.ev, ch, newEntry(r, ch.hook.ID, p.cfg.Now()), p.cfg.InlineAttempts) {
+		if !p.serveGated(l, ch).settled() {
 			return false
 		}
 	}
 	return true
 }
 
+// outcome is how a delivery was settled, or that it was not.
+type outcome uint8
+
+const (
+	// abandoned: stopped before it was settled (shutdown or revoke); not done.
+	abandoned outcome = iota
+	delivered
+	parked
+	deadLettered
+)
+
+// settled reports whether the record may count as done for this hook.
+func (o outcome) settled() bool { return o != abandoned }
+
 // serve delivers ev to one hook, following the hook's retry policy: a retryable failure
 // is retried in place with backoff (blocking only this lane, so later events of the key
 // wait: ordering "key"), or after inlineBudget attempts parked in the retry topic
 // (ordering "none"); a permanent failure or the last attempt goes to the DLQ. It reports
 // whether the delivery is settled (delivered, parked or dead-lettered, each confirmed).
-func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook, e *parkedEntry, inlineBudget int) bool {
+func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook, e *parkedEntry, inlineBudget int) outcome {
 	h := ch.hook
 	policy := retryPolicy(h)
 	for inline := 1; ; inline++ {
@@ -55,10 +69,10 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 		ch.m.latency.Update(res.Duration.Seconds())
 		if res.Delivered {
 			ch.m.delivered.Inc()
-			return true
+			return delivered
 		}
 		if ctx.Err() != nil {
-			return false // the failure is ours (stopping), not the endpoint's
+			return abandoned // the failure is ours (stopping), not the endpoint's
 		}
 		now := p.cfg.Now()
 		if errors.Is(res.Err, sinks.ErrCircuitOpen) {
@@ -70,7 +84,7 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 				return p.park(ctx, ch, e, now.Add(wait))
 			}
 			if !sleepCtx(ctx, wait) {
-				return false
+				return abandoned
 			}
 			continue
 		}
@@ -93,7 +107,7 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 		}
 		ch.m.retried.Inc()
 		if !sleepCtx(ctx, wait) {
-			return false
+			return abandoned
 		}
 	}
 }
@@ -103,21 +117,23 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 const breakerPollInterval = 50 * time.Millisecond
 
 // park writes e to the retry topic, due at due, and waits for the acknowledgement.
-func (p *Processor) park(ctx context.Context, ch *compiledHook, e *parkedEntry, due time.Time) bool {
+func (p *Processor) park(ctx context.Context, ch *compiledHook, e *parkedEntry, due time.Time) outcome {
 	e.DueMs = due.UnixMilli()
 	if !p.produceDurably(ctx, e.record(p.cfg.RetryTopic)) {
-		return false
+		return abandoned
 	}
 	ch.m.parked.Inc()
-	return true
+	return parked
 }
 
-func (p *Processor) deadLetterFor(ctx context.Context, ch *compiledHook, e *parkedEntry) bool {
+func (p *Processor) deadLetterFor(ctx context.Context, ch *compiledHook, e *parkedEntry) outcome {
 	if !p.deadLetter(ctx, e) {
-		return false
+		return abandoned
 	}
-	ch.m.deadLettered.Inc()
-	return true
+	if ch != nil {
+		ch.m.deadLettered.Inc()
+	}
+	return deadLettered
 }
 
 // deadLetter writes e to the DLQ and waits for the acknowledgement. Without a DLQ topic

@@ -100,21 +100,21 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
 		return false
 	}
-	return p.redeliver(ctx, &l.dec, &l.ev, &e, 1)
+	return p.redeliver(ctx, &l.dec, &l.ev, &e, 1).settled()
 }
 
 // redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
 // the entry to the DLQ rather than dropping it.
-func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, e *parkedEntry, inlineBudget int) bool {
+func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, e *parkedEntry, inlineBudget int) outcome {
 	ch := p.hs.Load().byID[e.HookID]
 	if ch == nil {
 		e.Reason = "hook_deleted"
-		return p.deadLetter(ctx, e)
+		return p.deadLetterFor(ctx, nil, e)
 	}
 	orig := e.original()
 	if err := dec.Decode(orig, ev); err != nil {
 		e.Reason = "malformed: " + err.Error()
-		return p.deadLetter(ctx, e)
+		return p.deadLetterFor(ctx, ch, e)
 	}
 	retriesDue.Inc()
 	return p.serve(ctx, ev, ch, e, inlineBudget)

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -69,15 +70,24 @@ func (w *partitionWorker) dispatch() {
 			close(l.in)
 		}
 	}()
+	if w.c.gated {
+		if err := w.restoreState(); err != nil {
+			if w.ctx.Err() == nil {
+				w.c.p.log.Error("cannot restore gate state; partition not processed", "partition", w.partition, "err", err)
+			}
+			<-w.ctx.Done() // without its state the partition would fire what it should not
+			return
+		}
+	}
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case batch := <-w.in:
-			for i, r := range batch {
+			for _, r := range batch {
 				w.wm.add(r.Offset)
 				select {
-				case w.laneFor(r, i).in <- r:
+				case w.laneFor(r).in <- r:
 				case <-w.ctx.Done():
 					return
 				}
@@ -86,13 +96,10 @@ func (w *partitionWorker) dispatch() {
 	}
 }
 
-// laneFor picks the lane of a record's key; keyless records are spread by position.
-func (w *partitionWorker) laneFor(r *kgo.Record, i int) *lane {
-	n := uint64(len(w.lanes))
-	if len(r.Key) == 0 {
-		return w.lanes[uint64(i)%n]
-	}
-	return w.lanes[maphash.Bytes(laneSeed, r.Key)%n]
+// laneFor picks the lane of a record's key. Keyless records all share one lane: they have
+// one (empty) entity key, whose gate state must live in one place.
+func (w *partitionWorker) laneFor(r *kgo.Record) *lane {
+	return w.lanes[maphash.Bytes(laneSeed, r.Key)%uint64(len(w.lanes))]
 }
 
 // lane processes its records one at a time, in offset order. It owns its decoder and
@@ -102,12 +109,18 @@ type lane struct {
 	in  chan *kgo.Record
 	dec hooks.Decoder
 	ev  hooks.Event
+
+	gates      *gateSet // nil on consumers without gates
+	lastExpire time.Time
 }
 
 func newLane(w *partitionWorker) *lane {
 	p := w.c.p
 	l := &lane{w: w, in: make(chan *kgo.Record, p.cfg.LaneBuffer)}
 	l.dec.MaxBytes = p.cfg.MaxEventBytes
+	if w.c.gated {
+		l.gates = newGateSet(max(1024, p.cfg.GateEntriesPerPartition/p.cfg.Lanes))
+	}
 	if cat := p.cfg.Catalogue; cat != nil {
 		l.dec.OnNewName = cat.Seen
 	}
@@ -115,6 +128,9 @@ func newLane(w *partitionWorker) *lane {
 }
 
 func (l *lane) run() {
+	if l.gates != nil {
+		defer func() { gateEntries.Add(-int64(l.gates.len())) }()
+	}
 	for r := range l.in {
 		if l.w.ctx.Err() != nil {
 			continue // abandoned: left uncommitted for the next owner

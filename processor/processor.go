@@ -46,6 +46,12 @@ type Config struct {
 	// DLQTopic receives dead letters: deliveries that failed for good and malformed
 	// records (optional: without it they are only counted and logged).
 	DLQTopic string
+	// StateTopic is the compacted, co-partitioned topic of gate state (optional: without
+	// it snooze/on_change state is kept in memory only).
+	StateTopic string
+	// GateEntriesPerPartition bounds the gate entries kept per partition (default
+	// 262144); the least recently fired are evicted first.
+	GateEntriesPerPartition int
 	// InlineAttempts is how many attempts an ordering "none" delivery gets before it is
 	// parked (default 3).
 	InlineAttempts int
@@ -73,6 +79,7 @@ func (c *Config) validate() error {
 	setDefault(&c.CommitInterval, time.Second)
 	setDefault(&c.MaxEventBytes, hooks.DefaultMaxEventBytes)
 	setDefault(&c.InlineAttempts, 3)
+	setDefault(&c.GateEntriesPerPartition, 1<<18)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -101,6 +108,9 @@ type Processor struct {
 	events  *groupConsumer
 	retries *groupConsumer
 	parker  *kgo.Client // produces to the retry and DLQ topics, acks=all
+
+	shared    *sharedGates // gate state of snooze_scope "hook" hooks
+	stateProd *kgo.Client  // produces gate state to StateTopic at explicit partitions
 }
 
 // hookSet is the compiled hook set the lanes read: the match index and, for parked
@@ -115,9 +125,10 @@ func New(cfg Config) (*Processor, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger}
+	p := &Processor{cfg: cfg, log: cfg.Logger, shared: newSharedGates(cfg.GateEntriesPerPartition)}
 	p.ib = indexBuilder{
 		compile: cfg.Compile,
+		cat:     cfg.Catalogue,
 		onError: func(h *hooks.Hook, err error) {
 			compileErrors.Inc()
 			p.log.Error("cannot compile hook; it will not fire", "hook_id", h.ID, "err", err)
@@ -129,7 +140,19 @@ func New(cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("cannot create retry/DLQ producer: %w", err)
 	}
 	p.parker = parker
+	if cfg.StateTopic != "" {
+		p.stateProd, err = kgo.NewClient(append([]kgo.Opt{
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.ProducerLinger(5 * time.Millisecond),
+		}, cfg.ClientOpts...)...)
+		if err != nil {
+			parker.Close()
+			return nil, fmt.Errorf("cannot create state producer: %w", err)
+		}
+	}
 	p.events = newGroupConsumer(p, cfg.Group, cfg.Topics, p.handleEvent)
+	p.events.gated = true
 	if cfg.RetryTopic != "" {
 		p.retries = newGroupConsumer(p, cfg.Group+"-retry", []string{cfg.RetryTopic}, p.handleParked)
 	}
@@ -167,5 +190,10 @@ func (p *Processor) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-// Close releases the retry/DLQ producer. Call it after Run and Replay have returned.
-func (p *Processor) Close() { p.parker.Close() }
+// Close releases the producers. Call it after Run and Replay have returned.
+func (p *Processor) Close() {
+	p.parker.Close()
+	if p.stateProd != nil {
+		p.stateProd.Close()
+	}
+}

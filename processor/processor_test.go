@@ -38,13 +38,13 @@ type instance struct {
 	done   chan struct{}
 }
 
-func startInstance(t *testing.T, addrs []string) *instance {
+func startInstance(t *testing.T, addrs []string, opts ...func(*processor.Config)) *instance {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	pool := sinks.NewPool(sinks.PoolConfig{BreakerCooldown: 20 * time.Millisecond, BreakerMaxCooldown: 100 * time.Millisecond})
 	t.Cleanup(pool.Close)
 	cat := hooks.NewCatalogue()
-	proc, err := processor.New(processor.Config{
+	cfg := processor.Config{
 		ClientOpts:     []kgo.Opt{kgo.SeedBrokers(addrs...)},
 		Topics:         topics.Events,
 		CommitInterval: 100 * time.Millisecond,
@@ -54,7 +54,12 @@ func startInstance(t *testing.T, addrs []string) *instance {
 		Logger:         log,
 		RetryTopic:     topics.Retry,
 		DLQTopic:       topics.DLQ,
-	})
+		StateTopic:     topics.State,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	proc, err := processor.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

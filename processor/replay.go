@@ -370,7 +370,7 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 			continue
 		}
 		matched = true
-		if !r.rc.DryRun && !r.p.serve(ctx, ev, ch, newEntry(rec, ch.hook.ID, r.p.cfg.Now()), r.p.cfg.InlineAttempts) {
+		if !r.rc.DryRun && !r.p.serve(ctx, ev, ch, newEntry(rec, ch.hook.ID, r.p.cfg.Now()), r.p.cfg.InlineAttempts).settled() {
 			return false
 		}
 		r.count(ch.hook.ID)
@@ -390,7 +390,7 @@ func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hook
 	}
 	if !r.rc.DryRun {
 		e.Attempts, e.Reason, e.LastError, e.LastStatus = 0, "", "", 0
-		if !r.p.redeliver(ctx, dec, ev, &e, r.p.cfg.InlineAttempts) {
+		if !r.p.redeliver(ctx, dec, ev, &e, r.p.cfg.InlineAttempts).settled() {
 			return false
 		}
 	}

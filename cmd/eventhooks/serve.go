@@ -155,7 +155,7 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 		Topics: c.topics.Events, Lanes: s.proc.Lanes,
 		CommitInterval: s.proc.CommitInterval, MaxEventBytes: s.proc.MaxEventBytes,
 		Compile: c.compile, Catalogue: c.cat, Logger: s.log,
-		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ,
+		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ, StateTopic: c.topics.State,
 	})
 	if err != nil {
 		c.pool.Close()
