@@ -88,6 +88,9 @@ type ReplayConfig struct {
 	DryRun bool
 	// DLQ re-drives dead letters instead of replaying events.
 	DLQ bool
+	// HonourGates applies the hooks' snooze/on_change within the replay (from a fresh
+	// state: the live state is not consulted or changed). Default: gates are bypassed.
+	HonourGates bool
 	// Progress, if set, is called about once a second and at the end.
 	Progress func(ReplayProgress)
 }
@@ -99,6 +102,8 @@ type ReplayProgress struct {
 	Served map[string]int64
 	// Skipped counts records that matched no chosen hook, or dead letters of no hook.
 	Skipped int64
+	// Gated counts deliveries dropped by a gate (with HonourGates).
+	Gated int64
 	// Next is where to resume: the next offset of each partition.
 	Next Bound
 	Done bool
@@ -182,10 +187,10 @@ type replayRun struct {
 	hookFilter map[string]bool
 	pace       pacer
 
-	read, skipped atomic.Int64
-	mu            sync.Mutex
-	served        map[string]int64
-	next          map[int32]int64
+	read, skipped, gated atomic.Int64
+	mu                   sync.Mutex
+	served               map[string]int64
+	next                 map[int32]int64
 }
 
 func newReplayRun(p *Processor, rc ReplayConfig, start, end map[int32]int64) *replayRun {
@@ -226,7 +231,7 @@ func (r *replayRun) progress(done bool) ReplayProgress {
 	for k, v := range r.next {
 		next[k] = v
 	}
-	return ReplayProgress{Read: r.read.Load(), Total: r.total(), Served: served, Skipped: r.skipped.Load(), Next: Bound{Offsets: next}, Done: done}
+	return ReplayProgress{Read: r.read.Load(), Total: r.total(), Served: served, Skipped: r.skipped.Load(), Gated: r.gated.Load(), Next: Bound{Offsets: next}, Done: done}
 }
 
 func (r *replayRun) run(ctx context.Context) (ReplayProgress, error) {
@@ -337,6 +342,10 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 	var dec hooks.Decoder
 	dec.MaxBytes = r.p.cfg.MaxEventBytes
 	var ev hooks.Event
+	var gates *gateSet
+	if r.rc.HonourGates {
+		gates = newGateSet(r.p.cfg.GateEntriesPerPartition)
+	}
 	for rec := range in {
 		if !r.pace.wait(ctx) {
 			return false
@@ -345,7 +354,7 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 		if r.rc.DLQ {
 			ok = r.deadLetter(ctx, &dec, &ev, rec)
 		} else {
-			ok = r.event(ctx, &dec, &ev, rec)
+			ok = r.event(ctx, &dec, &ev, rec, gates)
 		}
 		if !ok {
 			return false
@@ -358,7 +367,7 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 	return ctx.Err() == nil
 }
 
-func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record) bool {
+func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, gates *gateSet) bool {
 	if err := dec.Decode(rec, ev); err != nil ||
 		(r.rc.Source != "" && ev.Source != r.rc.Source) || (r.rc.Event != "" && ev.Event != r.rc.Event) {
 		r.skipped.Add(1)
@@ -370,8 +379,22 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 			continue
 		}
 		matched = true
-		if !r.rc.DryRun && !r.p.serve(ctx, ev, ch, newEntry(rec, ch.hook.ID, r.p.cfg.Now()), r.p.cfg.InlineAttempts).settled() {
+		key, fp, gated := replayGate(gates, ch, ev)
+		if gated {
+			if ok, _ := gates.check(&ch.gate, ch.hook.ID, key, fp, ev.Time); !ok {
+				r.gated.Add(1)
+				continue
+			}
+		}
+		out := delivered
+		if !r.rc.DryRun {
+			out = r.p.serve(ctx, ev, ch, newEntry(rec, ch.hook.ID, r.p.cfg.Now()), r.p.cfg.InlineAttempts)
+		}
+		if !out.settled() {
 			return false
+		}
+		if gated && out == delivered {
+			gates.fired(&ch.gate, ch.hook.ID, key, fp, ev.Time)
 		}
 		r.count(ch.hook.ID)
 	}
@@ -379,6 +402,21 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 		r.skipped.Add(1)
 	}
 	return true
+}
+
+// replayGate returns the gate key and fingerprint of ev for ch, and whether the replay
+// gates it at all. A replay's windows run on event time, from a fresh state.
+func replayGate(gates *gateSet, ch *compiledHook, ev *hooks.Event) (key []byte, fp uint64, gated bool) {
+	if gates == nil || !ch.gate.active() {
+		return nil, 0, false
+	}
+	if !ch.gate.hookScoped() {
+		key = ev.Key
+	}
+	if ch.gate.needsFingerprint() {
+		fp = fingerprint(ev.Data, ch.gate.unique)
+	}
+	return key, fp, true
 }
 
 // deadLetter re-drives one DLQ entry through its hook with a fresh attempt budget.

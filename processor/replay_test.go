@@ -107,3 +107,23 @@ func TestReplayDLQRedrivesOnceTheReceiverIsFixed(t *testing.T) {
 		}
 	}
 }
+
+func TestReplayHonoursGatesOnRequest(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	rc := testkit.NewReceiver(t)
+	in := startInstance(t, emb.Addrs())
+	var recs []*kgo.Record
+	for i := range 60 {
+		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%6), i))
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","snooze":3600,"config":{"url":"`+rc.URL+`"}}`)
+	gated, err := in.proc.Replay(context.Background(), processor.ReplayConfig{HookIDs: []string{h.ID}, DryRun: true, HonourGates: true})
+	if err != nil || gated.Served[h.ID] != 6 || gated.Gated != 54 {
+		t.Fatalf("replay honouring gates = %+v, %v", gated, err)
+	}
+	bypass, err := in.proc.Replay(context.Background(), processor.ReplayConfig{HookIDs: []string{h.ID}, DryRun: true})
+	if err != nil || bypass.Served[h.ID] != 60 {
+		t.Fatalf("replay bypassing gates = %+v, %v", bypass, err)
+	}
+}

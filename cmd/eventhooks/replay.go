@@ -24,14 +24,15 @@ type ReplayCmd struct {
 	TopicFlags     `embed:""`
 	ProcessorFlags `embed:""`
 
-	From   string   `help:"Start: an RFC 3339 time or partition:offset[,partition:offset…] (default: the start of the topic)."`
-	To     string   `help:"End, exclusive: an RFC 3339 time or partition:offset[,…] (default: now)."`
-	Hook   []string `help:"Hook id to run (repeatable; default: every hook that matches)."`
-	Source string   `help:"Only replay events of this source."`
-	Event  string   `help:"Only replay events of this event name."`
-	Rate   float64  `help:"Events per second at most (0: unlimited)."`
-	DryRun bool     `help:"Count what would be delivered, per hook, without delivering."`
-	DLQ    bool     `name:"dlq" help:"Re-drive the dead letters of the DLQ topic instead of replaying events."`
+	From        string   `help:"Start: an RFC 3339 time or partition:offset[,partition:offset…] (default: the start of the topic)."`
+	To          string   `help:"End, exclusive: an RFC 3339 time or partition:offset[,…] (default: now)."`
+	Hook        []string `help:"Hook id to run (repeatable; default: every hook that matches)."`
+	Source      string   `help:"Only replay events of this source."`
+	Event       string   `help:"Only replay events of this event name."`
+	Rate        float64  `help:"Events per second at most (0: unlimited)."`
+	DryRun      bool     `help:"Count what would be delivered, per hook, without delivering."`
+	DLQ         bool     `name:"dlq" help:"Re-drive the dead letters of the DLQ topic instead of replaying events."`
+	HonourGates bool     `help:"Apply the hooks' snooze/on_change within the replay, on event time, from a fresh state (default: bypass gates)."`
 }
 
 // Run replays and prints a summary; on SIGINT it prints how far it got and how to resume.
@@ -69,7 +70,7 @@ func (c *ReplayCmd) Run(log *slog.Logger) error {
 	show := newProgress(c.DryRun)
 	res, err := core.proc.Replay(ctx, processor.ReplayConfig{
 		From: from, To: to, HookIDs: c.Hook, Source: c.Source, Event: c.Event,
-		Rate: c.Rate, DryRun: c.DryRun, DLQ: c.DLQ, Progress: show.update,
+		Rate: c.Rate, DryRun: c.DryRun, DLQ: c.DLQ, HonourGates: c.HonourGates, Progress: show.update,
 	})
 	show.finish()
 	if err != nil {
@@ -89,7 +90,7 @@ func (c *ReplayCmd) summary(res processor.ReplayProgress) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	fmt.Printf("read %d of %d records, %d skipped\n", res.Read, res.Total, res.Skipped)
+	fmt.Printf("read %d of %d records, %d skipped, %d gated\n", res.Read, res.Total, res.Skipped, res.Gated)
 	for _, id := range ids {
 		fmt.Printf("  hook %s: %s %d\n", id, verb, res.Served[id])
 	}
