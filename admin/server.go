@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"net"
 	"time"
@@ -105,6 +106,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, writeSem: make(chan struct{}, 1)}
+	// # HELP/# TYPE lines let Prometheus see histograms as histograms.
+	metrics.ExposeMetadata(true)
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.routes, s.other = s.routeTable()
 	s.srv = &fasthttp.Server{

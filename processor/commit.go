@@ -49,7 +49,7 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	for _, w := range ws {
 		at := w.wm.commitPoint()
-		w.lag.Set(float64(w.wm.pending()))
+		w.m.pending.Set(float64(w.wm.pending()))
 		if at < 0 || at == w.committed {
 			continue
 		}

@@ -96,7 +96,8 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 			if w == nil {
 				return
 			}
-			recordsConsumed.Add(len(ftp.Records))
+			w.m.consumed.Add(len(ftp.Records))
+			w.m.lag.Set(float64(ftp.HighWatermark - ftp.Records[len(ftp.Records)-1].Offset - 1))
 			select {
 			case w.in <- ftp.Records:
 			case <-ctx.Done():

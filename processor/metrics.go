@@ -2,6 +2,7 @@ package processor
 
 import (
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -10,7 +11,6 @@ import (
 
 // Fixed series, created once.
 var (
-	recordsConsumed    = metrics.NewCounter(`eventhooks_records_consumed_total`)
 	recordsUnmatched   = metrics.NewCounter(`eventhooks_records_unmatched_total`)
 	recordsMatched     = metrics.NewCounter(`eventhooks_records_matched_total`)
 	partitionsAssigned = metrics.NewGauge(`eventhooks_partitions_assigned`, nil)
@@ -22,6 +22,23 @@ var (
 	produceErrors      = metrics.NewCounter(`eventhooks_park_produce_errors_total`)
 	retriesDue         = metrics.NewCounter(`eventhooks_retry_entries_processed_total`)
 )
+
+// partitionMetrics are the series of one topic partition, created when it is assigned
+// (GetOrCreate: a partition assigned again reuses them).
+type partitionMetrics struct {
+	consumed *metrics.Counter
+	lag      *metrics.Gauge
+	pending  *metrics.Gauge
+}
+
+func newPartitionMetrics(topic string, partition int32) partitionMetrics {
+	labels := `{topic="` + topic + `",partition="` + strconv.Itoa(int(partition)) + `"}`
+	return partitionMetrics{
+		consumed: metrics.GetOrCreateCounter(`eventhooks_records_consumed_total` + labels),
+		lag:      metrics.GetOrCreateGauge(`eventhooks_consumer_lag_records`+labels, nil),
+		pending:  metrics.GetOrCreateGauge(`eventhooks_partition_pending_records`+labels, nil),
+	}
+}
 
 // malformedCounter returns the counter of records that failed to decode, by reason.
 func malformedCounter(kind string) *metrics.Counter {

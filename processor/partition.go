@@ -3,11 +3,9 @@ package processor
 import (
 	"context"
 	"hash/maphash"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -23,7 +21,7 @@ type partitionWorker struct {
 	lanes     []*lane
 	wm        *watermark
 	committed int64 // last committed offset; guarded by groupConsumer.commitMu
-	lag       *metrics.Gauge
+	m         partitionMetrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -40,9 +38,8 @@ func newPartitionWorker(c *groupConsumer, topic string, partition int32) *partit
 		in:        make(chan []*kgo.Record, p.cfg.PartitionBuffer),
 		wm:        newWatermark(),
 		committed: -1,
-		lag: metrics.GetOrCreateGauge(`eventhooks_partition_pending_records{topic="`+topic+
-			`",partition="`+strconv.Itoa(int(partition))+`"}`, nil),
-		ctx: ctx, cancel: cancel,
+		m:         newPartitionMetrics(topic, partition),
+		ctx:       ctx, cancel: cancel,
 	}
 	w.lanes = make([]*lane, p.cfg.Lanes)
 	for i := range w.lanes {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/alecthomas/kong"
 )
 
@@ -36,6 +38,7 @@ func main() {
 		kong.DefaultEnvars("EVENTHOOKS"),
 		kong.UsageOnError(),
 	)
+	metrics.NewGauge(`eventhooks_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
 	log := newLogger(cli.LogLevel, cli.LogFormat)
 	slog.SetDefault(log)
 	if err := ctx.Run(log); err != nil {

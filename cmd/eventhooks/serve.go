@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os/signal"
 	"syscall"
 
@@ -201,6 +203,9 @@ func (c *core) waitHooks(ctx context.Context) error {
 }
 
 func (s *service) run() error {
+	if err := checkAdminExposure(s.admin); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	c, err := s.newCore(ctx)
@@ -243,6 +248,22 @@ func (s *service) run() error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// checkAdminExposure refuses an Admin API on a non-loopback address without a token: it
+// can create hooks that send data anywhere.
+func checkAdminExposure(a AdminFlags) error {
+	host, _, err := net.SplitHostPort(a.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("--admin-addr %q: %w", a.AdminAddr, err)
+	}
+	if a.AdminToken != "" || host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--admin-addr %s is not a loopback address: set --admin-token (EVENTHOOKS_ADMIN_TOKEN) to protect the Admin API", a.AdminAddr)
 }
 
 func readiness(store *hooks.Store, proc *processor.Processor) func() (bool, string) {
