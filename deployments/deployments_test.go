@@ -576,12 +576,15 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("Deployment: env %s refers to missing Secret key %s/%s", e.Name, r.Name, r.Key)
 			}
 		}
-		if e.Name == "EVENTHOOKS_INSTANCE_ID" && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name" {
+		if e.Name == "EVENTHOOKS_INSTANCE_ID" {
 			instanceID = true
 		}
 	}
-	if !instanceID {
-		t.Error("Deployment: EVENTHOOKS_INSTANCE_ID must come from the pod name (fieldRef metadata.name)")
+	if instanceID {
+		// A Deployment's pods get new names on every rollout; a static member that
+		// stops does not leave the group, so its partitions would stall for the whole
+		// session timeout. Dynamic members leave on SIGTERM and hand over at once.
+		t.Error("Deployment: EVENTHOOKS_INSTANCE_ID must not be set (static membership stalls rollouts)")
 	}
 
 	// Probes hit the Admin API's port.
