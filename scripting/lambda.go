@@ -29,7 +29,7 @@ type lambdaFunc struct {
 
 // compileEvalTimeout bounds evaluating a function's source at compile time (its top
 // level, not a call).
-const compileEvalTimeout = 250 * time.Millisecond
+const compileEvalTimeout = time.Second
 
 // CompileLambda compiles the functions of a lambda hook (config.functions). Each source
 // must evaluate to a function, which is called as fn(data, event, source) with the

@@ -170,7 +170,7 @@ func TestLambdaTimeout(t *testing.T) {
 		if !errors.As(err, &le) || le.Index != 0 || !strings.Contains(err.Error(), "timed out after") {
 			t.Errorf("error %q", err)
 		}
-		if elapsed < timeout || elapsed > timeout+500*time.Millisecond {
+		if elapsed < timeout || elapsed > timeout+time.Second {
 			t.Errorf("timed out after %v, want about %v", elapsed, timeout)
 		}
 		if out, err := rt.Call(ok, "h", []byte(`{"a":1}`), "e", "s", time.Second); err != nil || string(out) != `{"a":1}` {
@@ -267,6 +267,8 @@ func TestLambdaBuiltinCaps(t *testing.T) {
 		{"padEnd", `(d) => "x".padEnd(1e9, "ab")`, "RangeError: Invalid string length"},
 		{"replaceAll amplification", `(d) => "x".repeat(1e4).replaceAll("", "y".repeat(1e4))`, "RangeError: Invalid string length"},
 		{"replace with $ amplification", "(d) => \"x\".repeat(1e5).replace(/x/g, \"$`\")", "RangeError: Invalid string length"},
+		{"RegExp Symbol.replace called directly", "(d) => /x/g[Symbol.replace](\"x\".repeat(1e5), \"$`\")", "RangeError: Invalid string length"},
+		{"String.raw", `(d) => String.raw({ raw: { length: 1e9 } })`, "RangeError: Invalid array length"},
 		{"sparse join", `(d) => { const a = []; a.length = 1e9; return a.join() }`, "RangeError: Invalid array length"},
 		{"join separator", `(d) => new Array(1e5).join("x".repeat(1e4))`, "RangeError: Invalid string length"},
 		{"sparse forEach", `(d) => { const a = [1]; a[1e8] = 2; a.forEach(() => {}) }`, "RangeError: Invalid array length"},
@@ -277,9 +279,11 @@ func TestLambdaBuiltinCaps(t *testing.T) {
 		{"apply array-like", `(d) => Math.max.apply(null, { length: 1e9 })`, "RangeError: Invalid array length"},
 		{"Reflect.apply", `(d) => Reflect.apply(Math.max, null, { length: 1e9 })`, "RangeError: Invalid array length"},
 		{"array generic on array-like", `(d) => Array.prototype.indexOf.call({ length: 1e9 }, 1)`, "RangeError: Invalid array length"},
-		{"nested array toString", `(d) => { let a = []; for (let i = 0; i < 1e5; i++) a = [a]; return String(a) }`, "RangeError: Maximum call stack size exceeded"},
-		{"deep JSON.stringify", `(d) => { let o = {}; for (let i = 0; i < 1e5; i++) o = { o }; return JSON.stringify(o) }`, "TypeError: JSON.stringify: value is cyclic or nests deeper than 300 levels"},
+		{"nested array toString", `(d) => { let a = []; for (let i = 0; i < 2e4; i++) a = [a]; return String(a) }`, "RangeError: Maximum call stack size exceeded"},
+		{"deep JSON.stringify", `(d) => { let o = {}; for (let i = 0; i < 2e4; i++) o = { o }; return JSON.stringify(o) }`, "TypeError: JSON.stringify: value is cyclic or nests deeper than 300 levels"},
 		{"cyclic JSON.stringify", `(d) => { const o = {}; o.o = o; return JSON.stringify(o) }`, "TypeError: JSON.stringify: value is cyclic"},
+		{"lenient JSON.parse input", `(d) => JSON.parse("NaN")`, "SyntaxError: JSON.parse:"},
+		{"invalid escape in JSON.parse", `(d) => JSON.parse('"\\x"')`, "SyntaxError: JSON.parse:"},
 		{"deep JSON.parse", `(d) => JSON.parse("[".repeat(1e5) + "]".repeat(1e5))`, "SyntaxError: JSON.parse:"},
 		{"typed arrays are gone", `(d) => new Uint8Array(1e9)`, "ReferenceError: Uint8Array is not defined"},
 	}
@@ -287,8 +291,8 @@ func TestLambdaBuiltinCaps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := mustLambda(t, tc.src)
 			start := time.Now()
-			_, err := rt.Call(l, "h", []byte(`{}`), "e", "s", 2*time.Second)
-			if elapsed := time.Since(start); elapsed > time.Second {
+			_, err := rt.Call(l, "h", []byte(`{}`), "e", "s", 5*time.Second)
+			if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
 				t.Errorf("took %v", elapsed)
 			}
 			if !errors.Is(err, ErrThrown) || !strings.Contains(err.Error(), tc.want) {

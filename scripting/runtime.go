@@ -14,8 +14,11 @@ import (
 
 var typePromise = reflect.TypeOf((*goja.Promise)(nil))
 
-// Defaults of RuntimeConfig.
+// Defaults of RuntimeConfig and Call.
 const (
+	// DefaultTimeout bounds one lambda call when Call is given no timeout. It is
+	// wall-clock time: on a host short of CPU a call can be descheduled past it.
+	DefaultTimeout = 50 * time.Millisecond
 	// DefaultMaxCallStack is the JavaScript call depth allowed.
 	DefaultMaxCallStack = 256
 	// DefaultMaxInputBytes caps the event data handed to a lambda (the envelope decoder's
@@ -39,12 +42,14 @@ type RuntimeConfig struct {
 	// MaxInputBytes caps the event data (default 1 MiB): ErrInputTooLarge.
 	//
 	// Both byte caps also size the limits of the built-ins that could otherwise allocate
-	// without bound in a single, uninterruptible step: strings built by repeat, padStart,
-	// padEnd, replace, replaceAll, join and JSON.stringify may hold at most
-	// 4 × max(MaxInputBytes, MaxOutputBytes) characters, and the array methods refuse
-	// arrays longer than max(MaxInputBytes, MaxOutputBytes) / 2 elements (a longer array
-	// cannot come from the input and cannot fit the output). Exceeding them throws a
-	// RangeError the script may catch.
+	// or loop without bound in a single, uninterruptible step: strings built by repeat,
+	// padStart, padEnd, replace, replaceAll, RegExp [Symbol.replace], join and
+	// JSON.stringify may hold at most 4 × max(MaxInputBytes, MaxOutputBytes) characters,
+	// and the array methods, array iteration (for…of, spread, new Set), Array.from,
+	// String.raw, Function.prototype.apply, Reflect.apply and Reflect.construct refuse
+	// arrays and array-likes longer than max(MaxInputBytes, MaxOutputBytes) / 2 elements
+	// (a longer array cannot come from the input and cannot fit the output). Exceeding
+	// them throws a RangeError the script may catch.
 	MaxInputBytes int
 }
 
@@ -87,12 +92,13 @@ func (c RuntimeConfig) withDefaults() RuntimeConfig {
 // input and output are capped. goja cannot interrupt a built-in while it runs, and has no
 // memory limit, so the built-ins that turn one short call into a huge allocation or a
 // long native loop are capped (see RuntimeConfig.MaxInputBytes), typed arrays and
-// ArrayBuffer are removed, and JSON.stringify/JSON.parse are replaced by depth-bounded
-// versions. What remains bounded only by the deadline: memory grown by plain JavaScript
-// in a loop (for example doubling a string), iteration over a sparse array with
-// for…of or spread, and regular expressions that need backtracking (goja's regexp2
-// engine runs them without a time limit). Lambdas are configuration written by
-// operators; event data, the untrusted part, is bounded by the caps.
+// ArrayBuffer are removed, JSON.stringify and JSON.parse are replaced by depth-bounded
+// (300 levels) versions, and recursion through the array built-ins is bounded. What
+// remains bounded only by the deadline, or not at all: memory grown by plain JavaScript
+// in a loop (doubling a string reaches a gigabyte in about 30 steps), and regular
+// expressions that need backtracking (goja runs those on regexp2 without a time limit,
+// so a catastrophic pattern can outlive the deadline). Lambdas are configuration written
+// by operators; event data, the untrusted part, is bounded by the caps.
 type Runtime struct {
 	cfg       RuntimeConfig
 	vm        *goja.Runtime

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dop251/goja"
 	"github.com/dop251/goja/parser"
+	"github.com/valyala/fastjson"
 )
 
 // Built-ins removed from the VM: typed arrays allocate their whole length at once
@@ -53,7 +54,8 @@ func (rt *Runtime) setup() {
 		return goja.Undefined()
 	})
 
-	rt.capStrings(g.Get("String").ToObject(vm).Get("prototype").ToObject(vm))
+	match := rt.capStrings(g.Get("String").ToObject(vm))
+	rt.capRegExp(g.Get("RegExp").ToObject(vm), match)
 	rt.capArrays(g.Get("Array").ToObject(vm))
 	rt.capApply(g)
 	rt.replaceJSON(g.Get("JSON").ToObject(vm))
@@ -111,9 +113,10 @@ func strLen(v goja.Value) int {
 	return len(v.String())
 }
 
-// capStrings wraps the String.prototype methods whose result can be much longer than
-// their inputs.
-func (rt *Runtime) capStrings(proto *goja.Object) {
+// capStrings wraps the String methods whose result can be much longer than their inputs,
+// and returns the original String.prototype.match.
+func (rt *Runtime) capStrings(ctor *goja.Object) func(goja.FunctionCall) goja.Value {
+	proto := ctor.Get("prototype").ToObject(rt.vm)
 	if repeat, n := original(proto, "repeat"); repeat != nil {
 		rt.define(proto, "repeat", n, func(call goja.FunctionCall) goja.Value {
 			count := call.Argument(0).ToFloat()
@@ -143,34 +146,63 @@ func (rt *Runtime) capStrings(proto *goja.Object) {
 		}
 		all := name == "replaceAll"
 		rt.define(proto, name, n, func(call goja.FunctionCall) goja.Value {
-			rt.checkReplace(call, all, match)
+			// A RegExp pattern is checked by RegExp.prototype[Symbol.replace], which
+			// replace calls.
+			if re, ok := call.Argument(0).(*goja.Object); !ok || re.ClassName() != "RegExp" {
+				rt.checkReplace(call.This, call.Argument(0), call.Argument(1), all, match)
+			}
 			return replace(call)
 		})
 	}
+	// String.raw walks raw.length, which an array-like can make huge.
+	if raw, n := original(ctor, "raw"); raw != nil {
+		rt.define(ctor, "raw", n, func(call goja.FunctionCall) goja.Value {
+			if strs, ok := call.Argument(0).(*goja.Object); ok {
+				rt.checkLength(strs.Get("raw"))
+			}
+			return raw(call)
+		})
+	}
+	return match
 }
 
-// checkReplace throws when a replace with a string replacement could build a string over
-// the limit: each match may insert the replacement, and each "$" pattern in it ($&, $`,
-// $') up to the whole subject. A function replacement runs JavaScript per match, which
-// the deadline bounds.
-func (rt *Runtime) checkReplace(call goja.FunctionCall, all bool, match func(goja.FunctionCall) goja.Value) {
-	repl := call.Argument(1)
+// capRegExp wraps RegExp.prototype[Symbol.replace], which String.prototype.replace calls
+// for a RegExp pattern and scripts may call directly.
+func (rt *Runtime) capRegExp(ctor *goja.Object, match func(goja.FunctionCall) goja.Value) {
+	proto := ctor.Get("prototype").ToObject(rt.vm)
+	fo, ok := proto.GetSymbol(goja.SymReplace).(*goja.Object)
+	if !ok {
+		return
+	}
+	replace, ok := fo.Export().(func(goja.FunctionCall) goja.Value)
+	if !ok {
+		return
+	}
+	fn := rt.vm.ToValue(func(call goja.FunctionCall) goja.Value {
+		rt.checkReplace(call.Argument(0), call.This, call.Argument(1), false, match)
+		return replace(call)
+	})
+	_ = proto.DefineDataPropertySymbol(goja.SymReplace, fn, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+}
+
+// checkReplace throws when replacing pattern in subject with a string replacement could
+// build a string over the limit: each match may insert the replacement, and each "$"
+// pattern in it ($&, $`, $') up to the whole subject. A function replacement runs
+// JavaScript per match, which the deadline bounds.
+func (rt *Runtime) checkReplace(subject, pattern, repl goja.Value, all bool, match func(goja.FunctionCall) goja.Value) {
 	if _, ok := goja.AssertFunction(repl); ok {
 		return
 	}
-	subject := call.This.String()
-	r := repl.String()
-	l, rl, dollars := float64(strLen(call.This)), float64(strLen(repl)), float64(strings.Count(r, "$"))
+	l, rl, dollars := float64(strLen(subject)), float64(strLen(repl)), float64(strings.Count(repl.String(), "$"))
 	limit := float64(rt.maxString)
 	perMatch := rl + dollars*l
 	if l+(l+1)*perMatch <= limit {
 		return
 	}
 	matches := 1.0
-	pattern := call.Argument(0)
 	if re, ok := pattern.(*goja.Object); ok && re.ClassName() == "RegExp" {
 		if strings.Contains(re.Get("flags").String(), "g") && match != nil {
-			m := match(goja.FunctionCall{This: call.This, Arguments: []goja.Value{pattern}})
+			m := match(goja.FunctionCall{This: subject, Arguments: []goja.Value{pattern}})
 			matches = 0
 			if arr, ok := m.(*goja.Object); ok {
 				matches = float64(arr.Get("length").ToInteger())
@@ -180,7 +212,7 @@ func (rt *Runtime) checkReplace(call goja.FunctionCall, all bool, match func(goj
 		if p := pattern.String(); p == "" {
 			matches = l + 1
 		} else {
-			matches = float64(strings.Count(subject, p))
+			matches = float64(strings.Count(subject.String(), p))
 		}
 	}
 	if l+matches*perMatch > limit {
@@ -313,7 +345,12 @@ func (rt *Runtime) replaceJSON(j *goja.Object) {
 	parse, _ := original(j, "parse")
 	rt.define(j, "parse", 2, func(call goja.FunctionCall) goja.Value {
 		text := call.Argument(0).String()
+		// Parse bounds the depth but accepts more than JSON (NaN, 01, "\x"); Validate is
+		// strict but recurses without a limit, so it runs second.
 		v, err := rt.jsParser.Parse(text)
+		if err == nil {
+			err = fastjson.Validate(text)
+		}
 		if err != nil {
 			obj, nerr := rt.vm.New(rt.syntaxError, rt.vm.ToValue("JSON.parse: "+err.Error()))
 			if nerr != nil {

@@ -11,12 +11,14 @@ import (
 	"time"
 )
 
-// Defaults of TemplateLimits and RuntimeConfig.
+// Defaults of TemplateLimits (DefaultMaxOutputBytes also of RuntimeConfig).
 const (
 	// DefaultMaxOutputBytes caps a rendered template and a lambda's JSON result.
 	DefaultMaxOutputBytes = 1 << 20
-	// DefaultTimeout bounds one template render and one lambda call.
-	DefaultTimeout = 50 * time.Millisecond
+	// DefaultTemplateTimeout bounds one template render. A render takes microseconds;
+	// the limit exists to stop runaway loops, and is generous because it is measured in
+	// wall-clock time, which includes waiting for a CPU on a loaded host.
+	DefaultTemplateTimeout = 500 * time.Millisecond
 )
 
 // TemplateOption configures CompileTemplate. TemplateLimits is one.
@@ -34,7 +36,7 @@ type TemplateLimits struct {
 	MaxOutputBytes int
 	// Timeout bounds one Render; it is checked as output is written and at every range
 	// iteration and template call, so a loop that writes nothing is caught too. Default
-	// DefaultTimeout (50 ms).
+	// DefaultTemplateTimeout (500 ms).
 	Timeout time.Duration
 }
 
@@ -74,7 +76,8 @@ var helperFuncs = funcMap(DefaultMaxOutputBytes)
 // Templates see the map EventContext builds: the fields of the event data at the top
 // level plus "source" and "event", so `{{ .entity.username }}` and `{{ .event }}`. A
 // missing field, a JSON null, or a field of something that is not an object renders as
-// the empty string rather than "<no value>" or an error.
+// the empty string rather than "<no value>" or an error; an object or a list prints as
+// JSON; numbers print as JavaScript (and Kong) print them: 8000, 0.5, 1e+21.
 //
 // Kong's syntax is accepted unchanged and translated before parsing:
 //   - `{{ entity.username }}` (an action that is only a dotted path, including bare
@@ -97,7 +100,7 @@ var helperFuncs = funcMap(DefaultMaxOutputBytes)
 //
 // Errors are *TemplateError values carrying the line in src.
 func CompileTemplate(name, src string, opts ...TemplateOption) (*Template, error) {
-	t := &Template{name: name, limits: TemplateLimits{MaxOutputBytes: DefaultMaxOutputBytes, Timeout: DefaultTimeout}}
+	t := &Template{name: name, limits: TemplateLimits{MaxOutputBytes: DefaultMaxOutputBytes, Timeout: DefaultTemplateTimeout}}
 	for _, o := range opts {
 		if o != nil {
 			o.applyTemplate(&t.limits)
