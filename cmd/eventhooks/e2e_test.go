@@ -230,7 +230,7 @@ func TestDevKeepsHooksAcrossRestartAndEmitDelivers(t *testing.T) {
 		t.Log("SKIP kcat part: kcat is not installed (.ci/run installs it)")
 		return
 	}
-	kc := exec.Command("kcat", "-P", "-b", kafka, "-t", "eventhooks-events", "-K", "|")
+	kc := exec.Command("kcat", "-P", "-b", kafka, "-t", "eventhooks-events", "-K", "|", "-X", "partitioner=murmur2_random")
 	kc.Stdin = strings.NewReader(`c-2|{"source":"crud","event":"consumers","data":{"operation":"delete","entity":{"username":"bob"}}}` + "\n")
 	if out, err := kc.CombinedOutput(); err != nil {
 		t.Fatalf("kcat: %v\n%s", err, out)
