@@ -243,6 +243,12 @@ func TestDevKeepsHooksAcrossRestartAndEmitDelivers(t *testing.T) {
 
 func produceHealth(t *testing.T, brokers string, n int) {
 	t.Helper()
+	produceHealthFrom(t, brokers, 0, n)
+}
+
+// produceHealthFrom produces balancer health events with seq from..from+n-1.
+func produceHealthFrom(t *testing.T, brokers string, from, n int) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
 	if err != nil {
 		t.Fatal(err)
@@ -250,9 +256,9 @@ func produceHealth(t *testing.T, brokers string, n int) {
 	defer cl.Close()
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
-		key := "u-" + strconv.Itoa(i%50)
+		key := "u-" + strconv.Itoa((from+i)%50)
 		recs[i] = &kgo.Record{Key: []byte(key), Value: fmt.Appendf(nil,
-			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, i)}
+			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, from+i)}
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -398,4 +404,37 @@ func TestSSRFGuardRefusesLoopbackAndMetadataUnderRun(t *testing.T) {
 	if len(rc.Requests()) != 0 {
 		t.Fatalf("the guarded receiver got %d requests", len(rc.Requests()))
 	}
+}
+
+// TestRollingRestartUnderLoadLosesNothing runs two instances in one group, produces
+// continuously, and restarts each in turn with SIGTERM: every event is delivered.
+func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
+	emb := testkit.Broker(t, 8)
+	brokers := emb.Addrs()[0]
+	rc := testkit.NewReceiver(t)
+	args := []string{"run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--commit-interval", "200ms"}
+	a, b := start(t, args...), start(t, args...)
+	code, hook := a.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	if code != 201 {
+		t.Fatalf("create hook: %d %v", code, hook)
+	}
+
+	const n = 20000
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < n; i += 1000 {
+			produceHealthFrom(t, brokers, i, 1000)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	rc.WaitFor(t, n/10, 60*time.Second)
+	a.terminate(t)
+	a = start(t, args...)
+	rc.WaitFor(t, n/2, 60*time.Second)
+	b.terminate(t)
+	start(t, args...)
+	<-produced
+	testkit.Eventually(t, 120*time.Second, "every event delivered", func() bool { return distinctBodies(rc) == n })
+	t.Logf("%d requests for %d events: %d redelivered (at-least-once)", len(rc.Requests()), n, len(rc.Requests())-n)
 }
