@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/eventhooks
 # Packages with concurrency, tested under the race detector.
-RACE_PKGS := ./processor/... ./hooks/... ./admin/... ./sinks/... ./broker/...
+RACE_PKGS := ./processor/... ./hooks/... ./admin/... ./sinks/... ./broker/... ./scripting/...
 
 .PHONY: run build test test-race vet lint bench fuzz clean
 
@@ -28,10 +28,16 @@ lint: vet
 
 ## bench: hot-path Go benchmarks
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/ ./scripting/
 
+## fuzz: each fuzz target for FUZZTIME (decoders, templates, JS inputs, fingerprints)
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./hooks/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./hooks/
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhookBody$$' -fuzztime $(FUZZTIME) ./sinks/
+	$(GO) test -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME) ./scripting/
+	$(GO) test -run '^$$' -fuzz '^FuzzLambdaInput$$' -fuzztime $(FUZZTIME) ./scripting/
+	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./processor/
 
 clean:
 	rm -rf bin .eventhooks

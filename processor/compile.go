@@ -15,10 +15,11 @@ type compiledHook struct {
 	m    *hookMetrics
 }
 
-// hookMetrics are the series of one hook, in a metrics.Set of its own so that deleting the
-// hook removes them.
+// hookMetrics are the series of one hook. They live in the default set (one set keeps one
+// # TYPE line per family, which Prometheus requires) and are unregistered by name when the
+// hook is deleted.
 type hookMetrics struct {
-	set          *metrics.Set
+	names        []string
 	delivered    *metrics.Counter
 	failed       *metrics.Counter
 	retried      *metrics.Counter
@@ -34,22 +35,31 @@ type hookMetrics struct {
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 func newHookMetrics(h *hooks.Hook) *hookMetrics {
-	s := metrics.NewSet()
+	m := &hookMetrics{}
 	labels := `{hook="` + h.ID + `",handler="` + h.Handler + `"`
-	m := &hookMetrics{
-		set:          s,
-		delivered:    s.NewCounter(`eventhooks_delivery_attempts_total` + labels + `,outcome="delivered"}`),
-		failed:       s.NewCounter(`eventhooks_delivery_attempts_total` + labels + `,outcome="failed"}`),
-		retried:      s.NewCounter(`eventhooks_retries_total` + labels + `}`),
-		parked:       s.NewCounter(`eventhooks_parked_total` + labels + `}`),
-		deadLettered: s.NewCounter(`eventhooks_dead_lettered_total` + labels + `}`),
-		breakerWaits: s.NewCounter(`eventhooks_breaker_waits_total` + labels + `}`),
-		gatedSnooze:  s.NewCounter(`eventhooks_gated_total` + labels + `,reason="snooze"}`),
-		gatedSame:    s.NewCounter(`eventhooks_gated_total` + labels + `,reason="unchanged"}`),
-		latency:      s.NewPrometheusHistogramExt(`eventhooks_delivery_duration_seconds`+labels+`}`, latencyBuckets),
+	counter := func(name string) *metrics.Counter {
+		m.names = append(m.names, name)
+		return metrics.GetOrCreateCounter(name)
 	}
-	metrics.RegisterSet(s)
+	m.delivered = counter(`eventhooks_delivery_attempts_total` + labels + `,outcome="delivered"}`)
+	m.failed = counter(`eventhooks_delivery_attempts_total` + labels + `,outcome="failed"}`)
+	m.retried = counter(`eventhooks_retries_total` + labels + `}`)
+	m.parked = counter(`eventhooks_parked_total` + labels + `}`)
+	m.deadLettered = counter(`eventhooks_dead_lettered_total` + labels + `}`)
+	m.breakerWaits = counter(`eventhooks_breaker_waits_total` + labels + `}`)
+	m.gatedSnooze = counter(`eventhooks_gated_total` + labels + `,reason="snooze"}`)
+	m.gatedSame = counter(`eventhooks_gated_total` + labels + `,reason="unchanged"}`)
+	latency := `eventhooks_delivery_duration_seconds` + labels + `}`
+	m.names = append(m.names, latency)
+	m.latency = metrics.GetOrCreatePrometheusHistogramExt(latency, latencyBuckets)
 	return m
+}
+
+// unregister removes the hook's series.
+func (m *hookMetrics) unregister() {
+	for _, name := range m.names {
+		metrics.UnregisterMetric(name)
+	}
 }
 
 // gatedCounter returns the counter of events dropped by a gate for reason.
@@ -97,7 +107,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 	}
 	for id, m := range b.metrics {
 		if _, ok := nextMetrics[id]; !ok {
-			metrics.UnregisterSet(m.set, true)
+			m.unregister()
 		}
 	}
 	b.compiled, b.metrics = nextCompiled, nextMetrics
