@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -23,20 +20,10 @@ type EmitCmd struct {
 	Topic      string `help:"Topic to produce to." default:"eventhooks-events"`
 	Source     string `help:"Event source (e.g. crud, balancer). Without it, NDJSON envelopes are read from stdin."`
 	Event      string `help:"Event name (e.g. consumers, health)."`
-	Key        string `help:"Entity key (default: the event id)."`
+	Key        string `help:"Entity key (default: the --key-field value, else the event id)."`
+	KeyField   string `help:"Data field holding the entity key of events without one, a dotted path such as entity.id (several: comma separated, first found wins)."`
 	Data       string `help:"Event data, a JSON object." default:"{}"`
 	ID         string `help:"Event id (default: a new UUID)."`
-}
-
-// envelope is the JSON form of an event on the topic; Key is only read from NDJSON input
-// and never written to the value.
-type envelope struct {
-	ID     string          `json:"id"`
-	Source string          `json:"source"`
-	Event  string          `json:"event"`
-	Time   string          `json:"time"`
-	Data   json.RawMessage `json:"data"`
-	Key    string          `json:"key,omitempty"`
 }
 
 // Run produces the event(s) and waits for the broker's acknowledgement.
@@ -50,12 +37,22 @@ func (c *EmitCmd) Run(log *slog.Logger) error {
 		return fmt.Errorf("cannot create Kafka client: %w", err)
 	}
 	defer cl.Close()
+	envOpt := hooks.EnvelopeOptions{Topic: c.Topic, KeyField: c.KeyField}
 	ctx := context.Background()
 	if c.Source != "" {
-		env := envelope{ID: c.ID, Source: c.Source, Event: c.Event, Data: json.RawMessage(c.Data), Key: c.Key}
-		rec, err := env.record()
+		line, err := json.Marshal(struct {
+			ID     string          `json:"id,omitempty"`
+			Source string          `json:"source"`
+			Event  string          `json:"event,omitempty"`
+			Data   json.RawMessage `json:"data"`
+			Key    string          `json:"key,omitempty"`
+		}{c.ID, c.Source, c.Event, json.RawMessage(c.Data), c.Key})
 		if err != nil {
-			return fmt.Errorf("--data: %w", err)
+			return fmt.Errorf("--data is not JSON: %w", err)
+		}
+		rec, err := hooks.EnvelopeRecord(line, envOpt)
+		if err != nil {
+			return err
 		}
 		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			return fmt.Errorf("produce to %s: %w", c.Topic, err)
@@ -63,59 +60,22 @@ func (c *EmitCmd) Run(log *slog.Logger) error {
 		log.Info("event produced", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "key", string(rec.Key))
 		return nil
 	}
-	n, err := produceNDJSON(ctx, cl, os.Stdin)
+	n, err := produceNDJSON(ctx, cl, os.Stdin, envOpt)
 	log.Info("events produced", "count", n, "topic", c.Topic)
 	return err
 }
 
-// record validates the envelope and turns it into a record keyed by the entity key.
-func (e envelope) record() (*kgo.Record, error) {
-	if e.Source == "" {
-		return nil, errors.New(`"source" is required`)
-	}
-	if e.Event == "" {
-		return nil, errors.New(`"event" is required`)
-	}
-	var data map[string]json.RawMessage
-	if err := json.Unmarshal(e.Data, &data); err != nil || data == nil {
-		return nil, errors.New(`"data" must be a JSON object`)
-	}
-	if e.ID == "" {
-		e.ID = uuid.NewString()
-	}
-	if e.Time == "" {
-		e.Time = time.Now().UTC().Format(time.RFC3339Nano)
-	}
-	key := e.Key
-	if key == "" {
-		key = e.ID
-	}
-	e.Key = ""
-	val, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	return &kgo.Record{
-		Key: []byte(key), Value: val,
-		Headers: []kgo.RecordHeader{{Key: hooks.HeaderSource, Value: []byte(e.Source)}, {Key: hooks.HeaderEvent, Value: []byte(e.Event)}},
-	}, nil
-}
-
-// produceNDJSON produces one envelope per line, all or nothing per line, and waits for
-// every acknowledgement.
-func produceNDJSON(ctx context.Context, cl *kgo.Client, r io.Reader) (int, error) {
+// produceNDJSON produces one envelope per line, all lines or none if one is invalid, and
+// waits for every acknowledgement.
+func produceNDJSON(ctx context.Context, cl *kgo.Client, r io.Reader, opt hooks.EnvelopeOptions) (int, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), hooks.DefaultMaxEventBytes)
+	sc.Buffer(make([]byte, 64<<10), hooks.DefaultMaxEventBytes+64<<10)
 	var recs []*kgo.Record
 	for line := 1; sc.Scan(); line++ {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		var env envelope
-		if err := json.Unmarshal(sc.Bytes(), &env); err != nil {
-			return 0, fmt.Errorf("line %d: %w", line, err)
-		}
-		rec, err := env.record()
+		rec, err := hooks.EnvelopeRecord(sc.Bytes(), opt)
 		if err != nil {
 			return 0, fmt.Errorf("line %d: %w", line, err)
 		}

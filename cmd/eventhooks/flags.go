@@ -64,3 +64,10 @@ type EmbeddedFlags struct {
 	DataDir   string `help:"Directory of the embedded broker's data." default:".eventhooks" type:"path"`
 	KafkaAddr string `help:"Listen address of the embedded broker." default:"127.0.0.1:9092"`
 }
+
+// IngestFlags configure HTTP ingest (POST /events), off unless --ingest-addr is set.
+type IngestFlags struct {
+	IngestAddr     string `help:"Listen address of HTTP ingest (POST /events, JSON or NDJSON envelopes, or Kong webhook bodies); empty: off."`
+	IngestToken    string `help:"Bearer token required by HTTP ingest."`
+	IngestKeyField string `help:"Data field(s) giving the entity key of ingested events without a key, comma separated, first found wins (e.g. entity.id,upstream_id)."`
+}

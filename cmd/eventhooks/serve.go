@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,6 +29,7 @@ type DevCmd struct {
 	TopicFlags     `embed:""`
 	ProcessorFlags `embed:""`
 	AdminFlags     `embed:""`
+	IngestFlags    `embed:""`
 }
 
 // Run starts the embedded broker, then the service against it.
@@ -46,7 +48,7 @@ func (c *DevCmd) Run(log *slog.Logger) error {
 	}
 	s := service{
 		kafka:  broker.Config{Brokers: emb.Addrs(), ClientID: "eventhooks"},
-		topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, log: log,
+		topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log,
 	}
 	return s.run()
 }
@@ -57,11 +59,12 @@ type RunCmd struct {
 	TopicFlags     `embed:""`
 	ProcessorFlags `embed:""`
 	AdminFlags     `embed:""`
+	IngestFlags    `embed:""`
 }
 
 // Run starts the service.
 func (c *RunCmd) Run(log *slog.Logger) error {
-	s := service{kafka: c.KafkaFlags.config(), topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, log: log}
+	s := service{kafka: c.KafkaFlags.config(), topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log}
 	return s.run()
 }
 
@@ -96,6 +99,7 @@ type service struct {
 	topics TopicFlags
 	proc   ProcessorFlags
 	admin  AdminFlags
+	ingest IngestFlags
 	log    *slog.Logger
 }
 
@@ -218,6 +222,8 @@ func (s *service) run() error {
 		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
 		Warn:  c.destinationWarning,
 		Ready: readiness(c.store, c.proc),
+		Test:  sinks.Tester{Pool: c.pool, Logger: s.log}.Test,
+		Ping:  sinks.Tester{Pool: c.pool, Logger: s.log}.Ping,
 		Token: s.admin.AdminToken,
 	})
 	if err != nil {
@@ -243,10 +249,52 @@ func (s *service) run() error {
 		defer cancel()
 		return api.Shutdown(sctx)
 	})
+	if s.ingest.IngestAddr != "" {
+		if err := s.serveIngest(gctx, g, c); err != nil {
+			return err
+		}
+	}
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	s.log.Info("stopped")
+	return nil
+}
+
+// serveIngest runs HTTP ingest in g until ctx ends. Its producer waits for every replica
+// (acks=all, idempotent) and allows batches a little over the largest event.
+func (s *service) serveIngest(ctx context.Context, g *errgroup.Group, c *core) error {
+	conn, err := s.kafka.ClientOpts()
+	if err != nil {
+		return err
+	}
+	prod, err := kgo.NewClient(append(conn,
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(int32(s.proc.MaxEventBytes)+64<<10),
+		kgo.RecordDeliveryTimeout(30*time.Second),
+	)...)
+	if err != nil {
+		return fmt.Errorf("cannot create ingest producer: %w", err)
+	}
+	in, err := admin.NewIngest(admin.IngestConfig{
+		Producer: prod, Topic: c.topics.Events[0], KeyField: s.ingest.IngestKeyField,
+		Token: s.ingest.IngestToken, MaxEventBytes: s.proc.MaxEventBytes, Timeout: 30 * time.Second, Logger: s.log,
+	})
+	if err != nil {
+		prod.Close()
+		return err
+	}
+	g.Go(func() error {
+		s.log.Info("HTTP ingest listening", "addr", "http://"+s.ingest.IngestAddr+"/events")
+		return in.ListenAndServe(s.ingest.IngestAddr)
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		defer prod.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), s.proc.ShutdownTimeout)
+		defer cancel()
+		return in.Shutdown(sctx)
+	})
 	return nil
 }
 
