@@ -23,8 +23,7 @@ import (
 // to the binary. Until a flag exists, its variable is ignored by `eventhooks run` (kong only
 // reads the variables of known flags), so listing it here is harmless; once the flag
 // exists, delete its line (TestEnvVarsAreFlags logs a reminder).
-var notYetFlags = map[string]string{
-}
+var notYetFlags = map[string]string{}
 
 // ---- Dockerfile ----------------------------------------------------------------------------
 

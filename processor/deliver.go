@@ -61,11 +61,12 @@ func (o outcome) settled() bool { return o != abandoned }
 // wait: ordering "key"), or after inlineBudget attempts parked in the retry topic
 // (ordering "none"); a permanent failure or the last attempt goes to the DLQ. It reports
 // whether the delivery is settled (delivered, parked or dead-lettered, each confirmed).
-func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook, e *parkedEntry, inlineBudget int) outcome {
+// lane is the calling goroutine's sinks.Lane.
+func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook, e *parkedEntry, inlineBudget int, lane *sinks.Lane) outcome {
 	h := ch.hook
 	policy := retryPolicy(h)
 	for inline := 1; ; inline++ {
-		res := ch.sink.Deliver(ctx, ev)
+		res := ch.sink.Deliver(ctx, ev, lane)
 		ch.m.latency.Update(res.Duration.Seconds())
 		if res.Delivered {
 			ch.m.delivered.Inc()

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // Headers on retry and DLQ records, so tools can filter without parsing the value.
@@ -100,12 +101,12 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
 		return false
 	}
-	return p.redeliver(ctx, &l.dec, &l.ev, &e, 1).settled()
+	return p.redeliver(ctx, &l.dec, &l.ev, &e, 1, &l.sinks).settled()
 }
 
 // redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
 // the entry to the DLQ rather than dropping it.
-func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, e *parkedEntry, inlineBudget int) outcome {
+func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, e *parkedEntry, inlineBudget int, lane *sinks.Lane) outcome {
 	ch := p.hs.Load().byID[e.HookID]
 	if ch == nil {
 		e.Reason = "hook_deleted"
@@ -117,5 +118,5 @@ func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks
 		return p.deadLetterFor(ctx, ch, e)
 	}
 	retriesDue.Inc()
-	return p.serve(ctx, ev, ch, e, inlineBudget)
+	return p.serve(ctx, ev, ch, e, inlineBudget, lane)
 }

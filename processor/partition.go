@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // partitionWorker owns one assigned partition: it registers each polled record with the
@@ -102,10 +103,11 @@ func (w *partitionWorker) laneFor(r *kgo.Record) *lane {
 // lane processes its records one at a time, in offset order. It owns its decoder and
 // scratch event: nothing here is shared with another goroutine but the watermark.
 type lane struct {
-	w   *partitionWorker
-	in  chan *kgo.Record
-	dec hooks.Decoder
-	ev  hooks.Event
+	w     *partitionWorker
+	in    chan *kgo.Record
+	dec   hooks.Decoder
+	ev    hooks.Event
+	sinks sinks.Lane // the sinks' per-goroutine state (JS runtime, template context)
 
 	gates      *gateSet // nil on consumers without gates
 	lastExpire time.Time

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // Bound is one end of a replay range: a time, or explicit offsets per partition. The zero
@@ -342,6 +343,7 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 	var dec hooks.Decoder
 	dec.MaxBytes = r.p.cfg.MaxEventBytes
 	var ev hooks.Event
+	var lane sinks.Lane // one per partition goroutine
 	var gates *gateSet
 	if r.rc.HonourGates {
 		gates = newGateSet(r.p.cfg.GateEntriesPerPartition)
@@ -352,9 +354,9 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 		}
 		var ok bool
 		if r.rc.DLQ {
-			ok = r.deadLetter(ctx, &dec, &ev, rec)
+			ok = r.deadLetter(ctx, &dec, &ev, rec, &lane)
 		} else {
-			ok = r.event(ctx, &dec, &ev, rec, gates)
+			ok = r.event(ctx, &dec, &ev, rec, gates, &lane)
 		}
 		if !ok {
 			return false
@@ -367,7 +369,7 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 	return ctx.Err() == nil
 }
 
-func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, gates *gateSet) bool {
+func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, gates *gateSet, lane *sinks.Lane) bool {
 	if err := dec.Decode(rec, ev); err != nil ||
 		(r.rc.Source != "" && ev.Source != r.rc.Source) || (r.rc.Event != "" && ev.Event != r.rc.Event) {
 		r.skipped.Add(1)
@@ -388,7 +390,7 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 		}
 		out := delivered
 		if !r.rc.DryRun {
-			out = r.p.serve(ctx, ev, ch, newEntry(rec, ch.hook.ID, r.p.cfg.Now()), r.p.cfg.InlineAttempts)
+			out = r.p.serve(ctx, ev, ch, newEntry(rec, ch.hook.ID, r.p.cfg.Now()), r.p.cfg.InlineAttempts, lane)
 		}
 		if !out.settled() {
 			return false
@@ -420,7 +422,7 @@ func replayGate(gates *gateSet, ch *compiledHook, ev *hooks.Event) (key []byte, 
 }
 
 // deadLetter re-drives one DLQ entry through its hook with a fresh attempt budget.
-func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record) bool {
+func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, lane *sinks.Lane) bool {
 	var e parkedEntry
 	if err := json.Unmarshal(rec.Value, &e); err != nil || e.HookID == "" || (r.hookFilter != nil && !r.hookFilter[e.HookID]) {
 		r.skipped.Add(1) // malformed input records have no hook to re-drive them through
@@ -428,7 +430,7 @@ func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hook
 	}
 	if !r.rc.DryRun {
 		e.Attempts, e.Reason, e.LastError, e.LastStatus = 0, "", "", 0
-		if !r.p.redeliver(ctx, dec, ev, &e, r.p.cfg.InlineAttempts).settled() {
+		if !r.p.redeliver(ctx, dec, ev, &e, r.p.cfg.InlineAttempts, lane).settled() {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -63,7 +64,7 @@ func BenchmarkDeliverLocal(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if res := s.Deliver(ctx, ev); !res.Delivered {
+			if res := s.Deliver(ctx, ev, nil); !res.Delivered {
 				b.Fatal(res.Err)
 			}
 		}
@@ -73,7 +74,7 @@ func BenchmarkDeliverLocal(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			ev := benchEvent(b) // one event per goroutine, as lanes own theirs
 			for pb.Next() {
-				if res := s.Deliver(ctx, ev); !res.Delivered {
+				if res := s.Deliver(ctx, ev, nil); !res.Delivered {
 					b.Error(res.Err)
 					return
 				}
@@ -84,4 +85,126 @@ func BenchmarkDeliverLocal(b *testing.B) {
 
 func benchEvent(tb testing.TB) *hooks.Event {
 	return newEvent(tb, "crud", "consumers", consumerData)
+}
+
+// customBuildAndSign is the CPU part of a webhook-custom delivery: render the templates,
+// encode the payload, sign the body.
+func customBuildAndSign(s *customSink, ev *hooks.Event, lane *Lane, unix int64) int {
+	req := fasthttp.AcquireRequest()
+	buf := getBuffer()
+	if _, err := s.build(req, buf, ev, lane); err != nil {
+		panic(err)
+	}
+	sg := s.signers.Get().(*signer)
+	sig := sg.signRequest(s.hookID, ev, -1, unix, buf.B, true)
+	n := len(buf.B) + len(sig.std) + len(sig.kong)
+	s.signers.Put(sg)
+	putBuffer(buf)
+	fasthttp.ReleaseRequest(req)
+	return n
+}
+
+// benchCustomHook is Kong's Slack example with a secret and a templated header.
+func benchCustomHook(tb testing.TB) *hooks.Hook {
+	return customHook(tb, `"url":"http://127.0.0.1:1/services/T000/B000/XXXX","method":"POST","secret":"`+benchSecret+`",`+
+		`"headers":{"Content-Type":"application/json","X-Admin":"{{ entity.id }}"},"headers_format":true,`+
+		`"payload":{"text":`+quote(slackText)+`,"channel":"#kong-admins"}`)
+}
+
+// BenchmarkWebhookCustomBuild renders, encodes and signs Kong's Slack example for one
+// event. "per-event" builds the template context for every event (each has its own
+// record, as in the processor); "shared-context" is a further hook of the same event.
+func BenchmarkWebhookCustomBuild(b *testing.B) {
+	s := mustCompile(b, benchCustomHook(b), newPool(b, PoolConfig{})).(*customSink)
+	unix := time.Now().Unix()
+	b.Run("per-event", func(b *testing.B) {
+		evs := [2]*hooks.Event{newEvent(b, "crud", "admins", adminData), newEvent(b, "crud", "admins", adminData)}
+		evs[1].Record = &kgo.Record{Topic: "eventhooks-events", Partition: 3, Offset: 6}
+		var lane Lane
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			customBuildAndSign(s, evs[i&1], &lane, unix)
+			i++
+		}
+	})
+	b.Run("shared-context", func(b *testing.B) {
+		ev := newEvent(b, "crud", "admins", adminData)
+		var lane Lane
+		b.ReportAllocs()
+		for b.Loop() {
+			customBuildAndSign(s, ev, &lane, unix)
+		}
+	})
+}
+
+func TestWebhookCustomBuildAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under -race")
+	}
+	s := mustCompile(t, benchCustomHook(t), newPool(t, PoolConfig{})).(*customSink)
+	ev := newEvent(t, "crud", "admins", adminData)
+	var lane Lane
+	unix := time.Now().Unix()
+	customBuildAndSign(s, ev, &lane, unix) // warm the pools and the lane
+	if n := testing.AllocsPerRun(200, func() { customBuildAndSign(s, ev, &lane, unix) }); n > 0 {
+		t.Errorf("webhook-custom build and sign with the event's context built: %v allocs/op, want 0", n)
+	}
+}
+
+// benchReceiver is a bare local receiver.
+func benchReceiver(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(*fasthttp.RequestCtx) {}}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Shutdown() })
+	return "http://" + ln.Addr().String()
+}
+
+// BenchmarkLambdaDeliver runs a lambda that returns one signed request and delivers it
+// to a local receiver: on a Lane kept across events (the processor's case) and on a
+// fresh Lane per event (a new JavaScript runtime each time).
+func BenchmarkLambdaDeliver(b *testing.B) {
+	url := benchReceiver(b)
+	h := lambdaHook(b, `,"secret":"`+benchSecret+`"`, `(data, event, source) => ({
+  url: "`+url+`/" + source + "/" + event,
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ text: "Admin account " + data.entity.username + " " + data.operation + "d" }),
+})`)
+	s := mustCompile(b, h, newPool(b, PoolConfig{LambdaTimeout: time.Second}))
+	ev := newEvent(b, "crud", "admins", adminData)
+	ctx := context.Background()
+	b.Run("reused-lane", func(b *testing.B) {
+		var lane Lane
+		b.ReportAllocs()
+		for b.Loop() {
+			if res := s.Deliver(ctx, ev, &lane); !res.Delivered {
+				b.Fatal(res.Err)
+			}
+		}
+	})
+	b.Run("fresh-lane", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if res := s.Deliver(ctx, ev, &Lane{}); !res.Delivered {
+				b.Fatal(res.Err)
+			}
+		}
+	})
+}
+
+// BenchmarkLambdaDrop is the chain alone: a policy lambda that decides to send nothing.
+func BenchmarkLambdaDrop(b *testing.B) {
+	s := mustCompile(b, lambdaHook(b, "", policyLambda), newPool(b, PoolConfig{LambdaTimeout: time.Second}))
+	ev := newEvent(b, "crud", "admins", adminData)
+	var lane Lane
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := s.Deliver(context.Background(), ev, &lane); !res.Dropped {
+			b.Fatal(res)
+		}
+	}
 }

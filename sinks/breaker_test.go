@@ -62,7 +62,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	p := newPool(t, PoolConfig{BreakerCooldown: cooldown, BreakerMaxCooldown: 10 * cooldown})
 	s := mustCompile(t, webhookHook(t, ts.url+"/hook", "", ""), p)
 	ev := newEvent(t, "crud", "consumers", consumerData)
-	deliver := func() Result { return s.Deliver(context.Background(), ev) }
+	deliver := func() Result { return s.Deliver(context.Background(), ev, nil) }
 
 	if got := breakerState(t, p, ts.addr); got != 0 {
 		t.Fatalf("state gauge = %v at creation, want 0 (closed)", got)
@@ -170,7 +170,7 @@ func TestBreakerFailureKinds(t *testing.T) {
 			p := newPool(t, PoolConfig{})
 			s := mustCompile(t, webhookHook(t, ts.url, "", ""), p)
 			for range 2 * DefaultBreakerThreshold {
-				s.Deliver(context.Background(), ev)
+				s.Deliver(context.Background(), ev, nil)
 			}
 			want := int32(2 * DefaultBreakerThreshold)
 			if tc.trips {
@@ -191,7 +191,7 @@ func TestBreakerFailureKinds(t *testing.T) {
 			if i%DefaultBreakerThreshold == DefaultBreakerThreshold-1 {
 				ts.code.Store(400)
 			}
-			if res := s.Deliver(context.Background(), ev); errors.Is(res.Err, ErrCircuitOpen) {
+			if res := s.Deliver(context.Background(), ev, nil); errors.Is(res.Err, ErrCircuitOpen) {
 				t.Fatalf("attempt %d: opened, though no %d failures were consecutive", i, DefaultBreakerThreshold)
 			}
 		}
@@ -207,11 +207,11 @@ func TestBreakerFailureKinds(t *testing.T) {
 		p := newPool(t, PoolConfig{})
 		s := mustCompile(t, webhookHook(t, "http://"+addr+"/", "", ""), p)
 		for i := range DefaultBreakerThreshold {
-			if res := s.Deliver(context.Background(), ev); errors.Is(res.Err, ErrCircuitOpen) {
+			if res := s.Deliver(context.Background(), ev, nil); errors.Is(res.Err, ErrCircuitOpen) {
 				t.Fatalf("attempt %d: opened early", i)
 			}
 		}
-		if res := s.Deliver(context.Background(), ev); !errors.Is(res.Err, ErrCircuitOpen) {
+		if res := s.Deliver(context.Background(), ev, nil); !errors.Is(res.Err, ErrCircuitOpen) {
 			t.Errorf("after %d refused connections: %+v", DefaultBreakerThreshold, res)
 		}
 	})
@@ -221,7 +221,7 @@ func TestBreakerFailureKinds(t *testing.T) {
 		p := newPool(t, PoolConfig{DisableBreaker: true})
 		s := mustCompile(t, webhookHook(t, ts.url, "", ""), p)
 		for range 2 * DefaultBreakerThreshold {
-			if res := s.Deliver(context.Background(), ev); errors.Is(res.Err, ErrCircuitOpen) {
+			if res := s.Deliver(context.Background(), ev, nil); errors.Is(res.Err, ErrCircuitOpen) {
 				t.Fatal("disabled breaker opened")
 			}
 		}
@@ -242,12 +242,12 @@ func TestBreakerPerDestination(t *testing.T) {
 	a := mustCompile(t, webhookHook(t, bad.url+"/a", "", ""), p)
 	b := mustCompile(t, webhookHook(t, bad.url+"/b", "", ""), p)
 	c := mustCompile(t, webhookHook(t, good.url+"/c", "", ""), p)
-	a.Deliver(context.Background(), ev)
-	b.Deliver(context.Background(), ev)
-	if res := a.Deliver(context.Background(), ev); !errors.Is(res.Err, ErrCircuitOpen) {
+	a.Deliver(context.Background(), ev, nil)
+	b.Deliver(context.Background(), ev, nil)
+	if res := a.Deliver(context.Background(), ev, nil); !errors.Is(res.Err, ErrCircuitOpen) {
 		t.Errorf("hook a: %+v", res)
 	}
-	if res := c.Deliver(context.Background(), ev); !res.Delivered {
+	if res := c.Deliver(context.Background(), ev, nil); !res.Delivered {
 		t.Errorf("other destination: %+v", res)
 	}
 	if got := breakerState(t, p, good.addr); got != 0 {
@@ -281,7 +281,7 @@ func TestBreakerConcurrent(t *testing.T) {
 
 	ev := newEvent(t, "crud", "consumers", consumerData)
 	for range DefaultBreakerThreshold {
-		s.Deliver(context.Background(), ev)
+		s.Deliver(context.Background(), ev, nil)
 	}
 	maxInflight.Store(0)
 	hits.Store(0)
@@ -295,7 +295,7 @@ func TestBreakerConcurrent(t *testing.T) {
 			wg.Go(func() {
 				ev := newEvent(t, "crud", "consumers", consumerData) // lanes own their events
 				for time.Now().Before(stop) {
-					res := s.Deliver(context.Background(), ev)
+					res := s.Deliver(context.Background(), ev, nil)
 					if errors.Is(res.Err, ErrCircuitOpen) {
 						rej.Add(1)
 						time.Sleep(time.Millisecond)
@@ -328,7 +328,7 @@ func TestBreakerConcurrent(t *testing.T) {
 	if got := breakerState(t, p, ts.addr); got != 0 {
 		t.Errorf("state = %v after recovery, want 0", got)
 	}
-	if res := s.Deliver(context.Background(), ev); !res.Delivered {
+	if res := s.Deliver(context.Background(), ev, nil); !res.Delivered {
 		t.Errorf("after recovery: %+v", res)
 	}
 }

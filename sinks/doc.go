@@ -1,23 +1,34 @@
 // Package sinks owns the delivery of one event to one hook's destination: building the
-// request (Kong's webhook body, the configured headers), signing it (Kong's
-// X-Kong-Signature and Standard Webhooks), sending it over pooled fasthttp clients and
-// classifying the outcome (delivered, retryable, permanent).
+// request (Kong's webhook body; webhook-custom's templates; the requests a lambda
+// returns), signing it (Kong's X-Kong-Signature and Standard Webhooks), sending it over
+// pooled fasthttp clients and classifying the outcome (delivered, retryable, permanent).
+// Tester runs a hook on demand for the Admin API's /test and /ping.
 //
 // It must not consume Kafka, decide retries or ordering, or keep gate state: the processor
 // does that with the Result it gets back. Per-hook metrics are the processor's too.
 //
 // # Life cycle
 //
-// A hook version is compiled once with Compile: the config is parsed and everything
-// static (URI, header list, HMAC keys, the destination's HostClient) is computed then.
-// Deliver is called per event and per attempt; it allocates nothing on the success path
-// beyond what fasthttp's own pools hold.
+// A hook version is compiled once with Compile: the config is parsed, templates and
+// JavaScript are compiled, and everything static (URI, header list, encodings' fixed
+// parts, HMAC keys, the destination's HostClient) is computed then; a template or a
+// function that does not compile is a *hooks.SchemaError on its field. Deliver is called
+// per event and per attempt. The webhook handler allocates nothing on the success path
+// beyond what fasthttp's own pools hold; webhook-custom allocates only the event's
+// template context, once per event (see Lane); a lambda call allocates in goja.
+//
+// Destinations computed per event (a lambda's requests, a templated url) are pooled
+// like configured ones, bounded by PoolConfig.MaxDestinations.
 //
 // # Concurrency
 //
 //   - A Sink is immutable after Compile and safe for concurrent Deliver calls from many
 //     lanes. Per-call scratch state (body buffer, HMAC states) comes from sync.Pools owned
 //     by the sink.
+//   - A Lane is per goroutine: each processor lane, replay partition goroutine and
+//     Admin API test call has its own and passes it to every Deliver it makes. It holds
+//     the goja runtime (single-goroutine by nature), the template context of the event
+//     being delivered, shared by that event's hooks, and scratch buffers.
 //   - An Event is not safe for concurrent use: fastjson unescapes strings lazily and in
 //     place, so reading ev.Data writes to it. Two goroutines must not Deliver the same
 //     *hooks.Event at the same time (deliver one event to its hooks sequentially on the

@@ -157,7 +157,7 @@ func TestGuardRefusesLoopbackDelivery(t *testing.T) {
 		// More attempts than the breaker threshold: a refusal is not the destination's
 		// fault, so it never opens the breaker.
 		for range DefaultBreakerThreshold + 2 {
-			res := s.Deliver(context.Background(), ev)
+			res := s.Deliver(context.Background(), ev, nil)
 			if res.Delivered || res.Retryable || !errors.Is(res.Err, ErrDestinationRefused) || !errors.Is(res.Err, ErrPermanent) {
 				t.Fatalf("%s: result = %+v, want a permanent refusal", tc.url, res)
 			}
@@ -180,7 +180,7 @@ func TestGuardRefusesLoopbackDelivery(t *testing.T) {
 	}
 	p = newPool(t, PoolConfig{Guard: NewGuard(allow)})
 	for _, url := range []string{ts.url + "/hook", "http://localhost:" + port + "/hook"} {
-		if res := mustCompile(t, webhookHook(t, url, "", ""), p).Deliver(context.Background(), ev); !res.Delivered {
+		if res := mustCompile(t, webhookHook(t, url, "", ""), p).Deliver(context.Background(), ev, nil); !res.Delivered {
 			t.Errorf("%s with 127.0.0.0/8 allowed: %+v", url, res)
 		}
 		ts.next(t)
@@ -200,7 +200,7 @@ func TestGuardDialsTheAllowedAddress(t *testing.T) {
 		return fasthttp.Dial(addr)
 	}})
 	ev := newEvent(t, "crud", "consumers", consumerData)
-	res := mustCompile(t, webhookHook(t, "http://receiver.test:"+port+"/hook", "", ""), p).Deliver(context.Background(), ev)
+	res := mustCompile(t, webhookHook(t, "http://receiver.test:"+port+"/hook", "", ""), p).Deliver(context.Background(), ev, nil)
 	if !res.Delivered {
 		t.Fatalf("result = %+v", res)
 	}
@@ -225,7 +225,7 @@ func TestGuardChecksAtDialTime(t *testing.T) {
 	}
 	fakeResolver(g, map[string][]string{"rebind.test": {"127.0.0.1"}})
 	p := newPool(t, PoolConfig{Guard: g})
-	res := mustCompile(t, webhookHook(t, url, "", ""), p).Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData))
+	res := mustCompile(t, webhookHook(t, url, "", ""), p).Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData), nil)
 	if res.Retryable || !errors.Is(res.Err, ErrDestinationRefused) ||
 		!strings.Contains(res.Err.Error(), "destination rebind.test:"+port+" (127.0.0.1) refused: loopback address") {
 		t.Fatalf("result = %+v", res)
@@ -288,7 +288,7 @@ func TestGuardTLS(t *testing.T) {
 		{"https://other.test:" + port + "/", false, true},
 		{"https://other.test:" + port + "/", true, false}, // self-signed: verification still runs
 	} {
-		res := mustCompile(t, webhookHook(t, tc.url, `,"ssl_verify":`+strconv.FormatBool(tc.verify), ""), p).Deliver(context.Background(), ev)
+		res := mustCompile(t, webhookHook(t, tc.url, `,"ssl_verify":`+strconv.FormatBool(tc.verify), ""), p).Deliver(context.Background(), ev, nil)
 		if res.Delivered != tc.delivered {
 			t.Errorf("%s ssl_verify=%v: %+v", tc.url, tc.verify, res)
 		}

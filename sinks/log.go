@@ -26,7 +26,7 @@ func (s *logSink) Handler() string { return hooks.HandlerLog }
 
 // Deliver implements Sink: it logs msg "event hook" with hook_id, source, event, key,
 // event_id (when the envelope has one) and data as a JSON string. Always delivered.
-func (s *logSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
+func (s *logSink) Deliver(ctx context.Context, ev *hooks.Event, _ *Lane) Result {
 	start := time.Now()
 	if ctx.Err() != nil {
 		return canceled(ctx, s.hookID, start)

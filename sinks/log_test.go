@@ -20,7 +20,7 @@ func TestLogHandler(t *testing.T) {
 		t.Errorf("Handler() = %q", s.Handler())
 	}
 	ev := newEvent(t, "crud", "consumers", consumerData)
-	res := s.Deliver(context.Background(), ev)
+	res := s.Deliver(context.Background(), ev, nil)
 	if !res.Delivered || res.Err != nil {
 		t.Fatalf("result = %+v", res)
 	}

@@ -3,6 +3,7 @@ package sinks
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/scripting"
 )
 
 // PoolConfig configures the HTTP clients of a Pool. Zero fields take the defaults below.
@@ -56,6 +59,17 @@ type PoolConfig struct {
 	// DisableBreaker turns the circuit breakers (and their metrics) off: every attempt
 	// is sent.
 	DisableBreaker bool
+
+	// MaxDestinations bounds the destinations created for URLs computed per event (the
+	// requests a lambda returns, a templated webhook-custom url), default 1024. Each
+	// destination keeps a HostClient, a breaker and two metric series until Close, so a
+	// script must not be able to grow the pool without limit: once the bound is reached,
+	// a request to a destination not seen before fails with ErrTooManyDestinations
+	// (permanent). Destinations fixed in a hook's config are not counted.
+	MaxDestinations int
+	// LambdaTimeout caps the time one lambda call may run (default
+	// scripting.DefaultTimeout, 50ms); a hook's timeout_ms lowers it, never raises it.
+	LambdaTimeout time.Duration
 }
 
 // Defaults for PoolConfig.
@@ -69,6 +83,8 @@ const (
 	DefaultBreakerThreshold    = 5
 	DefaultBreakerCooldown     = 5 * time.Second
 	DefaultBreakerMaxCooldown  = 60 * time.Second
+	DefaultMaxDestinations     = 1024
+	DefaultLambdaTimeout       = scripting.DefaultTimeout
 )
 
 func (c *PoolConfig) applyDefaults() {
@@ -100,6 +116,12 @@ func (c *PoolConfig) applyDefaults() {
 		c.BreakerMaxCooldown = DefaultBreakerMaxCooldown
 	}
 	c.BreakerMaxCooldown = max(c.BreakerMaxCooldown, c.BreakerCooldown)
+	if c.MaxDestinations <= 0 {
+		c.MaxDestinations = DefaultMaxDestinations
+	}
+	if c.LambdaTimeout <= 0 {
+		c.LambdaTimeout = DefaultLambdaTimeout
+	}
 }
 
 // destination identifies one HostClient: TLS or not, host:port, certificate checking.
@@ -135,6 +157,7 @@ type Pool struct {
 	metrics *metrics.Set // nil when the breakers are disabled
 	mu      sync.Mutex
 	closed  bool                    // guarded by mu
+	dynamic int                     // guarded by mu; endpoints created by dynamicClient
 	labels  map[string]*destMetrics // guarded by mu; by metric label suffix
 	clients atomic.Pointer[map[destination]*endpoint]
 }
@@ -156,8 +179,24 @@ func NewPool(cfg PoolConfig) *Pool {
 // errPoolClosed is returned for a destination first used after Close.
 var errPoolClosed = errors.New("client pool is closed")
 
-// client returns the endpoint for d, creating it on first use.
+// ErrTooManyDestinations is wrapped by the error of a request to a destination computed
+// per event (a lambda's request, a templated webhook-custom url) when the pool already
+// holds PoolConfig.MaxDestinations such destinations. It also wraps ErrPermanent.
+var ErrTooManyDestinations = fmt.Errorf("%w: too many destinations", ErrPermanent)
+
+// client returns the endpoint for d, creating it on first use. It is for destinations
+// fixed by a hook's config, resolved once at Compile.
 func (p *Pool) client(d destination) (*endpoint, error) {
+	return p.endpoint(d, false)
+}
+
+// dynamicClient is client for a destination computed per event: creating one counts
+// against PoolConfig.MaxDestinations.
+func (p *Pool) dynamicClient(d destination) (*endpoint, error) {
+	return p.endpoint(d, true)
+}
+
+func (p *Pool) endpoint(d destination, dynamic bool) (*endpoint, error) {
 	if c, ok := (*p.clients.Load())[d]; ok {
 		return c, nil
 	}
@@ -169,6 +208,13 @@ func (p *Pool) client(d destination) (*endpoint, error) {
 	old := *p.clients.Load()
 	if c, ok := old[d]; ok {
 		return c, nil
+	}
+	if dynamic {
+		if p.dynamic >= p.cfg.MaxDestinations {
+			return nil, fmt.Errorf("%w: %s would be destination %d computed by scripts and templates, over the pool's limit of %d",
+				ErrTooManyDestinations, d.addr, p.dynamic+1, p.cfg.MaxDestinations)
+		}
+		p.dynamic++
 	}
 	c := &endpoint{hc: p.newHostClient(d), br: p.newBreakerLocked(d)}
 	m := make(map[destination]*endpoint, len(old)+1)
@@ -216,6 +262,9 @@ func (p *Pool) newHostClient(d destination) *fasthttp.HostClient {
 		MaxResponseBodySize: p.cfg.MaxResponseBodySize,
 		MaxIdleConnDuration: p.cfg.MaxIdleConnDuration,
 		DialDualStack:       true,
+		// Send the path as configured or rendered: fasthttp would otherwise decode %2F
+		// and resolve dot segments, changing the URL a receiver routes on.
+		DisablePathNormalizing: true,
 		// The processor owns retries; the only one done here is resending once on a
 		// keep-alive connection the server closed while it sat idle (see retryStale).
 		MaxIdemponentCallAttempts: 2,

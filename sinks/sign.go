@@ -163,7 +163,8 @@ func (s *signer) appendStandard(dst, id, ts, body []byte) []byte {
 }
 
 // signatures are the four signature header values of one request, pointing into the
-// signer's scratch: valid until the signer's next use.
+// signer's scratch: valid until the signer's next use. kong and std are nil for a
+// request without a body (see signBodiless).
 type signatures struct {
 	id, ts, kong, std []byte
 }
@@ -171,11 +172,29 @@ type signatures struct {
 // sign computes every signature header for body. hookID and ev give the webhook-id;
 // unix is the attempt's time in seconds.
 func (s *signer) sign(hookID string, ev *hooks.Event, unix int64, body []byte) signatures {
+	return s.signRequest(hookID, ev, -1, unix, body, true)
+}
+
+// signRequest is sign for one request of several made for an event (a lambda returning
+// an array): index >= 0 appends "_<index>" to the webhook-id, so each request of the
+// array has its own stable id. With hasBody false (GET, HEAD: the data is in the URL,
+// which neither signature covers) only webhook-id and webhook-timestamp are computed:
+// Kong sends no X-Kong-Signature without a body, and a webhook-signature over an empty
+// body would let anyone who saw one request replay it with another query string.
+func (s *signer) signRequest(hookID string, ev *hooks.Event, index int, unix int64, body []byte, hasBody bool) signatures {
 	b := s.hdr[:0]
 	b = appendMessageID(b, &s.id, hookID, ev)
+	if index >= 0 {
+		b = append(b, '_')
+		b = strconv.AppendInt(b, int64(index), 10)
+	}
 	idEnd := len(b)
 	b = strconv.AppendInt(b, unix, 10)
 	tsEnd := len(b)
+	if !hasBody {
+		s.hdr = b
+		return signatures{id: b[:idEnd], ts: b[idEnd:tsEnd]}
+	}
 	b = s.appendKong(b, body)
 	kongEnd := len(b)
 	b = s.appendStandard(b, b[:idEnd], b[idEnd:tsEnd], body)

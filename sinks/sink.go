@@ -13,8 +13,7 @@ import (
 // Errors callers branch on. Every error a Sink returns wraps one of these or a transport
 // error; test with errors.Is.
 var (
-	// ErrUnsupportedHandler is returned by Compile for a handler this build cannot run yet
-	// (webhook-custom, lambda) or does not know.
+	// ErrUnsupportedHandler is returned by Compile for a handler it does not know.
 	ErrUnsupportedHandler = errors.New("unsupported handler")
 	// ErrInvalidConfig is returned by Compile when a hook's config cannot be turned into a
 	// sink (bad URL, undecodable whsec_ secret, header that would corrupt the request).
@@ -49,6 +48,10 @@ type Result struct {
 	RetryAfter time.Duration
 	// Duration is the time the attempt took, request building included.
 	Duration time.Duration
+	// Dropped is true, with Delivered, when the hook decided to send nothing for this
+	// event: a lambda whose chain returned null, undefined or an empty array. Nothing
+	// was sent; the event is done.
+	Dropped bool
 }
 
 // Sink delivers events for one compiled hook version. Implementations are immutable after
@@ -60,15 +63,26 @@ type Sink interface {
 	// deadline) passed. Cancelling ctx does not interrupt a request in flight (fasthttp
 	// has no cancellation); a ctx already done when Deliver starts yields a retryable
 	// Result wrapping ctx.Err() without sending anything. ev is read, never kept.
-	Deliver(ctx context.Context, ev *hooks.Event) Result
+	//
+	// lane is the calling goroutine's state (its JavaScript runtime, the event's
+	// template context, scratch buffers): pass the same *Lane for every Deliver made by
+	// one goroutine, never one *Lane from two goroutines at once. nil works, at the cost
+	// of a throwaway Lane per call (a new JavaScript runtime for a lambda).
+	Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result
 	// Handler returns the hook's handler name ("webhook", "log", …).
 	Handler() string
 }
 
 // Compile builds the Sink of one hook version; call it once per version and keep the
 // result. h must have passed hooks.Validate. p provides the HTTP clients (it may be nil
-// for handlers that send nothing, such as log); log receives the log handler's lines and
-// defaults to slog.Default().
+// for handlers that send nothing, such as log); log receives the log handler's lines,
+// lambda results and console output, and defaults to slog.Default().
+//
+// Compile is also the Admin API's create-time check: a template that does not parse or a
+// JavaScript function that does not compile (or does not evaluate to a function) is
+// reported as a *hooks.SchemaError naming the field ("config.payload.text",
+// "config.functions.2", 1-based as Kong numbers array elements) with the line and the
+// message. Other config errors wrap ErrInvalidConfig.
 func Compile(h *hooks.Hook, p *Pool, log *slog.Logger) (Sink, error) {
 	if h == nil {
 		return nil, fmt.Errorf("compile hook: %w: nil hook", ErrInvalidConfig)
@@ -85,9 +99,10 @@ func Compile(h *hooks.Hook, p *Pool, log *slog.Logger) (Sink, error) {
 		s, err = compileWebhook(h, p)
 	case hooks.HandlerLog:
 		s, err = compileLog(h, log)
-	case hooks.HandlerWebhookCustom, hooks.HandlerLambda:
-		// Planned: they reuse Pool, the signer and send() from the webhook sink.
-		err = fmt.Errorf("handler %q: %w", h.Handler, ErrUnsupportedHandler)
+	case hooks.HandlerWebhookCustom:
+		s, err = compileCustom(h, p)
+	case hooks.HandlerLambda:
+		s, err = compileLambda(h, p, log)
 	default:
 		err = fmt.Errorf("unknown handler %q: %w", h.Handler, ErrUnsupportedHandler)
 	}

@@ -95,29 +95,58 @@ func parseDestination(raw string, sslVerify bool) (destination, error) {
 // apart. A name that is not an RFC 9110 token or a value with CR, LF or NUL would let a
 // config inject headers, so it is an error.
 func compileHeaders(m map[string]string) (hs []header, host []byte, err error) {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
+	names, err := headerNames(m)
+	if err != nil {
+		return nil, nil, err
 	}
-	sort.Strings(names)
 	for _, k := range names {
 		v := m[k]
-		if !validHeaderName(k) {
-			return nil, nil, fmt.Errorf("%w: config.headers: invalid header name %q", ErrInvalidConfig, k)
-		}
 		if !validHeaderValue(v) {
 			return nil, nil, fmt.Errorf("%w: config.headers.%s: value contains CR, LF or NUL", ErrInvalidConfig, k)
 		}
-		switch strings.ToLower(k) {
-		case "content-type", "content-length", "transfer-encoding":
+		switch headerRole(k) {
+		case roleContentType, roleFraming:
 			continue
-		case "host":
+		case roleHost:
 			host = []byte(v)
 			continue
 		}
 		hs = append(hs, header{key: []byte(k), value: []byte(v)})
 	}
 	return hs, host, nil
+}
+
+// headerNames returns the names of m sorted, checking that each is an RFC 9110 token.
+func headerNames(m map[string]string) ([]string, error) {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		if !validHeaderName(k) {
+			return nil, fmt.Errorf("%w: config.headers: invalid header name %q", ErrInvalidConfig, k)
+		}
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// What a configured header name means to the request builder.
+const (
+	roleOther       = iota
+	roleContentType // Content-Type: decides the payload encoding (webhook: forced JSON)
+	roleFraming     // Content-Length, Transfer-Encoding: always computed
+	roleHost        // Host: sent instead of the URL's host
+)
+
+func headerRole(name string) int {
+	switch {
+	case strings.EqualFold(name, "content-type"):
+		return roleContentType
+	case strings.EqualFold(name, "content-length"), strings.EqualFold(name, "transfer-encoding"):
+		return roleFraming
+	case strings.EqualFold(name, "host"):
+		return roleHost
+	}
+	return roleOther
 }
 
 func validHeaderName(s string) bool {
@@ -136,15 +165,22 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-func validHeaderValue(s string) bool {
-	return strings.IndexByte(s, '\r') < 0 && strings.IndexByte(s, '\n') < 0 && strings.IndexByte(s, 0) < 0
+// validHeaderValue reports whether s is free of CR, LF and NUL, which would let a value
+// inject headers.
+func validHeaderValue[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Handler implements Sink.
 func (s *webhookSink) Handler() string { return hooks.HandlerWebhook }
 
 // Deliver implements Sink: one POST of Kong's body, signed when the hook has a secret.
-func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
+func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
 	start := time.Now()
 	if ctx.Err() != nil {
 		return canceled(ctx, s.hookID, start)
@@ -152,14 +188,17 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
 	if ev == nil {
 		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
 	}
-	deadline := start.Add(s.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-
 	buf := getBuffer()
 	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
+	res := s.post(ctx, ev, lane, buf.B, start)
+	putBuffer(buf)
+	return res
+}
 
+// post sends body as the hook's POST: its URL, headers and signatures. ev names the
+// event for the webhook-id. Ping uses it with its own body.
+func (s *webhookSink) post(ctx context.Context, ev *hooks.Event, lane *Lane, body []byte, start time.Time) Result {
+	deadline := deadlineOf(ctx, start, s.timeout)
 	req := fasthttp.AcquireRequest()
 	req.SetRequestURI(s.uri)
 	req.Header.SetMethod(fasthttp.MethodPost)
@@ -171,22 +210,38 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event) Result {
 		req.Header.SetHostBytes(s.host)
 	}
 	req.Header.SetContentTypeBytes(contentTypeJSON)
-	req.SetBodyRaw(buf.B) // not copied: buf outlives the request
+	req.SetBodyRaw(body) // not copied: body outlives the request
 	if s.signed {
 		sg := s.signers.Get().(*signer)
-		sig := sg.sign(s.hookID, ev, start.Unix(), buf.B)
-		req.Header.SetBytesKV(headerWebhookID, sig.id)
-		req.Header.SetBytesKV(headerWebhookTimestamp, sig.ts)
-		req.Header.SetBytesKV(headerKongSignature, sig.kong)
-		req.Header.SetBytesKV(headerWebhookSignature, sig.std)
+		setSignatures(req, sg.sign(s.hookID, ev, start.Unix(), body))
 		s.signers.Put(sg) // the header values were copied into req
 	}
 
-	res := send(s.ep, req, deadline, s.hookID)
+	res := send(s.ep, req, deadline, s.hookID, lane)
 	fasthttp.ReleaseRequest(req)
-	putBuffer(buf)
 	res.Duration = time.Since(start)
 	return res
+}
+
+// deadlineOf is the deadline of an attempt started at start: the hook's timeout, or
+// ctx's deadline when earlier.
+func deadlineOf(ctx context.Context, start time.Time, timeout time.Duration) time.Time {
+	deadline := start.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return deadline
+}
+
+// setSignatures sets the signature headers of sig that are present (a bodiless request
+// has only webhook-id and webhook-timestamp).
+func setSignatures(req *fasthttp.Request, sig signatures) {
+	req.Header.SetBytesKV(headerWebhookID, sig.id)
+	req.Header.SetBytesKV(headerWebhookTimestamp, sig.ts)
+	if sig.kong != nil {
+		req.Header.SetBytesKV(headerKongSignature, sig.kong)
+		req.Header.SetBytesKV(headerWebhookSignature, sig.std)
+	}
 }
 
 // maxErrorBody bounds how much of an error response's body goes into Result.Err.
@@ -196,14 +251,18 @@ const maxErrorBody = 256
 // HTTP-speaking handler, so all of them go through the destination's circuit breaker:
 // while it is open, send returns a retryable Result wrapping ErrCircuitOpen without
 // sending anything. req stays the caller's; the response is acquired and released here,
-// after everything needed from it was read.
-func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string) Result {
+// after everything needed from it was read. When lane captures (Admin API tests), the
+// request and the response are recorded there.
+func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string, lane *Lane) (res Result) {
 	t, wait := ep.br.allow()
 	if t == ticketRejected {
 		return ep.br.rejection(hookID, wait)
 	}
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
+	if lane != nil && lane.capture != nil {
+		defer func() { lane.capture.record(req, resp, res) }()
+	}
 
 	err := ep.hc.DoDeadline(req, resp, deadline)
 	status := 0
@@ -213,7 +272,7 @@ func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string
 	}
 	ep.br.record(t, breakerVerdict(status, err))
 	delivered, retryable := classify(status, err)
-	res := Result{Status: status, Delivered: delivered, Retryable: retryable}
+	res = Result{Status: status, Delivered: delivered, Retryable: retryable}
 	if delivered {
 		return res
 	}

@@ -36,7 +36,7 @@ func TestWebhookKongBody(t *testing.T) {
 	s := mustCompile(t, webhookHook(t, ts.url+"/hook", "", ""), newPool(t, PoolConfig{}))
 	ev := newEvent(t, "crud", "consumers", consumerData)
 
-	res := s.Deliver(context.Background(), ev)
+	res := s.Deliver(context.Background(), ev, nil)
 	if !res.Delivered || res.Err != nil || res.Status != 200 {
 		t.Fatalf("result = %+v", res)
 	}
@@ -90,7 +90,7 @@ func TestWebhookHeaders(t *testing.T) {
 	h := webhookHook(t, ts.url+"/in?x=1", `,"headers":{"X-Custom":"v 1","authorization":"Bearer t",`+
 		`"Content-Type":"text/plain","Content-Length":"3","Host":"receiver.example"}`, "")
 	s := mustCompile(t, h, newPool(t, PoolConfig{}))
-	if res := s.Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData)); !res.Delivered {
+	if res := s.Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData), nil); !res.Delivered {
 		t.Fatalf("result = %+v", res)
 	}
 	r := ts.next(t)
@@ -160,7 +160,7 @@ func TestWebhookSignatures(t *testing.T) {
 			s := mustCompile(t, h, newPool(t, PoolConfig{}))
 			ev := newEvent(t, "crud", "consumers", consumerData)
 			before := time.Now().Unix()
-			if res := s.Deliver(context.Background(), ev); !res.Delivered {
+			if res := s.Deliver(context.Background(), ev, nil); !res.Delivered {
 				t.Fatalf("result = %+v", res)
 			}
 			r := ts.next(t)
@@ -181,7 +181,7 @@ func TestWebhookSignatures(t *testing.T) {
 			}
 
 			// A retry of the same event keeps the id; the signature covers the new timestamp.
-			if res := s.Deliver(context.Background(), ev); !res.Delivered {
+			if res := s.Deliver(context.Background(), ev, nil); !res.Delivered {
 				t.Fatalf("second result = %+v", res)
 			}
 			r2 := ts.next(t)
@@ -342,7 +342,7 @@ func TestDeliverStatuses(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
 			s := mustCompile(t, webhookHook(t, fmt.Sprintf("%s/%d", ts.url, tc.status), "", ""), p)
-			res := s.Deliver(context.Background(), ev)
+			res := s.Deliver(context.Background(), ev, nil)
 			if res.Status != tc.status || res.Delivered != tc.delivered || res.Retryable != tc.retryable {
 				t.Fatalf("result = %+v, want delivered=%v retryable=%v", res, tc.delivered, tc.retryable)
 			}
@@ -416,7 +416,7 @@ func TestDeliverConnectionRefused(t *testing.T) {
 	ln.Close()
 	h := webhookHook(t, "http://"+addr+"/", "", "")
 	s := mustCompile(t, h, newPool(t, PoolConfig{}))
-	res := s.Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData))
+	res := s.Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData), nil)
 	if res.Delivered || !res.Retryable || res.Status != 0 || res.Err == nil || errors.Is(res.Err, ErrPermanent) {
 		t.Fatalf("result = %+v, want a retryable transport error", res)
 	}
@@ -435,7 +435,7 @@ func TestDeliverTimeout(t *testing.T) {
 	})
 	t.Cleanup(func() { close(release) }) // runs before the server's shutdown
 	s := mustCompile(t, webhookHook(t, ts.url, "", `,"timeout_ms":200`), newPool(t, PoolConfig{}))
-	res := s.Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData))
+	res := s.Deliver(context.Background(), newEvent(t, "crud", "consumers", consumerData), nil)
 	if res.Delivered || !res.Retryable || !errors.Is(res.Err, ErrTimeout) {
 		t.Fatalf("result = %+v, want a retryable ErrTimeout", res)
 	}
@@ -447,7 +447,7 @@ func TestDeliverTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	s2 := mustCompile(t, webhookHook(t, ts.url, "", `,"timeout_ms":5000`), newPool(t, PoolConfig{}))
-	res = s2.Deliver(ctx, newEvent(t, "crud", "consumers", consumerData))
+	res = s2.Deliver(ctx, newEvent(t, "crud", "consumers", consumerData), nil)
 	if !errors.Is(res.Err, ErrTimeout) || !res.Retryable || res.Duration > time.Second {
 		t.Fatalf("ctx deadline: result = %+v", res)
 	}
@@ -458,7 +458,7 @@ func TestDeliverCanceledContext(t *testing.T) {
 	s := mustCompile(t, webhookHook(t, ts.url, "", ""), newPool(t, PoolConfig{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res := s.Deliver(ctx, newEvent(t, "crud", "consumers", consumerData))
+	res := s.Deliver(ctx, newEvent(t, "crud", "consumers", consumerData), nil)
 	if res.Delivered || !res.Retryable || !errors.Is(res.Err, context.Canceled) {
 		t.Fatalf("result = %+v", res)
 	}
@@ -505,11 +505,11 @@ func TestRetryAfter(t *testing.T) {
 	})
 	p := newPool(t, PoolConfig{})
 	ev := newEvent(t, "crud", "consumers", consumerData)
-	res := mustCompile(t, webhookHook(t, ts.url+"/429", "", ""), p).Deliver(context.Background(), ev)
+	res := mustCompile(t, webhookHook(t, ts.url+"/429", "", ""), p).Deliver(context.Background(), ev, nil)
 	if res.Status != 429 || !res.Retryable || res.RetryAfter != 7*time.Second {
 		t.Errorf("429: result = %+v", res)
 	}
-	res = mustCompile(t, webhookHook(t, ts.url+"/503", "", ""), p).Deliver(context.Background(), ev)
+	res = mustCompile(t, webhookHook(t, ts.url+"/503", "", ""), p).Deliver(context.Background(), ev, nil)
 	if res.Status != 503 || !res.Retryable || res.RetryAfter < 59*time.Minute || res.RetryAfter > time.Hour {
 		t.Errorf("503: result = %+v", res)
 	}
@@ -525,17 +525,17 @@ func TestResponseBodyOverLimit(t *testing.T) {
 	})
 	p := newPool(t, PoolConfig{MaxResponseBodySize: 1024})
 	ev := newEvent(t, "crud", "consumers", consumerData)
-	res := mustCompile(t, webhookHook(t, ts.url+"/ok", "", ""), p).Deliver(context.Background(), ev)
+	res := mustCompile(t, webhookHook(t, ts.url+"/ok", "", ""), p).Deliver(context.Background(), ev, nil)
 	if !res.Delivered || res.Status != 200 || res.Err != nil {
 		t.Errorf("2xx with a large body: %+v", res)
 	}
-	res = mustCompile(t, webhookHook(t, ts.url+"/fail", "", ""), p).Deliver(context.Background(), ev)
+	res = mustCompile(t, webhookHook(t, ts.url+"/fail", "", ""), p).Deliver(context.Background(), ev, nil)
 	if res.Delivered || !res.Retryable || res.Status != 500 {
 		t.Errorf("500 with a large body: %+v", res)
 	}
 	// Error text is bounded.
 	ts2 := statusServer(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(strings.Repeat("é", 1000)) })
-	res = mustCompile(t, webhookHook(t, ts2.url+"/400", "", ""), p).Deliver(context.Background(), ev)
+	res = mustCompile(t, webhookHook(t, ts2.url+"/400", "", ""), p).Deliver(context.Background(), ev, nil)
 	if res.Err == nil || len(res.Err.Error()) > maxErrorBody+200 {
 		t.Errorf("error text not bounded: %d bytes", len(res.Err.Error()))
 	}
@@ -556,7 +556,7 @@ func TestStaleKeepAliveIsResent(t *testing.T) {
 	s := mustCompile(t, webhookHook(t, "http://"+ln.Addr().String(), "", ""), newPool(t, PoolConfig{}))
 	ev := newEvent(t, "crud", "consumers", consumerData)
 	for i := range 3 {
-		if res := s.Deliver(context.Background(), ev); !res.Delivered {
+		if res := s.Deliver(context.Background(), ev, nil); !res.Delivered {
 			t.Fatalf("delivery %d after the server closed the idle connection: %+v", i, res)
 		}
 		time.Sleep(150 * time.Millisecond)
@@ -609,11 +609,11 @@ func TestSSLVerify(t *testing.T) {
 	p := newPool(t, PoolConfig{})
 	ev := newEvent(t, "crud", "consumers", consumerData)
 
-	res := mustCompile(t, webhookHook(t, url, "", ""), p).Deliver(context.Background(), ev)
+	res := mustCompile(t, webhookHook(t, url, "", ""), p).Deliver(context.Background(), ev, nil)
 	if !res.Delivered {
 		t.Errorf("ssl_verify false (Kong's default) against a self-signed cert: %+v", res)
 	}
-	res = mustCompile(t, webhookHook(t, url, `,"ssl_verify":true`, ""), p).Deliver(context.Background(), ev)
+	res = mustCompile(t, webhookHook(t, url, `,"ssl_verify":true`, ""), p).Deliver(context.Background(), ev, nil)
 	if res.Delivered || !res.Retryable || res.Err == nil {
 		t.Errorf("ssl_verify true against a self-signed cert: %+v", res)
 	}
@@ -655,11 +655,11 @@ func TestDialSeam(t *testing.T) {
 		return ln.Dial()
 	}})
 	ev := newEvent(t, "crud", "consumers", consumerData)
-	res := mustCompile(t, webhookHook(t, "http://receiver.test/hook", "", ""), p).Deliver(context.Background(), ev)
+	res := mustCompile(t, webhookHook(t, "http://receiver.test/hook", "", ""), p).Deliver(context.Background(), ev, nil)
 	if !res.Delivered || dialed.Load() != "receiver.test:80" {
 		t.Errorf("result = %+v, dialed %v", res, dialed.Load())
 	}
-	res = mustCompile(t, webhookHook(t, "http://blocked.test/", "", ""), p).Deliver(context.Background(), ev)
+	res = mustCompile(t, webhookHook(t, "http://blocked.test/", "", ""), p).Deliver(context.Background(), ev, nil)
 	if res.Delivered || res.Retryable || !errors.Is(res.Err, ErrPermanent) {
 		t.Errorf("guard refusal: result = %+v, want permanent", res)
 	}
@@ -667,17 +667,21 @@ func TestDialSeam(t *testing.T) {
 
 func TestCompile(t *testing.T) {
 	p := newPool(t, PoolConfig{})
-	for _, tc := range []struct {
-		body string
-		want error
-	}{
-		{`{"source":"crud","handler":"webhook-custom","config":{"url":"http://x.test/","method":"POST"}}`, ErrUnsupportedHandler},
-		{`{"source":"crud","handler":"lambda","config":{"functions":["return function(d) return d end"]}}`, ErrUnsupportedHandler},
+	for _, body := range []string{
+		`{"source":"crud","handler":"webhook-custom","config":{"url":"http://x.test/","method":"POST"}}`,
+		`{"source":"crud","handler":"lambda","config":{"functions":["(d) => d"]}}`,
 	} {
-		h := mustHook(t, tc.body)
-		if _, err := Compile(h, p, nil); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), h.ID) {
-			t.Errorf("%s: err = %v, want %v naming the hook", h.Handler, err, tc.want)
+		h := mustHook(t, body)
+		if s, err := Compile(h, p, nil); err != nil || s.Handler() != h.Handler {
+			t.Errorf("%s: sink %v, err %v", h.Handler, s, err)
 		}
+	}
+	// Kong's Lua does not compile as JavaScript: a schema violation naming the element.
+	lua := mustHook(t, `{"source":"crud","handler":"lambda","config":{"functions":["return function(d) return d end"]}}`)
+	var se *hooks.SchemaError
+	if _, err := Compile(lua, p, nil); !errors.As(err, &se) || !strings.Contains(err.Error(), lua.ID) ||
+		!strings.Contains(se.Fields["config.functions.1"], "SyntaxError") {
+		t.Errorf("Lua lambda: err = %v, want a schema violation on config.functions.1 naming the hook", err)
 	}
 	h := webhookHook(t, "http://x.test/", "", "")
 	unknown := *h
@@ -700,7 +704,7 @@ func TestCompile(t *testing.T) {
 	if err != nil || s.Handler() != hooks.HandlerWebhook {
 		t.Errorf("webhook: %v, %v", s, err)
 	}
-	if res := s.Deliver(context.Background(), nil); res.Delivered || res.Retryable || !errors.Is(res.Err, ErrPermanent) {
+	if res := s.Deliver(context.Background(), nil, nil); res.Delivered || res.Retryable || !errors.Is(res.Err, ErrPermanent) {
 		t.Errorf("nil event: %+v", res)
 	}
 }

@@ -1,0 +1,544 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/scripting"
+)
+
+// customSink is the compiled webhook-custom handler: Kong's fully configurable request.
+// Everything that does not depend on the event (literal parts, JSON keys, multipart part
+// headers, the destination of config.url) is built here once; per event only the
+// templates are rendered. Immutable after compileCustom except for the signer pool.
+//
+// The request, by method:
+//   - GET and HEAD carry no body: the payload (templated when payload_format) becomes
+//     the query string, a configured body is ignored, and nothing is signed (see
+//     signer.signRequest); webhook-id and webhook-timestamp are still sent with a secret.
+//   - Any other method sends config.body (templated when body_format) when it is
+//     non-empty; else the payload encoded by the configured Content-Type: JSON for
+//     application/json (and any +json type), a urlencoded form for
+//     application/x-www-form-urlencoded, multipart/form-data otherwise, as Kong does when
+//     no content type is set (the Content-Type then becomes multipart/form-data with the
+//     boundary); else an empty body (Kong crashes here). Both signatures cover the exact
+//     bytes sent.
+//
+// config.url is a template too (an extension: Kong sends it as is), so a path or a query
+// may depend on the event; the host cannot, since hooks.Validate parses the URL. A
+// rendered URL that names another destination (user@host tricks) is looked up in the
+// pool as a per-event destination, under PoolConfig.MaxDestinations and the SSRF guard.
+type customSink struct {
+	hookID    string
+	method    string
+	query     bool // GET, HEAD: the payload goes to the query string, no body
+	url       textPart
+	sslVerify bool
+	dest      destination // of config.url as configured
+	ep        *endpoint
+	pool      *Pool
+
+	headers  []customHeader // config.headers but Content-Type, Host and framing
+	host     textPart       // a configured Host header; hasHost
+	hasHost  bool
+	ctype    textPart // the configured Content-Type; hasCType
+	hasCType bool
+	enc      encoding // of a literal ctype
+
+	body      textPart
+	useBody   bool // a non-empty config.body: it wins over the payload
+	payload   []customField
+	boundary  string // multipart boundary, random per hook version
+	boundaryB []byte
+
+	needsCtx bool // some part is a template: the event's template context is needed
+	timeout  time.Duration
+	signed   bool
+	signers  sync.Pool // *signer
+}
+
+// textPart is a configured string: literal, or a template rendered per event.
+type textPart struct {
+	lit  string
+	tmpl *scripting.Template
+}
+
+func (p *textPart) appendTo(dst []byte, ctx map[string]any) ([]byte, error) {
+	if p.tmpl == nil {
+		return append(dst, p.lit...), nil
+	}
+	return p.tmpl.Render(dst, ctx)
+}
+
+// customHeader is one configured header with its value: lit when literal, else value's
+// template.
+type customHeader struct {
+	key   []byte
+	lit   []byte
+	value textPart
+}
+
+// customField is one payload field with its encodings' static parts.
+type customField struct {
+	value      textPart
+	jsonKey    []byte // "name":
+	formKey    []byte // name=  (quoted)
+	partHeader []byte // Content-Disposition: form-data; name="name"\r\n\r\n
+}
+
+// encoding is how a payload becomes a body.
+type encoding uint8
+
+const (
+	encMultipart encoding = iota // Kong's default when no content type is set
+	encJSON
+	encForm
+)
+
+// encodingOf picks the payload encoding of a Content-Type value.
+func encodingOf[T string | []byte](ct T) encoding {
+	s := string(ct)
+	if i := strings.IndexByte(s, ';'); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSpace(s)
+	switch {
+	case strings.EqualFold(s, "application/json"):
+		return encJSON
+	case len(s) > 5 && strings.EqualFold(s[len(s)-5:], "+json"):
+		return encJSON
+	case strings.EqualFold(s, "application/x-www-form-urlencoded"):
+		return encForm
+	}
+	return encMultipart
+}
+
+var (
+	contentTypeMultipart = "multipart/form-data; boundary="
+	headerContentType    = []byte("Content-Type")
+)
+
+func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
+	var cfg hooks.WebhookCustomConfig
+	if len(h.Config) > 0 {
+		if err := json.Unmarshal(h.Config, &cfg); err != nil {
+			return nil, fmt.Errorf("%w: cannot parse webhook-custom config: %w", ErrInvalidConfig, err)
+		}
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: webhook-custom needs a client pool", ErrInvalidConfig)
+	}
+	s := &customSink{hookID: h.ID, method: strings.ToUpper(cfg.Method), sslVerify: cfg.SSLVerify, pool: p, timeout: timeoutOf(h)}
+	if s.method == "" {
+		s.method = fasthttp.MethodPost
+	}
+	s.query = s.method == fasthttp.MethodGet || s.method == fasthttp.MethodHead
+
+	tc := templateCompiler{}
+	s.url = tc.compile("config.url", cfg.URL, true)
+	names, err := headerNames(cfg.Headers)
+	if err != nil {
+		return nil, err
+	}
+	headersFormat := cfg.HeadersFormat != nil && *cfg.HeadersFormat
+	for _, k := range names {
+		v := cfg.Headers[k]
+		if !validHeaderValue(v) {
+			return nil, fmt.Errorf("%w: config.headers.%s: value contains CR, LF or NUL", ErrInvalidConfig, k)
+		}
+		part := tc.compile("config.headers."+k, v, headersFormat)
+		switch headerRole(k) {
+		case roleFraming:
+		case roleContentType:
+			if !s.hasCType { // the first in sorted order ("Content-Type" before "content-type")
+				s.ctype, s.hasCType = part, true
+			}
+		case roleHost:
+			if !s.hasHost {
+				s.host, s.hasHost = part, true
+			}
+		default:
+			s.headers = append(s.headers, customHeader{key: []byte(k), lit: []byte(part.lit), value: part})
+		}
+	}
+	if s.hasCType && s.ctype.tmpl == nil {
+		s.enc = encodingOf(s.ctype.lit)
+	}
+	bodyFormat := cfg.BodyFormat == nil || *cfg.BodyFormat
+	if cfg.Body != nil && *cfg.Body != "" {
+		s.body, s.useBody = tc.compile("config.body", *cfg.Body, bodyFormat), true
+	}
+	payloadFormat := cfg.PayloadFormat == nil || *cfg.PayloadFormat
+	keys := make([]string, 0, len(cfg.Payload))
+	for k := range cfg.Payload {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := customField{value: tc.compile("config.payload."+k, cfg.Payload[k], payloadFormat)}
+		f.jsonKey = append(appendJSONString(nil, k), ':')
+		f.formKey = append(fasthttp.AppendQuotedArg(nil, []byte(k)), '=')
+		f.partHeader = []byte(`Content-Disposition: form-data; name="` + escapeQuotes(k) + "\"\r\n\r\n")
+		s.payload = append(s.payload, f)
+	}
+	if err := tc.err(); err != nil {
+		return nil, err
+	}
+	s.needsCtx = tc.templates > 0
+
+	if s.dest, err = parseDestination(urlForDestination(cfg.URL), cfg.SSLVerify); err != nil {
+		return nil, err
+	}
+	if s.ep, err = p.client(s.dest); err != nil {
+		return nil, fmt.Errorf("cannot get a client for %s: %w", s.dest.addr, err)
+	}
+	s.boundary = newBoundary()
+	s.boundaryB = []byte(s.boundary)
+	if cfg.Secret != nil && *cfg.Secret != "" {
+		secret := *cfg.Secret
+		key, err := StandardKey(secret)
+		if err != nil {
+			return nil, fmt.Errorf("config.secret: %w", err)
+		}
+		s.signed = true
+		s.signers.New = func() any { return newSigner(secret, key) }
+	}
+	return s, nil
+}
+
+// urlForDestination returns a configured URL with its template actions blanked out, so
+// its scheme and host can be parsed (a host is never templated: hooks.Validate parses the
+// URL as given).
+func urlForDestination(raw string) string {
+	if !looksTemplated(raw) {
+		return raw
+	}
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		if j := strings.IndexAny(rest, "/?#{"); j >= 0 {
+			return raw[:i+3+j]
+		}
+	}
+	return raw
+}
+
+// looksTemplated reports whether s contains template syntax (Go's or Kong's); anything
+// else renders as itself and is kept literal.
+func looksTemplated(s string) bool {
+	return strings.Contains(s, "{{") || strings.Contains(s, "{*") || strings.Contains(s, "{%")
+}
+
+// templateCompiler compiles a hook's templates, collecting every error as a schema
+// violation on its field.
+type templateCompiler struct {
+	fields    map[string]string
+	templates int
+}
+
+// compile returns the textPart of src: a template when format is set and src has
+// template syntax, else the literal.
+func (tc *templateCompiler) compile(field, src string, format bool) textPart {
+	if !format || !looksTemplated(src) {
+		return textPart{lit: src}
+	}
+	t, err := scripting.CompileTemplate(field, src)
+	if err != nil {
+		if tc.fields == nil {
+			tc.fields = map[string]string{}
+		}
+		tc.fields[field] = templateMessage(err)
+		return textPart{}
+	}
+	tc.templates++
+	return textPart{tmpl: t}
+}
+
+func (tc *templateCompiler) err() error {
+	if len(tc.fields) == 0 {
+		return nil
+	}
+	return &hooks.SchemaError{Fields: tc.fields}
+}
+
+// templateMessage is the schema-violation message of a template error:
+// "invalid template: line 2: unexpected "}" in operand".
+func templateMessage(err error) string {
+	var te *scripting.TemplateError
+	if errors.As(err, &te) {
+		if te.Line > 0 {
+			return fmt.Sprintf("invalid template: line %d: %s", te.Line, te.Message)
+		}
+		return "invalid template: " + te.Message
+	}
+	return "invalid template: " + err.Error()
+}
+
+// escapeQuotes escapes a multipart field name as mime/multipart does.
+func escapeQuotes(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+// newBoundary returns a random multipart boundary.
+func newBoundary() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "eventhooks-" + hex.EncodeToString(b[:])
+}
+
+// Handler implements Sink.
+func (s *customSink) Handler() string { return hooks.HandlerWebhookCustom }
+
+// Deliver implements Sink: one request built from the config and the event, signed over
+// the body sent when the hook has a secret.
+func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
+	start := time.Now()
+	if ctx.Err() != nil {
+		return canceled(ctx, s.hookID, start)
+	}
+	if ev == nil {
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	}
+	if lane == nil {
+		lane = &Lane{}
+	}
+	deadline := deadlineOf(ctx, start, s.timeout)
+	req := fasthttp.AcquireRequest()
+	buf := getBuffer()
+	ep, err := s.build(req, buf, ev, lane)
+	var res Result
+	if err != nil {
+		res = buildFailure(s.hookID, err)
+	} else {
+		if s.signed {
+			sg := s.signers.Get().(*signer)
+			setSignatures(req, sg.signRequest(s.hookID, ev, -1, start.Unix(), buf.B, !s.query))
+			s.signers.Put(sg)
+		}
+		res = send(ep, req, deadline, s.hookID, lane)
+	}
+	fasthttp.ReleaseRequest(req)
+	putBuffer(buf)
+	lane.trim()
+	res.Duration = time.Since(start)
+	return res
+}
+
+// build fills req for ev, the body going to buf (not copied into req: buf outlives it),
+// and returns the endpoint to send it to.
+func (s *customSink) build(req *fasthttp.Request, buf *buffer, ev *hooks.Event, lane *Lane) (*endpoint, error) {
+	var tctx map[string]any
+	if s.needsCtx {
+		tctx = lane.eventContext(ev)
+	}
+	var err error
+	ep := s.ep
+
+	// Payload values first: GET needs them for the URL, others for the body.
+	sc, marks := lane.scratch[:0], lane.marks[:0]
+	encodePayload := len(s.payload) > 0 && (s.query || !s.useBody)
+	if encodePayload {
+		for i := range s.payload {
+			if sc, err = s.payload[i].value.appendTo(sc, tctx); err != nil {
+				lane.scratch = sc
+				return nil, err
+			}
+			marks = append(marks, len(sc))
+		}
+	}
+	valuesEnd := len(sc)
+	value := func(i int) []byte {
+		from := 0
+		if i > 0 {
+			from = marks[i-1]
+		}
+		return sc[from:marks[i]]
+	}
+
+	// The URL, with the payload as its query string for GET and HEAD.
+	if s.url.tmpl == nil && !(s.query && encodePayload) {
+		req.SetRequestURI(s.url.lit)
+	} else {
+		if sc, err = s.url.appendTo(sc, tctx); err != nil {
+			lane.scratch = sc
+			return nil, err
+		}
+		if s.url.tmpl != nil {
+			if ep, err = s.endpointFor(sc[valuesEnd:]); err != nil {
+				lane.scratch = sc
+				return nil, err
+			}
+		}
+		if s.query && encodePayload {
+			if i := bytes.IndexByte(sc[valuesEnd:], '#'); i >= 0 {
+				sc = sc[:valuesEnd+i] // a fragment is never sent; the query goes before it
+			}
+			sep := byte('?')
+			if bytes.IndexByte(sc[valuesEnd:], '?') >= 0 {
+				sep = '&'
+			}
+			for i := range s.payload {
+				sc = append(sc, sep)
+				sep = '&'
+				sc = append(sc, s.payload[i].formKey...)
+				sc = fasthttp.AppendQuotedArg(sc, value(i))
+			}
+		}
+		req.SetRequestURIBytes(sc[valuesEnd:]) // copied
+	}
+	req.Header.SetMethod(s.method)
+
+	// Headers.
+	mark := len(sc)
+	for i := range s.headers {
+		hv := &s.headers[i]
+		if hv.value.tmpl == nil {
+			req.Header.SetBytesKV(hv.key, hv.lit)
+			continue
+		}
+		if sc, err = s.renderHeader(sc[:mark], &hv.value, tctx, hv.key); err != nil {
+			lane.scratch = sc
+			return nil, err
+		}
+		req.Header.SetBytesKV(hv.key, sc[mark:]) // copied
+	}
+	if s.hasHost {
+		if sc, err = s.renderHeader(sc[:mark], &s.host, tctx, headerHost); err != nil {
+			lane.scratch = sc
+			return nil, err
+		}
+		req.UseHostHeader = true
+		req.Header.SetHostBytes(sc[mark:])
+	}
+	var ctype []byte
+	enc := s.enc
+	if s.hasCType {
+		if sc, err = s.renderHeader(sc[:mark], &s.ctype, tctx, headerContentType); err != nil {
+			lane.scratch = sc
+			return nil, err
+		}
+		ctype = sc[mark:]
+		if s.ctype.tmpl != nil {
+			enc = encodingOf(ctype)
+		}
+	}
+
+	// The body.
+	b := buf.B[:0]
+	switch {
+	case s.query:
+		// No body, no Content-Type.
+	case s.useBody:
+		if b, err = s.body.appendTo(b, tctx); err != nil {
+			buf.B = b
+			lane.scratch = sc
+			return nil, err
+		}
+	case encodePayload:
+		switch enc {
+		case encJSON:
+			b = append(b, '{')
+			for i := range s.payload {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, s.payload[i].jsonKey...)
+				b = appendJSONString(b, value(i))
+			}
+			b = append(b, '}')
+		case encForm:
+			for i := range s.payload {
+				if i > 0 {
+					b = append(b, '&')
+				}
+				b = append(b, s.payload[i].formKey...)
+				b = fasthttp.AppendQuotedArg(b, value(i))
+			}
+		default:
+			boundary := s.boundary
+			if bytes.Contains(sc[:valuesEnd], s.boundaryB) {
+				boundary = newBoundary() // a value contains ours: never split a value
+			}
+			for i := range s.payload {
+				b = append(b, "--"...)
+				b = append(b, boundary...)
+				b = append(b, "\r\n"...)
+				b = append(b, s.payload[i].partHeader...)
+				b = append(b, value(i)...)
+				b = append(b, "\r\n"...)
+			}
+			b = append(b, "--"...)
+			b = append(b, boundary...)
+			b = append(b, "--\r\n"...)
+			sc = append(append(sc[:mark], contentTypeMultipart...), boundary...)
+			ctype = sc[mark:]
+		}
+	}
+	buf.B = b
+	switch {
+	case s.query:
+	case ctype != nil:
+		req.Header.SetContentTypeBytes(ctype)
+	default:
+		req.Header.SetNoDefaultContentType(true) // as configured: none
+	}
+	if !s.query {
+		req.SetBodyRaw(b)
+	}
+	lane.scratch, lane.marks = sc, marks
+	return ep, nil
+}
+
+// renderHeader appends the rendered value of a templated header to dst and checks that
+// it cannot inject headers.
+func (s *customSink) renderHeader(dst []byte, v *textPart, tctx map[string]any, name []byte) ([]byte, error) {
+	start := len(dst)
+	dst, err := v.appendTo(dst, tctx)
+	if err != nil {
+		return dst, err
+	}
+	if !validHeaderValue(dst[start:]) {
+		return dst, fmt.Errorf("%w: header %s renders to a value with CR, LF or NUL", ErrPermanent, name)
+	}
+	return dst, nil
+}
+
+// endpointFor returns the endpoint of a rendered URL: the configured destination's, or a
+// per-event one.
+func (s *customSink) endpointFor(rendered []byte) (*endpoint, error) {
+	d, err := parseDestination(string(rendered), s.sslVerify)
+	if err != nil {
+		return nil, fmt.Errorf("%w: rendered url %q: %w", ErrPermanent, rendered, err)
+	}
+	if d == s.dest {
+		return s.ep, nil
+	}
+	return s.pool.dynamicClient(d)
+}
+
+// buildFailure is the Result of a request that could not be built: a template that ran
+// out of time may succeed later (the host was busy); anything else — a helper's error, an
+// oversized output, an invalid rendered URL or header, too many destinations — would fail
+// the same way again.
+func buildFailure(hookID string, err error) Result {
+	switch {
+	case errors.Is(err, scripting.ErrTimeout):
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrTimeout, err), Retryable: true}
+	case errors.Is(err, ErrPermanent):
+		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err)}
+	case errors.Is(err, errPoolClosed):
+		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err), Retryable: true}
+	}
+	return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrPermanent, err)}
+}

@@ -1,0 +1,439 @@
+package sinks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/scripting"
+)
+
+// Lambda outcomes that send nothing, across hooks (the processor counts per hook).
+var (
+	lambdaDropped = metrics.NewCounter(`eventhooks_lambda_dropped_total`)
+	lambdaLogged  = metrics.NewCounter(`eventhooks_lambda_results_logged_total`)
+)
+
+// MaxLambdaRequests bounds the requests one lambda call may return; a longer array is a
+// permanent error.
+const MaxLambdaRequests = 64
+
+// maxLoggedResult bounds the result a lambda's log line shows.
+const maxLoggedResult = 8 << 10
+
+// lambdaSink is the compiled lambda handler. Its functions run chained on the lane's
+// JavaScript runtime, as fn(data, event, source); the final value decides:
+//
+//   - null or undefined (or an empty array): nothing is sent; the event is done
+//     (Result.Dropped, counted in eventhooks_lambda_dropped_total);
+//   - an object with a "url" key: a request, sent through the pool like a webhook and
+//     signed with config.secret;
+//   - an array of such objects: the requests, all checked first, then sent in order; the
+//     first that fails ends the attempt with its outcome, and the retry starts again from the first (each has
+//     its own webhook-id, "<msg id>_<index>", so receivers dedupe the ones they got);
+//   - anything else: logged at info as the hook's result ("lambda result"); done.
+//
+// A request object has url (required; http or https), method (default POST), headers
+// (an object of strings; numbers and booleans are converted), body (a string sent as
+// is; any other JSON value is sent JSON-encoded, with Content-Type application/json
+// unless headers set one) and ssl_verify (default true: unlike Kong's webhook default,
+// the certificate of a computed destination is checked unless the script opts out).
+// Any other key is an error, so a script that returns its input unchanged cannot send
+// an event that happens to have a "url" field somewhere by accident.
+//
+// Errors: an exception, oversized input or output, or an invalid request object is
+// permanent (the same script on the same event fails the same way): the event is
+// dead-lettered with the message. A script that runs out of time is retryable (the host
+// may have been busy), so an infinite loop costs max_attempts × the time limit before
+// it is dead-lettered.
+type lambdaSink struct {
+	hookID  string
+	fn      *scripting.Lambda
+	pool    *Pool
+	log     *slog.Logger
+	timeout time.Duration // one attempt: the script and every request
+	script  time.Duration // one script call
+	signed  bool
+	signers sync.Pool // *signer
+}
+
+func compileLambda(h *hooks.Hook, p *Pool, log *slog.Logger) (*lambdaSink, error) {
+	var cfg hooks.LambdaConfig
+	if len(h.Config) > 0 {
+		if err := json.Unmarshal(h.Config, &cfg); err != nil {
+			return nil, fmt.Errorf("%w: cannot parse lambda config: %w", ErrInvalidConfig, err)
+		}
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%w: lambda needs a client pool", ErrInvalidConfig)
+	}
+	fn, err := scripting.CompileLambda(cfg.Functions)
+	if err != nil {
+		return nil, lambdaSchemaError(err)
+	}
+	s := &lambdaSink{hookID: h.ID, fn: fn, pool: p, log: log, timeout: timeoutOf(h)}
+	s.script = min(s.timeout, p.cfg.LambdaTimeout)
+	if cfg.Secret != nil && *cfg.Secret != "" {
+		secret := *cfg.Secret
+		key, err := StandardKey(secret)
+		if err != nil {
+			return nil, fmt.Errorf("config.secret: %w", err)
+		}
+		s.signed = true
+		s.signers.New = func() any { return newSigner(secret, key) }
+	}
+	return s, nil
+}
+
+// lambdaSchemaError reports a function that does not compile as a schema violation on
+// its element of config.functions, numbered from 1 as hooks.Validate numbers them.
+func lambdaSchemaError(err error) error {
+	var le *scripting.LambdaError
+	if !errors.As(err, &le) {
+		return &hooks.SchemaError{Fields: map[string]string{"config.functions": err.Error()}}
+	}
+	msg := le.Message
+	if le.Line > 0 {
+		msg += fmt.Sprintf(" (line %d:%d)", le.Line, le.Column)
+	}
+	return &hooks.SchemaError{Fields: map[string]string{"config.functions." + strconv.Itoa(le.Index+1): msg}}
+}
+
+// Handler implements Sink.
+func (s *lambdaSink) Handler() string { return hooks.HandlerLambda }
+
+// lambdaRequest is one request object of a lambda's result. Byte slices point into the
+// lane's parser; headers and the body are ranges of the lane's hdrs and scratch.
+type lambdaRequest struct {
+	dest             destination
+	url, method      []byte
+	hdrFrom, hdrTo   int
+	host, ctype      []byte
+	bodyFrom, bodyTo int
+	hasBody          bool
+	sslVerify        bool
+}
+
+// resultKind is what a lambda's final value asks for.
+type resultKind uint8
+
+const (
+	resultDrop resultKind = iota
+	resultLog
+	resultRequests
+)
+
+// Deliver implements Sink: it runs the chain on ev and acts on the final value.
+func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
+	start := time.Now()
+	if ctx.Err() != nil {
+		return canceled(ctx, s.hookID, start)
+	}
+	if ev == nil {
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	}
+	if lane == nil {
+		lane = &Lane{}
+	}
+	res := s.deliver(ctx, ev, lane, start)
+	lane.trim()
+	res.Duration = time.Since(start)
+	return res
+}
+
+func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) Result {
+	buf := getBuffer()
+	if ev.Data != nil {
+		buf.B = appendJSONValue(buf.B[:0], ev.Data)
+	} else {
+		buf.B = append(buf.B[:0], "{}"...)
+	}
+	limit := s.script
+	if d, ok := ctx.Deadline(); ok {
+		limit = max(min(limit, time.Until(d)), time.Millisecond)
+	}
+	out, err := lane.runtime(s.log).Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
+	putBuffer(buf)
+	if err != nil {
+		return scriptFailure(s.hookID, err)
+	}
+	if lane.capture != nil {
+		lane.capture.value = append(json.RawMessage(nil), out...)
+	}
+	v, err := lane.parser.ParseBytes(out)
+	if err != nil { // cannot happen: the runtime writes JSON
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result is not JSON: %w", s.hookID, ErrPermanent, err)}
+	}
+	kind, array, err := parseResult(v, lane)
+	if err != nil {
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}
+	}
+	switch kind {
+	case resultDrop:
+		lambdaDropped.Inc()
+		return Result{Delivered: true, Dropped: true}
+	case resultLog:
+		lambdaLogged.Inc()
+		s.logResult(ctx, ev, out)
+		return Result{Delivered: true}
+	}
+	deadline := deadlineOf(ctx, start, s.timeout)
+	var res Result
+	for i := range lane.reqs {
+		if i > 0 && ctx.Err() != nil {
+			return canceled(ctx, s.hookID, start)
+		}
+		index := -1
+		if array {
+			index = i
+		}
+		res = s.send(ev, lane, &lane.reqs[i], index, start, deadline)
+		if !res.Delivered {
+			if array {
+				res.Err = fmt.Errorf("%w (lambda request %d of %d)", res.Err, i+1, len(lane.reqs))
+			}
+			return res
+		}
+	}
+	return res
+}
+
+// scriptFailure is the Result of a lambda call that failed: retryable when it ran out of
+// time, permanent otherwise.
+func scriptFailure(hookID string, err error) Result {
+	if errors.Is(err, scripting.ErrTimeout) {
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrTimeout, err), Retryable: true}
+	}
+	return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrPermanent, err)}
+}
+
+func (s *lambdaSink) logResult(ctx context.Context, ev *hooks.Event, out []byte) {
+	attrs := [6]slog.Attr{
+		slog.String("hook_id", s.hookID),
+		slog.String("source", ev.Source),
+		slog.String("event", ev.Event),
+		slog.String("key", string(ev.Key)),
+		slog.String("result", truncate(out, maxLoggedResult)),
+	}
+	n := 5
+	if len(ev.ID) > 0 {
+		attrs[n] = slog.String("event_id", string(ev.ID))
+		n++
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "lambda result", attrs[:n]...)
+}
+
+// parseResult classifies a lambda's final value and, for requests, parses them into
+// lane.reqs. array reports whether the value was an array (its requests get indexed
+// webhook-ids).
+func parseResult(v *fastjson.Value, lane *Lane) (kind resultKind, array bool, err error) {
+	lane.reqs, lane.hdrs, lane.scratch = lane.reqs[:0], lane.hdrs[:0], lane.scratch[:0]
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return resultDrop, false, nil
+	case fastjson.TypeObject:
+		if v.Get("url") == nil {
+			return resultLog, false, nil
+		}
+		o, _ := v.Object()
+		r, err := parseRequest(o, lane)
+		if err != nil {
+			return 0, false, err
+		}
+		lane.reqs = append(lane.reqs, r)
+		return resultRequests, false, nil
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		if len(items) == 0 {
+			return resultDrop, true, nil
+		}
+		if items[0].Type() != fastjson.TypeObject || items[0].Get("url") == nil {
+			return resultLog, true, nil
+		}
+		if len(items) > MaxLambdaRequests {
+			return 0, true, fmt.Errorf("%d requests, more than %d", len(items), MaxLambdaRequests)
+		}
+		for i, it := range items {
+			o, err := it.Object()
+			if err != nil || it.Get("url") == nil {
+				return 0, true, fmt.Errorf("request %d: not a request object (an object with a url); the first element is one, so all must be", i)
+			}
+			r, err := parseRequest(o, lane)
+			if err != nil {
+				return 0, true, fmt.Errorf("request %d: %w", i, err)
+			}
+			lane.reqs = append(lane.reqs, r)
+		}
+		return resultRequests, true, nil
+	}
+	return resultLog, false, nil
+}
+
+var (
+	methodPost = []byte(fasthttp.MethodPost)
+	headerHost = []byte("Host")
+)
+
+// parseRequest reads one request object.
+func parseRequest(o *fastjson.Object, lane *Lane) (lambdaRequest, error) {
+	r := lambdaRequest{method: methodPost, sslVerify: true, hdrFrom: len(lane.hdrs), hdrTo: len(lane.hdrs)}
+	var err error
+	jsonBody := false
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		switch string(k) {
+		case "url":
+			if r.url, err = v.StringBytes(); err != nil || len(r.url) == 0 {
+				err = errors.New(`"url" must be a non-empty string`)
+			}
+		case "method":
+			m, e := v.StringBytes()
+			if e != nil || !validHeaderName(string(m)) {
+				err = errors.New(`"method" must be an HTTP method such as "POST"`)
+				return
+			}
+			for i, c := range m { // in place: the parser's memory is ours
+				if c >= 'a' && c <= 'z' {
+					m[i] = c - 'a' + 'A'
+				}
+			}
+			r.method = m
+		case "headers":
+			err = parseHeaders(v, lane, &r)
+		case "body":
+			r.bodyFrom = len(lane.scratch)
+			switch v.Type() {
+			case fastjson.TypeNull:
+				return
+			case fastjson.TypeString:
+				lane.scratch = append(lane.scratch, v.GetStringBytes()...)
+			default:
+				lane.scratch = appendJSONValue(lane.scratch, v)
+				jsonBody = true
+			}
+			r.bodyTo, r.hasBody = len(lane.scratch), true
+		case "ssl_verify":
+			if r.sslVerify, err = v.Bool(); err != nil {
+				err = errors.New(`"ssl_verify" must be a boolean`)
+			}
+		default:
+			err = fmt.Errorf("unknown field %q (a request has url, method, headers, body, ssl_verify)", k)
+		}
+	})
+	if err != nil {
+		return r, err
+	}
+	if r.url == nil {
+		return r, errors.New(`"url" must be a non-empty string`)
+	}
+	if r.hasBody && bodiless(r.method) {
+		return r, fmt.Errorf("a %s request cannot carry a body", r.method)
+	}
+	// Checked before anything of the result is sent.
+	if r.dest, err = parseDestination(string(r.url), r.sslVerify); err != nil {
+		return r, fmt.Errorf("url %q: %w", r.url, err)
+	}
+	if jsonBody && r.ctype == nil {
+		r.ctype = contentTypeJSON
+	}
+	return r, nil
+}
+
+// parseHeaders reads a request object's headers into lane.hdrs.
+func parseHeaders(v *fastjson.Value, lane *Lane, r *lambdaRequest) error {
+	if v.Type() == fastjson.TypeNull {
+		return nil
+	}
+	o, err := v.Object()
+	if err != nil {
+		return errors.New(`"headers" must be an object of strings`)
+	}
+	o.Visit(func(k []byte, hv *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		var val []byte
+		switch hv.Type() {
+		case fastjson.TypeString:
+			val = hv.GetStringBytes()
+		case fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+			val = hv.MarshalTo(nil)
+		default:
+			err = fmt.Errorf("header %q: the value must be a string", k)
+			return
+		}
+		if !validHeaderName(string(k)) {
+			err = fmt.Errorf("invalid header name %q", k)
+			return
+		}
+		if !validHeaderValue(val) {
+			err = fmt.Errorf("header %q: the value contains CR, LF or NUL", k)
+			return
+		}
+		switch headerRole(string(k)) {
+		case roleFraming:
+		case roleContentType:
+			r.ctype = val
+		case roleHost:
+			r.host = val
+		default:
+			lane.hdrs = append(lane.hdrs, header{key: k, value: val})
+		}
+	})
+	r.hdrTo = len(lane.hdrs)
+	return err
+}
+
+// bodiless reports whether method is GET or HEAD, which carry no body (fasthttp does not
+// send one) and so are not signed.
+func bodiless(method []byte) bool {
+	return string(method) == fasthttp.MethodGet || string(method) == fasthttp.MethodHead
+}
+
+// send makes one request of the lambda's result.
+func (s *lambdaSink) send(ev *hooks.Event, lane *Lane, r *lambdaRequest, index int, start, deadline time.Time) Result {
+	ep, err := s.pool.dynamicClient(r.dest)
+	if err != nil {
+		return buildFailure(s.hookID, err)
+	}
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURIBytes(r.url)
+	req.Header.SetMethodBytes(r.method)
+	for _, h := range lane.hdrs[r.hdrFrom:r.hdrTo] {
+		req.Header.SetBytesKV(h.key, h.value)
+	}
+	if r.host != nil {
+		req.UseHostHeader = true
+		req.Header.SetHostBytes(r.host)
+	}
+	if r.ctype != nil {
+		req.Header.SetContentTypeBytes(r.ctype)
+	} else {
+		req.Header.SetNoDefaultContentType(true)
+	}
+	body := lane.scratch[r.bodyFrom:r.bodyTo]
+	withBody := !bodiless(r.method)
+	if withBody {
+		req.SetBodyRaw(body)
+	}
+	if s.signed {
+		sg := s.signers.Get().(*signer)
+		setSignatures(req, sg.signRequest(s.hookID, ev, index, start.Unix(), body, withBody))
+		s.signers.Put(sg)
+	}
+	res := send(ep, req, deadline, s.hookID, lane)
+	fasthttp.ReleaseRequest(req)
+	return res
+}
