@@ -56,7 +56,8 @@ const (
 // settled reports whether the record may count as done for this hook.
 func (o outcome) settled() bool { return o != abandoned }
 
-// serve delivers ev to one hook, following the hook's retry policy: a retryable failure
+// serve delivers ev to one hook (e is the delivery's history when it was parked before,
+// nil for a fresh one), following the hook's retry policy: a retryable failure
 // is retried in place with backoff (blocking only this lane, so later events of the key
 // wait: ordering "key"), or after inlineBudget attempts parked in the retry topic
 // (ordering "none"); a permanent failure or the last attempt goes to the DLQ. It reports
@@ -81,6 +82,9 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 			// without spending an attempt; with ordering "none", park right away.
 			ch.m.breakerWaits.Inc()
 			wait := max(res.RetryAfter, breakerPollInterval)
+			if e == nil {
+				e = newEntry(ev.Record, h.ID, now)
+			}
 			if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" {
 				return p.park(ctx, ch, e, now.Add(wait))
 			}
@@ -88,6 +92,9 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 				return abandoned
 			}
 			continue
+		}
+		if e == nil { // the first failure: only now is the history worth an allocation
+			e = newEntry(ev.Record, h.ID, now.Add(-res.Duration))
 		}
 		e.fail(res.Status, res.Err, "")
 		e.LastAttemptMs = now.UnixMilli()
