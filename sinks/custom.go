@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -65,8 +64,7 @@ type customSink struct {
 
 	needsCtx bool // some part is a template: the event's template context is needed
 	timeout  time.Duration
-	signed   bool
-	signers  sync.Pool // *signer
+	signing
 }
 
 // textPart is a configured string: literal, or a template rendered per event.
@@ -206,14 +204,8 @@ func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
 	}
 	s.boundary = newBoundary()
 	s.boundaryB = []byte(s.boundary)
-	if cfg.Secret != nil && *cfg.Secret != "" {
-		secret := *cfg.Secret
-		key, err := StandardKey(secret)
-		if err != nil {
-			return nil, fmt.Errorf("config.secret: %w", err)
-		}
-		s.signed = true
-		s.signers.New = func() any { return newSigner(secret, key) }
+	if err := s.setSecret(cfg.Secret); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -321,11 +313,7 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 	if err != nil {
 		res = buildFailure(s.hookID, err)
 	} else {
-		if s.signed {
-			sg := s.signers.Get().(*signer)
-			setSignatures(req, sg.signRequest(s.hookID, ev, -1, start.Unix(), buf.B, !s.query))
-			s.signers.Put(sg)
-		}
+		s.signInto(req, s.hookID, ev, -1, start.Unix(), buf.B, !s.query)
 		res = send(ep, req, deadline, s.hookID, lane)
 	}
 	fasthttp.ReleaseRequest(req)

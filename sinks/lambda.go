@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -63,8 +62,7 @@ type lambdaSink struct {
 	log     *slog.Logger
 	timeout time.Duration // one attempt: the script and every request
 	script  time.Duration // one script call
-	signed  bool
-	signers sync.Pool // *signer
+	signing
 }
 
 func compileLambda(h *hooks.Hook, p *Pool, log *slog.Logger) (*lambdaSink, error) {
@@ -83,14 +81,8 @@ func compileLambda(h *hooks.Hook, p *Pool, log *slog.Logger) (*lambdaSink, error
 	}
 	s := &lambdaSink{hookID: h.ID, fn: fn, pool: p, log: log, timeout: timeoutOf(h)}
 	s.script = min(s.timeout, p.cfg.LambdaTimeout)
-	if cfg.Secret != nil && *cfg.Secret != "" {
-		secret := *cfg.Secret
-		key, err := StandardKey(secret)
-		if err != nil {
-			return nil, fmt.Errorf("config.secret: %w", err)
-		}
-		s.signed = true
-		s.signers.New = func() any { return newSigner(secret, key) }
+	if err := s.setSecret(cfg.Secret); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -428,11 +420,7 @@ func (s *lambdaSink) send(ev *hooks.Event, lane *Lane, r *lambdaRequest, index i
 	if withBody {
 		req.SetBodyRaw(body)
 	}
-	if s.signed {
-		sg := s.signers.Get().(*signer)
-		setSignatures(req, sg.signRequest(s.hookID, ev, index, start.Unix(), body, withBody))
-		s.signers.Put(sg)
-	}
+	s.signInto(req, s.hookID, ev, index, start.Unix(), body, withBody)
 	res := send(ep, req, deadline, s.hookID, lane)
 	fasthttp.ReleaseRequest(req)
 	return res

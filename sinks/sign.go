@@ -1,6 +1,8 @@
 package sinks
 
 import (
+	"sync"
+
 	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // Kong's X-Kong-Signature is HMAC-SHA1
 	"crypto/sha256"
@@ -8,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/valyala/fasthttp"
 	"hash"
 	"strconv"
 	"strings"
@@ -119,6 +122,39 @@ func appendMessageID(dst []byte, scratch *[]byte, hookID string, ev *hooks.Event
 	sum := sha256.Sum256(b)
 	dst = append(dst, "msg_"...)
 	return hex.AppendEncode(dst, sum[:16])
+}
+
+// signing is a sink's compiled secret: a pool of signers, or nothing for a hook without a
+// secret. Its zero value signs nothing.
+type signing struct {
+	signers *sync.Pool // *signer; nil: unsigned
+}
+
+// setSecret prepares signing with secret; nil or "" leaves the sink unsigned.
+func (sg *signing) setSecret(secret *string) error {
+	if secret == nil || *secret == "" {
+		return nil
+	}
+	key, err := StandardKey(*secret)
+	if err != nil {
+		return fmt.Errorf("config.secret: %w", err)
+	}
+	sg.signers = &sync.Pool{New: func() any { return newSigner(*secret, key) }}
+	return nil
+}
+
+// signed reports whether the sink signs its requests.
+func (sg *signing) signed() bool { return sg.signers != nil }
+
+// signInto sets the signature headers of one request of ev on req (index -1: the event's
+// only request; see signer.signRequest for index and hasBody).
+func (sg *signing) signInto(req *fasthttp.Request, hookID string, ev *hooks.Event, index int, unix int64, body []byte, hasBody bool) {
+	if sg.signers == nil {
+		return
+	}
+	s := sg.signers.Get().(*signer)
+	setSignatures(req, s.signRequest(hookID, ev, index, unix, body, hasBody))
+	sg.signers.Put(s) // the header values were copied into req
 }
 
 // signer holds the HMAC states of one sink; pooled per sink because hash states are not

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -29,8 +28,7 @@ type webhookSink struct {
 	headers []header // config.headers, validated, sorted, without managed names
 	host    []byte   // a Host from config.headers, sent instead of the URL's; nil if none
 	timeout time.Duration
-	signed  bool
-	signers sync.Pool // *signer
+	signing
 }
 
 var (
@@ -60,14 +58,8 @@ func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
 	if s.headers, s.host, err = compileHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
-	if cfg.Secret != nil && *cfg.Secret != "" {
-		secret := *cfg.Secret
-		key, err := StandardKey(secret)
-		if err != nil {
-			return nil, fmt.Errorf("config.secret: %w", err)
-		}
-		s.signed = true
-		s.signers.New = func() any { return newSigner(secret, key) }
+	if err := s.setSecret(cfg.Secret); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -211,11 +203,7 @@ func (s *webhookSink) post(ctx context.Context, ev *hooks.Event, lane *Lane, bod
 	}
 	req.Header.SetContentTypeBytes(contentTypeJSON)
 	req.SetBodyRaw(body) // not copied: body outlives the request
-	if s.signed {
-		sg := s.signers.Get().(*signer)
-		setSignatures(req, sg.sign(s.hookID, ev, start.Unix(), body))
-		s.signers.Put(sg) // the header values were copied into req
-	}
+	s.signInto(req, s.hookID, ev, -1, start.Unix(), body, true)
 
 	res := send(s.ep, req, deadline, s.hookID, lane)
 	fasthttp.ReleaseRequest(req)
