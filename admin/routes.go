@@ -21,6 +21,8 @@ const (
 	patHealth  = "/healthz"
 	patReady   = "/readyz"
 	patMetrics = "/metrics"
+	patReplays = "/replays"
+	patReplay  = "/replays/{id}"
 	patOther   = "other"
 )
 
@@ -78,6 +80,8 @@ func (s *Server) routeTable() (map[string]*route, *route) {
 		newRoute(patSources, false, m{"GET": s.listSources}),
 		newRoute(patSource, false, m{"GET": s.getSource}),
 		newRoute(patEvent, false, m{"GET": s.getEvent, "PUT": s.putEvent, "DELETE": s.deleteEvent}),
+		newRoute(patReplays, false, m{"GET": s.listReplays, "POST": s.startReplay}),
+		newRoute(patReplay, false, m{"GET": s.getReplay, "DELETE": s.cancelReplay}),
 		newRoute(patHealth, true, m{"GET": s.healthz}),
 		newRoute(patReady, true, m{"GET": s.readyz}),
 		newRoute(patMetrics, true, m{"GET": s.metrics}),
@@ -103,8 +107,11 @@ func matchPattern(path string) (string, params) {
 		path = strings.TrimSuffix(path, "/")
 	}
 	switch path {
-	case patHealth, patReady, patMetrics, patHooks, patSources:
+	case patHealth, patReady, patMetrics, patHooks, patSources, patReplays:
 		return path, params{}
+	}
+	if id, ok := strings.CutPrefix(path, patReplays+"/"); ok && id != "" && !strings.Contains(id, "/") {
+		return patReplay, params{id: id}
 	}
 	rest, ok := strings.CutPrefix(path, patHooks+"/")
 	if !ok {

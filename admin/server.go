@@ -51,6 +51,8 @@ type Config struct {
 	// Warn returns a warning about a valid hook (e.g. a destination the SSRF guard will
 	// refuse), sent as a Warning header and logged; nil or "" = none.
 	Warn func(*hooks.Hook) string
+	// Replays runs replay jobs for /replays; nil answers 501.
+	Replays ReplayService
 	// Ready reports readiness for /readyz (hooks loaded and partitions assigned) with a
 	// reason when not ready; nil means always ready.
 	Ready func() (bool, string)

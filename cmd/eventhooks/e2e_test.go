@@ -438,3 +438,48 @@ func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	testkit.Eventually(t, 120*time.Second, "every event delivered", func() bool { return distinctBodies(rc) == n })
 	t.Logf("%d requests for %d events: %d redelivered (at-least-once)", len(rc.Requests()), n, len(rc.Requests())-n)
 }
+
+// TestReplayJobThroughTheAdminAPI backfills a hook created after its events with
+// POST /replays and follows the job with GET /replays/{id}.
+func TestReplayJobThroughTheAdminAPI(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	brokers := emb.Addrs()[0]
+	rc := testkit.NewReceiver(t)
+	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers)
+	const n = 50
+	produceHealth(t, brokers, n)
+	testkit.Eventually(t, 20*time.Second, "events consumed before the hook exists", func() bool {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "eventhooks")
+		var sum int64
+		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		return err == nil && sum == n
+	})
+	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	if code != 201 {
+		t.Fatalf("create hook: %d %v", code, hook)
+	}
+	id := hook["id"].(string)
+	if code, bad := p.call(t, "POST", "/replays", `{"hooks":["nope"]}`); code != 400 {
+		t.Fatalf("replay of an unknown hook: %d %v", code, bad)
+	}
+	code, job := p.call(t, "POST", "/replays", `{"hooks":["`+id+`"]}`)
+	if code != 201 || job["state"] != "running" {
+		t.Fatalf("POST /replays: %d %v", code, job)
+	}
+	var st map[string]any
+	testkit.Eventually(t, 30*time.Second, "replay job done", func() bool {
+		_, st = p.call(t, "GET", "/replays/"+job["id"].(string), "")
+		return st["state"] == "done"
+	})
+	if served := st["served"].(map[string]any)[id]; served != float64(n) {
+		t.Fatalf("job status %v", st)
+	}
+	if got := distinctBodies(rc); got < n {
+		t.Fatalf("receiver got %d distinct events, want %d", got, n)
+	}
+}

@@ -27,6 +27,8 @@ type CLI struct {
 	Broker  BrokerCmd  `cmd:"" help:"Run only the embedded Kafka broker."`
 	Emit    EmitCmd    `cmd:"" help:"Produce one event from flags, or NDJSON envelopes from stdin."`
 	Replay  ReplayCmd  `cmd:"" help:"Backfill a time or offset range through chosen hooks, or re-drive dead letters (--dlq)."`
+	Bench   BenchCmd   `cmd:"" help:"Measure end to end: produce events, run the processor against a local receiver, compare with baselines (--baseline)."`
+	Receive ReceiveCmd `cmd:"" help:"Print the webhooks sent to a local address (for trying things out)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -217,8 +217,11 @@ func (s *service) run() error {
 		return err
 	}
 	defer c.close()
+	jobs := processor.NewReplayJobs(c.proc, func(id string) bool { _, ok := c.store.Snapshot().Get(id); return ok })
+	defer jobs.Close()
 	api, err := admin.New(admin.Config{
-		Store: c.store, Catalogue: c.cat, Logger: s.log,
+		Replays: jobs,
+		Store:   c.store, Catalogue: c.cat, Logger: s.log,
 		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
 		Warn:  c.destinationWarning,
 		Ready: readiness(c.store, c.proc),

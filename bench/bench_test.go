@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/testkit"
+)
+
+// TestEndToEnd runs the real thing small: produce to an embedded broker, drain it with
+// the bare pipeline into the receiver, and check the counts and latencies; then the
+// other two baselines on the same broker and receiver.
+func TestEndToEnd(t *testing.T) {
+	const n = 2000
+	emb := testkit.Broker(t, 2)
+	conn := []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}
+	topic := "eventhooks-events"
+	rcv, err := NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rcv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	prod, err := kgo.NewClient(append(conn, kgo.ProducerLinger(0))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	pres, err := Produce(ctx, prod, topic, n, 100, 250, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pres.Events != n || pres.PerSec <= 0 {
+		t.Fatalf("produce: %+v", pres)
+	}
+
+	target := Target{URL: rcv.URL, Receiver: rcv, MaxConns: 8}
+	res, err := BarePipeline(ctx, conn, topic, target, n, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != n || res.Deliveries != n || res.Errors != 0 {
+		t.Fatalf("bare pipeline: events %d, deliveries %d, errors %d; want %d, %d, 0", res.Events, res.Deliveries, res.Errors, n, n)
+	}
+	if rcv.Missing() != 0 || res.Samples != n {
+		t.Fatalf("latency samples %d, bodies without ts %d", res.Samples, rcv.Missing())
+	}
+	if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max || res.Max > time.Minute {
+		t.Fatalf("latency out of order or range: %+v", res.Latency)
+	}
+	if res.Seconds <= 0 || res.PerSec <= 0 || res.Startup <= 0 {
+		t.Fatalf("timing: %+v", res)
+	}
+
+	cres, err := RawConsume(ctx, conn, topic, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cres.Events != n {
+		t.Fatalf("raw consume got %d records, want %d", cres.Events, n)
+	}
+
+	hres, err := RawHTTP(ctx, target, 500, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hres.Events != 500 || hres.Deliveries != 500 || hres.Errors != 0 || hres.Samples != 500 {
+		t.Fatalf("raw HTTP: %+v", hres)
+	}
+}
+
+// TestProducedEvents checks the generated envelope: the processor's decoder accepts it,
+// its size is as asked, keys go round robin and ts is the produce time.
+func TestProducedEvents(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...), kgo.ConsumeTopics("eventhooks-events"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := time.Now().UnixNano()
+	start := time.Now()
+	if _, err := Produce(ctx, cl, "eventhooks-events", 30, 3, 250, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 20*time.Millisecond {
+		t.Errorf("30 events at 1000/s took %v, want about 30ms", el)
+	}
+	after := time.Now().UnixNano()
+	var recs []*kgo.Record
+	for len(recs) < 30 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, fs.Records()...)
+	}
+	keys := map[string]int{}
+	var dec hooks.Decoder
+	for _, r := range recs {
+		var ev hooks.Event
+		if err := dec.Decode(r, &ev); err != nil {
+			t.Fatalf("processor cannot decode %s: %v", r.Value, err)
+		}
+		if ev.Source != EventSource || ev.Event != EventName {
+			t.Fatalf("routed to %s/%s", ev.Source, ev.Event)
+		}
+		if len(r.Value) < 245 || len(r.Value) > 255 {
+			t.Errorf("value is %d bytes, want about 250: %s", len(r.Value), r.Value)
+		}
+		ts, ok := sentAt(r.Value)
+		if !ok || ts < before || ts > after {
+			t.Errorf("ts %d not within the Produce call [%d, %d]", ts, before, after)
+		}
+		if got := string(ev.Data.GetStringBytes("upstream_id")); got != string(r.Key) {
+			t.Errorf("upstream_id %q, key %q", got, r.Key)
+		}
+		keys[string(r.Key)]++
+	}
+	if len(keys) != 3 || keys["u-0"] != 10 || keys["u-2"] != 10 {
+		t.Errorf("keys not round robin: %v", keys)
+	}
+}
+
+func TestSentAt(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want int64
+		ok   bool
+	}{
+		{`{"a":1,"ts":1790000000123456789,"pad":"x"}`, 1790000000123456789, true},
+		{`{"ts": 42}`, 42, true},
+		{`{"text":"u-1 is unhealthy","ts":1.79e+18}`, 1790000000000000000, true},
+		{`{"ts":1790000000123456800.0}`, 1790000000123456800, true},
+		{`{"ts":"1"}`, 0, false},
+		{`{"t":1}`, 0, false},
+		{`{"ts":}`, 0, false},
+		{`{"ts":99999999999999999999}`, 0, false},
+	} {
+		got, ok := sentAt([]byte(tc.body))
+		// float64 keeps ~16 digits: allow for the rounding of float renderings.
+		if ok != tc.ok || abs(got-tc.want) > 256 {
+			t.Errorf("sentAt(%s) = %d, %v; want %d, %v", tc.body, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	h := NewHistogram()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []time.Duration
+	for i := range 100000 {
+		// log-uniform from 1 µs to 1 s
+		d := time.Duration(float64(time.Microsecond) * math.Pow(10, rng.Float64()*6))
+		all = append(all, d)
+		h.Record(d, uint64(i))
+	}
+	slices.Sort(all)
+	l := h.Latency()
+	if l.Samples != int64(len(all)) || l.Max != all[len(all)-1] {
+		t.Fatalf("samples %d max %v; want %d %v", l.Samples, l.Max, len(all), all[len(all)-1])
+	}
+	for _, q := range []struct {
+		q   float64
+		got time.Duration
+	}{{0.5, l.P50}, {0.9, l.P90}, {0.99, l.P99}} {
+		exact := all[int(q.q*float64(len(all)))-1]
+		tol := max(time.Duration(float64(exact)*0.003), 2*time.Microsecond)
+		if d := q.got - exact; d > tol || d < -tol {
+			t.Errorf("p%v = %v, exact %v (tolerance %v)", q.q*100, q.got, exact, tol)
+		}
+	}
+	h.Reset()
+	if l := h.Latency(); l != (Latency{}) {
+		t.Errorf("after Reset: %+v", l)
+	}
+}
+
+func TestBuckets(t *testing.T) {
+	prev := -1
+	for us := uint64(0); us < 1<<22; us += 1 + us/4096 {
+		b := bucketOf(us)
+		if b < prev || b >= histBuckets {
+			t.Fatalf("bucketOf(%d) = %d after %d", us, b, prev)
+		}
+		lo, w := bucketRange(b)
+		if us < lo || us >= lo+w {
+			t.Fatalf("%d µs in bucket %d = [%d, %d)", us, b, lo, lo+w)
+		}
+		if us >= histSub && float64(w)/float64(lo) > 1.0/histHalf+1e-9 {
+			t.Fatalf("bucket %d too wide: %d at %d", b, w, lo)
+		}
+		prev = b
+	}
+	if b := bucketOf(1<<63 - 1); b != histBuckets-1 {
+		t.Fatalf("overflow bucket %d, want %d", b, histBuckets-1)
+	}
+}
+
+func TestReportText(t *testing.T) {
+	r := Report{
+		Info: RunInfo{Events: 10, Keys: 2, Size: 250, Partitions: 8, Hooks: 1, Handler: "webhook", Lanes: 16, Mode: "drain"},
+		Results: []Result{
+			{Name: "ours", Events: 10, Seconds: 1, PerSec: 90, Latency: Latency{Samples: 10, P50: 1500 * time.Microsecond}},
+			{Name: "bare pipeline", Events: 10, Seconds: 1, PerSec: 100},
+		},
+		Ours: "ours", Baselines: []string{"bare pipeline", "raw HTTP"},
+	}
+	r.ComputeRatios()
+	if len(r.Ratios) != 1 || r.Ratios[0].Value != 0.9 {
+		t.Fatalf("ratios %+v", r.Ratios)
+	}
+	var sb strings.Builder
+	if err := r.WriteText(&sb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1.50ms", "bare pipeline 0.90", "events/s"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, sb.String())
+		}
+	}
+	sb.Reset()
+	if err := r.WriteJSON(&sb); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(sb.String()), &back); err != nil || !strings.Contains(sb.String(), `"p50_ns": 1500000`) {
+		t.Fatalf("JSON report %v:\n%s", err, sb.String())
+	}
+}
