@@ -80,9 +80,10 @@ type Decoder struct {
 	// OnNewName is called the first time this decoder sees a source/event pair.
 	OnNewName func(source, event string)
 
-	parser fastjson.Parser
-	names  map[string]string
-	pairs  map[[2]string]struct{}
+	parser   fastjson.Parser
+	names    map[string]string
+	pairs    map[[2]string]struct{}
+	lastPair [2]string // the pair noted last: consecutive events mostly share it
 }
 
 const maxInterned = 4096
@@ -103,9 +104,10 @@ func (d *Decoder) intern(b []byte) string {
 }
 
 func (d *Decoder) notePair(source, event string) {
-	if d.OnNewName == nil {
+	if d.OnNewName == nil || (source == d.lastPair[0] && event == d.lastPair[1]) {
 		return
 	}
+	d.lastPair = [2]string{source, event}
 	k := [2]string{source, event}
 	if _, ok := d.pairs[k]; ok {
 		return
@@ -119,28 +121,46 @@ func (d *Decoder) notePair(source, event string) {
 	d.OnNewName(source, event)
 }
 
+// recordHeaders are the headers the decoder reads, scanned once per record.
+type recordHeaders struct {
+	src, ev                     []byte // eh-source, eh-event
+	ceSource, ceType, ceID, ceT []byte // CloudEvents binary mode
+}
+
+func scanHeaders(r *kgo.Record) recordHeaders {
+	var h recordHeaders
+	for i := range r.Headers {
+		kv := &r.Headers[i]
+		switch kv.Key {
+		case HeaderSource:
+			h.src = kv.Value
+		case HeaderEvent:
+			h.ev = kv.Value
+		case HeaderCESource:
+			h.ceSource = kv.Value
+		case HeaderCEType:
+			h.ceType = kv.Value
+		case HeaderCEID:
+			h.ceID = kv.Value
+		case HeaderCETime:
+			h.ceT = kv.Value
+		}
+	}
+	return h
+}
+
+// cloudEvent reports whether the record is in CloudEvents binary mode.
+func (h *recordHeaders) cloudEvent() bool { return len(h.ceSource) > 0 || len(h.ceType) > 0 }
+
 // Route returns the source and event named by the record's headers (eh-* or CloudEvents),
 // without parsing the value; ok is false when the headers do not name both.
 func (d *Decoder) Route(r *kgo.Record) (source, event string, ok bool) {
-	var src, ev, ceSrc, ceType []byte
-	for i := range r.Headers {
-		h := &r.Headers[i]
-		switch h.Key {
-		case HeaderSource:
-			src = h.Value
-		case HeaderEvent:
-			ev = h.Value
-		case HeaderCESource:
-			ceSrc = h.Value
-		case HeaderCEType:
-			ceType = h.Value
-		}
+	h := scanHeaders(r)
+	if len(h.src) > 0 && len(h.ev) > 0 {
+		return d.intern(h.src), d.intern(h.ev), true
 	}
-	if len(src) > 0 && len(ev) > 0 {
-		return d.intern(src), d.intern(ev), true
-	}
-	if len(ceSrc) > 0 && len(ceType) > 0 {
-		return d.intern(ceSrc), d.intern(ceType), true
+	if len(h.ceSource) > 0 && len(h.ceType) > 0 {
+		return d.intern(h.ceSource), d.intern(h.ceType), true
 	}
 	return "", "", false
 }
@@ -155,8 +175,9 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 		return ErrOversize
 	}
 	*ev = Event{Record: r, Key: r.Key, Time: r.Timestamp}
-	if ce, ok := cloudEventHeaders(r); ok {
-		return d.decodeCloudEvent(r, ce, ev)
+	h := scanHeaders(r)
+	if h.cloudEvent() {
+		return d.decodeCloudEvent(r, &h, ev)
 	}
 	// fastjson's parser is lenient (NaN, 01, raw control characters): validate first so
 	// that what a hook receives is JSON.
@@ -193,40 +214,20 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 		}
 		ev.Time = parsed
 	}
-	if hs, he, ok := d.Route(r); ok && (hs != ev.Source || he != ev.Event) {
+	if len(h.src) > 0 && len(h.ev) > 0 && (string(h.src) != ev.Source || string(h.ev) != ev.Event) {
 		return ErrHeaderMismatch
 	}
 	d.notePair(ev.Source, ev.Event)
 	return nil
 }
 
-type ceHeaders struct{ source, typ, id, time []byte }
-
-func cloudEventHeaders(r *kgo.Record) (ceHeaders, bool) {
-	var ce ceHeaders
-	for i := range r.Headers {
-		h := &r.Headers[i]
-		switch h.Key {
-		case HeaderCESource:
-			ce.source = h.Value
-		case HeaderCEType:
-			ce.typ = h.Value
-		case HeaderCEID:
-			ce.id = h.Value
-		case HeaderCETime:
-			ce.time = h.Value
-		}
-	}
-	return ce, len(ce.source) > 0 || len(ce.typ) > 0
-}
-
 // decodeCloudEvent handles CloudEvents binary mode: attributes in ce_* headers, the value
 // is the data.
-func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce ceHeaders, ev *Event) error {
-	if len(ce.source) == 0 {
+func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) error {
+	if len(ce.ceSource) == 0 {
 		return ErrMissingSource
 	}
-	if len(ce.typ) == 0 {
+	if len(ce.ceType) == 0 {
 		return ErrMissingEvent
 	}
 	if fastjson.ValidateBytes(r.Value) != nil {
@@ -239,12 +240,12 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce ceHeaders, ev *Event) error
 	if v.Type() != fastjson.TypeObject {
 		return ErrMissingData
 	}
-	ev.Source, ev.Event, ev.Data = d.intern(ce.source), d.intern(ce.typ), v
-	if len(ce.id) > 0 {
-		ev.ID = ce.id
+	ev.Source, ev.Event, ev.Data = d.intern(ce.ceSource), d.intern(ce.ceType), v
+	if len(ce.ceID) > 0 {
+		ev.ID = ce.ceID
 	}
-	if len(ce.time) > 0 {
-		parsed, err := time.Parse(time.RFC3339Nano, string(ce.time))
+	if len(ce.ceT) > 0 {
+		parsed, err := time.Parse(time.RFC3339Nano, string(ce.ceT))
 		if err != nil {
 			return ErrBadTime
 		}
