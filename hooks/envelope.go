@@ -84,6 +84,11 @@ type Decoder struct {
 	names    map[string]string
 	pairs    map[[2]string]struct{}
 	lastPair [2]string // the pair noted last: consecutive events mostly share it
+
+	// The headers of the record Route scanned last, so Decode of the same record does not
+	// scan them again.
+	hdrRec *kgo.Record
+	hdr    recordHeaders
 }
 
 const maxInterned = 4096
@@ -149,13 +154,21 @@ func scanHeaders(r *kgo.Record) recordHeaders {
 	return h
 }
 
+// headers scans r's headers, or returns the scan Route just made of it.
+func (d *Decoder) headers(r *kgo.Record) recordHeaders {
+	if d.hdrRec != r {
+		d.hdr, d.hdrRec = scanHeaders(r), r
+	}
+	return d.hdr
+}
+
 // cloudEvent reports whether the record is in CloudEvents binary mode.
 func (h *recordHeaders) cloudEvent() bool { return len(h.ceSource) > 0 || len(h.ceType) > 0 }
 
 // Route returns the source and event named by the record's headers (eh-* or CloudEvents),
 // without parsing the value; ok is false when the headers do not name both.
 func (d *Decoder) Route(r *kgo.Record) (source, event string, ok bool) {
-	h := scanHeaders(r)
+	h := d.headers(r)
 	if len(h.src) > 0 && len(h.ev) > 0 {
 		return d.intern(h.src), d.intern(h.ev), true
 	}
@@ -175,7 +188,8 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 		return ErrOversize
 	}
 	*ev = Event{Record: r, Key: r.Key, Time: r.Timestamp}
-	h := scanHeaders(r)
+	h := d.headers(r)
+	d.hdrRec = nil // the record may be reused by its owner after this call
 	if h.cloudEvent() {
 		return d.decodeCloudEvent(r, &h, ev)
 	}
