@@ -309,6 +309,7 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 	req := fasthttp.AcquireRequest()
 	buf := getBuffer()
 	ep, err := s.build(req, buf, ev, lane)
+	templateDuration.UpdateDuration(start)
 	var res Result
 	if err != nil {
 		res = buildFailure(s.hookID, err)

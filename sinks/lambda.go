@@ -21,6 +21,13 @@ import (
 var (
 	lambdaDropped = metrics.NewCounter(`eventhooks_lambda_dropped_total`)
 	lambdaLogged  = metrics.NewCounter(`eventhooks_lambda_results_logged_total`)
+
+	// scriptBuckets span a cached template (µs) to a lambda near its time limit.
+	scriptBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1}
+	// lambdaDuration is the time of one JavaScript chain call.
+	lambdaDuration = metrics.NewPrometheusHistogramExt(`eventhooks_lambda_duration_seconds`, scriptBuckets)
+	// templateDuration is the time to render and encode one webhook-custom request.
+	templateDuration = metrics.NewPrometheusHistogramExt(`eventhooks_template_render_seconds`, scriptBuckets)
 )
 
 // MaxLambdaRequests bounds the requests one lambda call may return; a longer array is a
@@ -154,7 +161,9 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 	if d, ok := ctx.Deadline(); ok {
 		limit = max(min(limit, time.Until(d)), time.Millisecond)
 	}
+	callStart := time.Now()
 	out, err := lane.runtime(s.log).Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
+	lambdaDuration.UpdateDuration(callStart)
 	putBuffer(buf)
 	if err != nil {
 		return scriptFailure(s.hookID, err)
