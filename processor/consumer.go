@@ -50,7 +50,7 @@ func (c *groupConsumer) run(ctx context.Context) error {
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		// Bound what the client buffers ahead of the lanes (default 50 MiB): draining a
 		// backlog then costs no more memory than the steady state.
-		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxBytes(16 << 20),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),

@@ -42,6 +42,16 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	return true
 }
 
+// delivery is where one delivery runs: the goroutine's context, the event and the sinks'
+// lane state, and, on a live events lane, that lane (whose record may be finished by an
+// asynchronous park).
+type delivery struct {
+	ctx   context.Context
+	ev    *hooks.Event
+	sinks *sinks.Lane
+	live  *lane
+}
+
 // outcome is how a delivery was settled, or that it was not.
 type outcome uint8
 
@@ -63,11 +73,11 @@ func (o outcome) settled() bool { return o != abandoned }
 // (ordering "none"); a permanent failure or the last attempt goes to the DLQ. It reports
 // whether the delivery is settled (delivered, parked or dead-lettered, each confirmed).
 // lane is the calling goroutine's sinks.Lane.
-func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook, e *parkedEntry, inlineBudget int, lane *sinks.Lane) outcome {
-	h := ch.hook
+func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBudget int) outcome {
+	ctx, ev, h := d.ctx, d.ev, ch.hook
 	policy := retryPolicy(h)
 	for inline := 1; ; inline++ {
-		res := ch.sink.Deliver(ctx, ev, lane)
+		res := ch.sink.Deliver(ctx, ev, d.sinks)
 		ch.m.latency.Update(res.Duration.Seconds())
 		if res.Delivered {
 			ch.m.delivered.Inc()
@@ -86,7 +96,7 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 				e = newEntry(ev.Record, h.ID, now)
 			}
 			if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" {
-				return p.park(ctx, ch, e, now.Add(wait))
+				return p.park(d, ch, e, now.Add(wait))
 			}
 			if !sleepCtx(ctx, wait) {
 				return abandoned
@@ -111,7 +121,7 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 		}
 		wait := backoff(policy, e.Attempts, res.RetryAfter)
 		if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" && inline >= inlineBudget {
-			return p.park(ctx, ch, e, now.Add(wait))
+			return p.park(d, ch, e, now.Add(wait))
 		}
 		ch.m.retried.Inc()
 		if !sleepCtx(ctx, wait) {
@@ -124,11 +134,27 @@ func (p *Processor) serve(ctx context.Context, ev *hooks.Event, ch *compiledHook
 // reports no wait of its own).
 const breakerPollInterval = 50 * time.Millisecond
 
-// park writes e to the retry topic, due at due, and waits for the acknowledgement.
-func (p *Processor) park(ctx context.Context, ch *compiledHook, e *parkedEntry, due time.Time) outcome {
+// park writes e to the retry topic, due at due. On a live lane the produce is
+// asynchronous: the lane moves on and its record is done once the park is acknowledged
+// (so a dead endpoint costs the lane no broker round trip per event); elsewhere it waits
+// for the acknowledgement.
+func (p *Processor) park(d delivery, ch *compiledHook, e *parkedEntry, due time.Time) outcome {
 	e.DueMs = due.UnixMilli()
-	if !p.produceDurably(ctx, e.record(p.cfg.RetryTopic)) {
-		return abandoned
+	rec := e.record(p.cfg.RetryTopic)
+	if d.live == nil {
+		if !p.produceDurably(d.ctx, rec) {
+			return abandoned
+		}
+	} else {
+		ack := d.live.pendingAck()
+		ack.hold()
+		p.parker.Produce(d.ctx, rec, func(r *kgo.Record, err error) {
+			if err != nil { // kgo retries until the context ends: this record is not done
+				p.logs.warn(p.log, "park:"+ch.hook.ID, "cannot park delivery", "hook_id", ch.hook.ID, "err", err)
+				ack.fail()
+			}
+			ack.release()
+		})
 	}
 	ch.m.parked.Inc()
 	return parked

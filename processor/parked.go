@@ -118,5 +118,5 @@ func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks
 		return p.deadLetterFor(ctx, ch, e)
 	}
 	retriesDue.Inc()
-	return p.serve(ctx, ev, ch, e, inlineBudget, lane)
+	return p.serve(delivery{ctx: ctx, ev: ev, sinks: lane}, ch, e, inlineBudget)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -111,6 +112,7 @@ type lane struct {
 
 	gates      *gateSet // nil on consumers without gates
 	lastExpire time.Time
+	ack        *recordAck // the current record's, when a park is in flight
 }
 
 func newLane(w *partitionWorker) *lane {
@@ -134,8 +136,43 @@ func (l *lane) run() {
 		if l.w.ctx.Err() != nil {
 			continue // abandoned: left uncommitted for the next owner
 		}
-		if l.w.c.handle(l, r) {
+		done := l.w.c.handle(l, r)
+		if ack := l.ack; ack != nil { // parks still in flight finish the record
+			l.ack = nil
+			if !done {
+				ack.fail()
+			}
+			ack.release()
+		} else if done {
 			l.w.wm.markDone(r.Offset)
 		}
+	}
+}
+
+// pendingAck returns the completion of the lane's current record, created on its first
+// asynchronous park.
+func (l *lane) pendingAck() *recordAck {
+	if l.ack == nil {
+		l.ack = &recordAck{wm: l.w.wm, offset: l.ev.Record.Offset}
+		l.ack.pending.Store(1) // the lane's own hold, released when it is done with the record
+	}
+	return l.ack
+}
+
+// recordAck finishes a record whose parks are acknowledged after its lane moved on: the
+// record is done once every hold is released, unless a park or the lane failed.
+type recordAck struct {
+	wm      *watermark
+	offset  int64
+	pending atomic.Int32
+	failed  atomic.Bool
+}
+
+func (a *recordAck) hold() { a.pending.Add(1) }
+func (a *recordAck) fail() { a.failed.Store(true) }
+
+func (a *recordAck) release() {
+	if a.pending.Add(-1) == 0 && !a.failed.Load() {
+		a.wm.markDone(a.offset)
 	}
 }

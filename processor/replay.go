@@ -390,7 +390,7 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 		}
 		out := delivered
 		if !r.rc.DryRun {
-			out = r.p.serve(ctx, ev, ch, nil, r.p.cfg.InlineAttempts, lane)
+			out = r.p.serve(delivery{ctx: ctx, ev: ev, sinks: lane}, ch, nil, r.p.cfg.InlineAttempts)
 		}
 		if !out.settled() {
 			return false

@@ -31,8 +31,9 @@ const expireEvery = 5 * time.Second
 // delivered one records its firing in the lane's state and the changelog.
 func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 	spec := &ch.gate
+	d := delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, live: l}
 	if !spec.active() || l.gates == nil {
-		return p.serve(l.w.ctx, &l.ev, ch, nil, p.cfg.InlineAttempts, &l.sinks)
+		return p.serve(d, ch, nil, p.cfg.InlineAttempts)
 	}
 	now := p.cfg.Now()
 	var fp uint64
@@ -46,7 +47,7 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 			ch.m.gatedCounter(reason).Inc()
 			return delivered // dropped by the gate: done
 		}
-		out := p.serve(l.w.ctx, &l.ev, ch, nil, p.cfg.InlineAttempts, &l.sinks)
+		out := p.serve(d, ch, nil, p.cfg.InlineAttempts)
 		if out == delivered {
 			p.writeState(l.ev.Record.Partition, p.shared.fired(spec, ch.hook.ID, key, fp, now))
 		} else {
@@ -59,7 +60,7 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 		ch.m.gatedCounter(reason).Inc()
 		return delivered
 	}
-	out := p.serve(l.w.ctx, &l.ev, ch, nil, p.cfg.InlineAttempts, &l.sinks)
+	out := p.serve(d, ch, nil, p.cfg.InlineAttempts)
 	if out == delivered {
 		before := l.gates.len()
 		p.writeState(l.ev.Record.Partition, l.gates.fired(spec, ch.hook.ID, key, fp, now))

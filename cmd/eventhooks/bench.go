@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -37,6 +38,7 @@ type BenchCmd struct {
 	Size       int           `help:"Approximate event size in bytes." default:"250"`
 	Partitions int32         `help:"Partitions of the bench topics." default:"8"`
 	Hooks      int           `help:"Hooks, each matching every event." default:"1"`
+	DeadHooks  int           `help:"Extra webhook hooks (ordering none, timeout 1s) whose endpoint accepts connections and never answers: measures how well the healthy hooks are isolated from a dead endpoint." default:"0"`
 	Handler    string        `help:"Handler of the hooks: webhook, webhook-custom, lambda or log." default:"webhook" enum:"webhook,webhook-custom,lambda,log"`
 	Brokers    []string      `help:"Kafka seed brokers, comma separated (default: an embedded in-memory broker on a free port)." sep:","`
 	Target     string        `help:"Deliver to this URL instead of the in-process receiver (no latency figures; completion is read from committed offsets)."`
@@ -219,6 +221,9 @@ func (b *benchRun) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := b.createDeadHooks(ctx); err != nil {
+		return err
+	}
 
 	opts := append(append([]kgo.Opt{}, conn...), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	if c.Rate > 0 {
@@ -273,6 +278,43 @@ func (b *benchRun) createHook(ctx context.Context, i int) error {
 	}
 	if err := b.core.store.Put(ctx, h); err != nil {
 		return fmt.Errorf("create bench hook: %w", err)
+	}
+	return nil
+}
+
+// createDeadHooks adds --dead-hooks hooks on an endpoint that accepts connections and
+// never answers (a listener nobody reads), closed when the process ends.
+func (b *benchRun) createDeadHooks(ctx context.Context) error {
+	if b.cmd.DeadHooks == 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("dead endpoint: %w", err)
+	}
+	go func() { // accept and hold: requests time out
+		var held []net.Conn
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	for i := range b.cmd.DeadHooks {
+		body := fmt.Sprintf(`{"source":"balancer","event":"health","handler":"webhook","ordering":"none","timeout_ms":1000,`+
+			`"name":"dead-%d","config":{"url":"http://%s/dead"}}`, i, ln.Addr())
+		h, err := hooks.ParseHook([]byte(body))
+		if err == nil {
+			err = hooks.Validate(h, b.core.cat, time.Now())
+		}
+		if err == nil {
+			err = b.core.store.Put(ctx, h)
+		}
+		if err != nil {
+			return fmt.Errorf("dead hook: %w", err)
+		}
 	}
 	return nil
 }
@@ -579,6 +621,9 @@ func (b *benchRun) addNotes() {
 		r.Notes = append(r.Notes, "drain: latency includes the time events waited in the backlog; use --rate for delivery latency")
 	} else if c.Baseline {
 		r.Notes = append(r.Notes, "--rate: events/s are paced, so the ratios compare paced rates; run without --rate for throughput ratios")
+	}
+	if c.DeadHooks > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d dead hook(s) (ordering none) on an endpoint that never answers: events/s are the healthy hooks'", c.DeadHooks))
 	}
 	if c.Hooks > 1 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d hooks: the processor makes %d deliveries per event; the baselines one", c.Hooks, c.Hooks))
