@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/eventhooks
 # Packages with concurrency, tested under the race detector.
-RACE_PKGS := ./processor/... ./hooks/... ./admin/... ./sinks/... ./broker/... ./scripting/...
+RACE_PKGS := ./processor/... ./hooks/... ./admin/... ./sinks/... ./broker/... ./scripting/... ./bench/...
 
 .PHONY: run build test test-race vet lint bench fuzz clean
 
@@ -26,9 +26,10 @@ vet:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## bench: hot-path Go benchmarks
+## bench: hot-path Go benchmarks, then the end-to-end bench with its baselines
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/ ./scripting/
+	$(GO) run ./cmd/eventhooks bench --baseline --log-level warn
 
 ## fuzz: each fuzz target for FUZZTIME (decoders, templates, JS inputs, fingerprints)
 FUZZTIME ?= 30s
