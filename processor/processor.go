@@ -135,7 +135,13 @@ func New(cfg Config) (*Processor, error) {
 		},
 	}
 	p.hs.Store(&hookSet{index: hooks.BuildIndex[*compiledHook](nil)})
-	parker, err := kgo.NewClient(append([]kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, cfg.ClientOpts...)...)
+	parker, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// A dead endpoint parks every event of its hooks: let the lanes run ahead of the
+		// acknowledgements (bounded), in small batches.
+		kgo.MaxBufferedRecords(1 << 17),
+		kgo.ProducerLinger(2 * time.Millisecond),
+	}, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create retry/DLQ producer: %w", err)
 	}
