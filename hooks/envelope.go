@@ -33,25 +33,22 @@ var (
 	ErrBadTime        = errors.New(`envelope "time" is not RFC 3339`)
 )
 
+// decodeErrorKinds names each decode error for metrics and logs.
+var decodeErrorKinds = []struct {
+	err  error
+	kind string
+}{
+	{ErrOversize, "oversize"}, {ErrNotJSON, "not_json"}, {ErrNotObject, "not_object"},
+	{ErrMissingSource, "missing_source"}, {ErrMissingEvent, "missing_event"},
+	{ErrMissingData, "missing_data"}, {ErrHeaderMismatch, "header_mismatch"}, {ErrBadTime, "bad_time"},
+}
+
 // DecodeErrorKind names a decode error for metrics and logs ("not_json", "oversize", …).
 func DecodeErrorKind(err error) string {
-	switch {
-	case errors.Is(err, ErrOversize):
-		return "oversize"
-	case errors.Is(err, ErrNotJSON):
-		return "not_json"
-	case errors.Is(err, ErrNotObject):
-		return "not_object"
-	case errors.Is(err, ErrMissingSource):
-		return "missing_source"
-	case errors.Is(err, ErrMissingEvent):
-		return "missing_event"
-	case errors.Is(err, ErrMissingData):
-		return "missing_data"
-	case errors.Is(err, ErrHeaderMismatch):
-		return "header_mismatch"
-	case errors.Is(err, ErrBadTime):
-		return "bad_time"
+	for _, k := range decodeErrorKinds {
+		if errors.Is(err, k.err) {
+			return k.kind
+		}
 	}
 	return "other"
 }
