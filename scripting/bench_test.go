@@ -112,3 +112,19 @@ func TestLambdaCallAllocs(t *testing.T) {
 		t.Errorf("Call allocates %v times, want at most 150", n)
 	}
 }
+
+// BenchmarkLambdaCallRequest is the bench command's lambda (the whole event as the body)
+// read with CallRequest, as the lambda sink does.
+func BenchmarkLambdaCallRequest(b *testing.B) {
+	l := mustLambda(b, `(d, ev, src) => ({url: "http://127.0.0.1:1/", method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(d)})`)
+	rt := NewRuntime(RuntimeConfig{})
+	data := []byte(slackData)
+	var req Request
+	use := func(*Request) bool { return true }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, err := rt.CallRequest(l, "hook-1", data, "admins", "crud", time.Second, &req, use); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}

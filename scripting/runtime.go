@@ -14,6 +14,8 @@ import (
 
 var typePromise = reflect.TypeOf((*goja.Promise)(nil))
 
+var errNoFunctions = errors.New("cannot run lambda: no functions")
+
 // Defaults of RuntimeConfig and Call.
 const (
 	// DefaultTimeout bounds one lambda call when Call is given no timeout. It is
@@ -124,6 +126,11 @@ type Runtime struct {
 	describe   goja.Callable
 	described  string
 
+	// Request objects, read by the readReq native function for CallRequest.
+	readReq goja.Callable
+	req     *Request
+	reqOK   bool
+
 	rangeError  *goja.Object
 	syntaxError *goja.Object
 	nativeDepth int
@@ -189,7 +196,7 @@ func (rt *Runtime) disarm() {
 // hookID labels console output. The returned slice is the caller's.
 func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source string, timeout time.Duration) ([]byte, error) {
 	if l == nil || len(l.fns) == 0 {
-		return nil, errors.New("cannot run lambda: no functions")
+		return nil, errNoFunctions
 	}
 	if len(dataJSON) > rt.cfg.MaxInputBytes {
 		return nil, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(dataJSON), rt.cfg.MaxInputBytes, ErrInputTooLarge)
@@ -210,6 +217,15 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 }
 
 func (rt *Runtime) call(l *Lambda, data *fastjson.Value, event, source string) ([]byte, error) {
+	v, err := rt.run(l, data, event, source)
+	if err != nil {
+		return nil, err
+	}
+	return rt.result(l, v)
+}
+
+// run calls the chain and returns its final value.
+func (rt *Runtime) run(l *Lambda, data *fastjson.Value, event, source string) (goja.Value, error) {
 	fns, ok := rt.cache.get(l)
 	if !ok {
 		var err error
@@ -230,7 +246,7 @@ func (rt *Runtime) call(l *Lambda, data *fastjson.Value, event, source string) (
 			return nil, err
 		}
 	}
-	return rt.result(l, v)
+	return v, nil
 }
 
 // names returns the goja strings for event and source, reusing the previous ones.

@@ -49,6 +49,10 @@ func (rt *Runtime) setup() {
 		rt.serEmitted, rt.serErr = rt.jw.value("", call.Argument(0), 0)
 		return goja.Undefined()
 	})
+	rt.readReq = rt.native(func(call goja.FunctionCall) goja.Value {
+		rt.reqOK = rt.fillRequest(call.Argument(0))
+		return goja.Undefined()
+	})
 	rt.describe = rt.native(func(call goja.FunctionCall) goja.Value {
 		rt.described = call.Argument(0).String()
 		return goja.Undefined()
@@ -496,34 +500,39 @@ var hardenProgram = goja.MustCompile("harden", `
       configurable: true,
     });
   }
-  for (const k of getOwnPropertyNames(Object.prototype)) {
-    if (k !== '__proto__') override(Object.prototype, k);
+  // Indexed loops throughout: for…of would create an iterator result per step, which
+  // made this script several times slower (it runs once per Runtime).
+  const opNames = getOwnPropertyNames(Object.prototype);
+  for (let i = 0; i < opNames.length; i++) {
+    if (opNames[i] !== '__proto__') override(Object.prototype, opNames[i]);
   }
-  for (const E of [Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError]) {
-    for (const k of ['constructor', 'name', 'message', 'toString']) override(E.prototype, k);
+  const errors = [Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError];
+  const errorKeys = ['constructor', 'name', 'message', 'toString'];
+  for (let i = 0; i < errors.length; i++) {
+    for (let j = 0; j < errorKeys.length; j++) override(errors[i].prototype, errorKeys[j]);
   }
-  for (const k of ['constructor', 'toString']) {
-    override(Function.prototype, k);
-    override(Array.prototype, k);
-  }
+  override(Function.prototype, 'constructor');
+  override(Array.prototype, 'constructor');
+  override(Function.prototype, 'toString');
+  override(Array.prototype, 'toString');
   override(Promise.prototype, 'constructor');
 
   const seen = new Set();
-  const queue = [];
+  const all = []; // every object seen, in order: the queue of the walk
   function add(v) {
     if ((typeof v === 'object' && v !== null) || typeof v === 'function') {
-      if (!seen.has(v)) { seen.add(v); queue.push(v); }
+      if (!seen.has(v)) { seen.add(v); all[all.length] = v; }
+    }
+  }
+  function addKeys(o, keys) {
+    for (let i = 0; i < keys.length; i++) {
+      const d = getOwnPropertyDescriptor(o, keys[i]);
+      if (d) { add(d.value); add(d.get); add(d.set); }
     }
   }
   function addProps(o) {
-    for (const k of getOwnPropertyNames(o)) {
-      const d = getOwnPropertyDescriptor(o, k);
-      if (d) { add(d.value); add(d.get); add(d.set); }
-    }
-    for (const k of getOwnPropertySymbols(o)) {
-      const d = getOwnPropertyDescriptor(o, k);
-      if (d) { add(d.value); add(d.get); add(d.set); }
-    }
+    addKeys(o, getOwnPropertyNames(o));
+    addKeys(o, getOwnPropertySymbols(o));
   }
   add(globalThis);
   const hidden = [
@@ -538,14 +547,13 @@ var hardenProgram = goja.MustCompile("harden", `
     () => getOwnPropertyDescriptor(Function.prototype, 'caller').get,
     () => (function () { return getOwnPropertyDescriptor(arguments, 'callee').get; })(),
   ];
-  for (const h of hidden) {
-    try { add(h()); } catch (e) { /* not supported by this goja version */ }
+  for (let i = 0; i < hidden.length; i++) {
+    try { add(hidden[i]()); } catch (e) { /* not supported by this goja version */ }
   }
-  while (queue.length > 0) {
-    const o = queue.pop();
-    addProps(o);
-    add(getPrototypeOf(o));
+  for (let i = 0; i < all.length; i++) {
+    addProps(all[i]);
+    add(getPrototypeOf(all[i]));
   }
-  for (const o of seen) freeze(o);
+  for (let i = 0; i < all.length; i++) freeze(all[i]);
 })();
 `, true)

@@ -162,22 +162,37 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		limit = max(min(limit, time.Until(d)), time.Millisecond)
 	}
 	callStart := time.Now()
-	out, err := lane.runtime(s.log).Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
+	rt := lane.runtime(s.log)
+	var (
+		out  []byte
+		err  error
+		used bool
+	)
+	if lane.capture != nil { // the Tester shows the result as JSON
+		out, err = rt.Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
+	} else {
+		if lane.takeReq == nil {
+			lane.takeReq = lane.takeRequest
+		}
+		out, used, err = rt.CallRequest(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit, &lane.jsReq, lane.takeReq)
+	}
 	lambdaDuration.UpdateDuration(callStart)
 	putBuffer(buf)
 	if err != nil {
 		return scriptFailure(s.hookID, err)
 	}
-	if lane.capture != nil {
-		lane.capture.value = append(json.RawMessage(nil), out...)
-	}
-	v, err := lane.parser.ParseBytes(out)
-	if err != nil { // cannot happen: the runtime writes JSON
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result is not JSON: %w", s.hookID, ErrPermanent, err)}
-	}
-	kind, array, err := parseResult(v, lane)
-	if err != nil {
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}
+	kind, array := resultRequests, false
+	if !used {
+		if lane.capture != nil {
+			lane.capture.value = append(json.RawMessage(nil), out...)
+		}
+		v, err := lane.parser.ParseBytes(out)
+		if err != nil { // cannot happen: the runtime writes JSON
+			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result is not JSON: %w", s.hookID, ErrPermanent, err)}
+		}
+		if kind, array, err = parseResult(v, lane); err != nil {
+			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}
+		}
 	}
 	switch kind {
 	case resultDrop:
@@ -233,6 +248,84 @@ func (s *lambdaSink) logResult(ctx context.Context, ev *hooks.Event, out []byte)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "lambda result", attrs[:n]...)
 }
+
+// takeRequest turns a request object the runtime read directly into lane.reqs, with the
+// checks of parseRequest. It returns false when one fails: CallRequest then returns the
+// JSON, and parseResult reports the error as for any result.
+func (l *Lane) takeRequest(jr *scripting.Request) bool {
+	l.reqs, l.hdrs = l.reqs[:0], l.hdrs[:0]
+	if jr.URL == "" || len(jr.Headers) > 2*maxLambdaHeaders {
+		return false
+	}
+	// Everything is copied into scratch first, and sliced once scratch stops growing.
+	sc := append(l.scratch[:0], jr.URL...)
+	urlEnd := len(sc)
+	if jr.Method != "" {
+		if !validHeaderName(jr.Method) {
+			return false
+		}
+		for i := 0; i < len(jr.Method); i++ {
+			c := jr.Method[i]
+			if c >= 'a' && c <= 'z' {
+				c = c - 'a' + 'A'
+			}
+			sc = append(sc, c)
+		}
+	}
+	methodEnd := len(sc)
+	marks := l.marks[:0]
+	for i := 0; i < len(jr.Headers); i += 2 {
+		k, v := jr.Headers[i], jr.Headers[i+1]
+		if !validHeaderName(k) || !validHeaderValue(v) {
+			return false
+		}
+		sc = append(sc, k...)
+		marks = append(marks, len(sc))
+		sc = append(sc, v...)
+		marks = append(marks, len(sc))
+	}
+	r := lambdaRequest{method: methodPost, sslVerify: jr.SSLVerify}
+	r.bodyFrom = len(sc)
+	if jr.HasBody {
+		sc = append(sc, jr.Body...)
+		r.hasBody = true
+	}
+	r.bodyTo = len(sc)
+	l.scratch, l.marks = sc, marks
+
+	r.url = sc[:urlEnd:urlEnd]
+	if methodEnd > urlEnd {
+		r.method = sc[urlEnd:methodEnd:methodEnd]
+	}
+	r.hdrFrom = len(l.hdrs)
+	from := methodEnd
+	for i := 0; i < len(marks); i += 2 {
+		k, v := sc[from:marks[i]:marks[i]], sc[marks[i]:marks[i+1]:marks[i+1]]
+		from = marks[i+1]
+		switch headerRole(string(k)) {
+		case roleFraming:
+		case roleContentType:
+			r.ctype = v
+		case roleHost:
+			r.host = v
+		default:
+			l.hdrs = append(l.hdrs, header{key: k, value: v})
+		}
+	}
+	r.hdrTo = len(l.hdrs)
+	if r.hasBody && bodiless(r.method) {
+		return false
+	}
+	var err error
+	if r.dest, err = parseDestination(jr.URL, r.sslVerify); err != nil {
+		return false
+	}
+	l.reqs = append(l.reqs, r)
+	return true
+}
+
+// maxLambdaHeaders bounds the headers of a request read directly; more go through JSON.
+const maxLambdaHeaders = 1024
 
 // parseResult classifies a lambda's final value and, for requests, parses them into
 // lane.reqs. array reports whether the value was an array (its requests get indexed

@@ -37,6 +37,10 @@ type Lane struct {
 	reqs    []lambdaRequest // parsed lambda requests
 	hdrs    []header        // their headers
 
+	// Request objects the runtime reads directly (scripting.Runtime.CallRequest).
+	jsReq   scripting.Request
+	takeReq func(*scripting.Request) bool
+
 	// capture, when set (by Tester), records every request sent and its response.
 	capture *capture
 }
