@@ -296,11 +296,8 @@ func (s *customSink) Handler() string { return hooks.HandlerWebhookCustom }
 // the body sent when the hook has a secret.
 func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
 	start := time.Now()
-	if ctx.Err() != nil {
-		return canceled(ctx, s.hookID, start)
-	}
-	if ev == nil {
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
+		return res
 	}
 	if lane == nil {
 		lane = &Lane{}

@@ -135,11 +135,8 @@ const (
 // Deliver implements Sink: it runs the chain on ev and acts on the final value.
 func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
 	start := time.Now()
-	if ctx.Err() != nil {
-		return canceled(ctx, s.hookID, start)
-	}
-	if ev == nil {
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
+		return res
 	}
 	if lane == nil {
 		lane = &Lane{}

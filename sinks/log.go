@@ -2,7 +2,6 @@ package sinks
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -28,11 +27,8 @@ func (s *logSink) Handler() string { return hooks.HandlerLog }
 // event_id (when the envelope has one) and data as a JSON string. Always delivered.
 func (s *logSink) Deliver(ctx context.Context, ev *hooks.Event, _ *Lane) Result {
 	start := time.Now()
-	if ctx.Err() != nil {
-		return canceled(ctx, s.hookID, start)
-	}
-	if ev == nil {
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
+		return res
 	}
 	buf := getBuffer()
 	if ev.Data != nil {

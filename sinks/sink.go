@@ -133,3 +133,15 @@ func canceled(ctx context.Context, hookID string, start time.Time) Result {
 		Duration:  time.Since(start),
 	}
 }
+
+// unusable answers a Deliver that must not send: the context has ended, or there is no
+// event. stop is false when the delivery may go ahead.
+func unusable(ctx context.Context, hookID string, ev *hooks.Event, start time.Time) (res Result, stop bool) {
+	if ctx.Err() != nil {
+		return canceled(ctx, hookID, start), true
+	}
+	if ev == nil {
+		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", hookID, ErrPermanent), Duration: time.Since(start)}, true
+	}
+	return Result{}, false
+}

@@ -174,11 +174,8 @@ func (s *webhookSink) Handler() string { return hooks.HandlerWebhook }
 // Deliver implements Sink: one POST of Kong's body, signed when the hook has a secret.
 func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
 	start := time.Now()
-	if ctx.Err() != nil {
-		return canceled(ctx, s.hookID, start)
-	}
-	if ev == nil {
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: nil event", s.hookID, ErrPermanent), Duration: time.Since(start)}
+	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
+		return res
 	}
 	buf := getBuffer()
 	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
