@@ -1,0 +1,126 @@
+package processor
+
+import (
+	"sync"
+	"time"
+)
+
+// sharedGates is the gate state of hook-scoped hooks, shared by every lane of the
+// processor under mu (hook scope is rare; key scope stays lock-free in the lanes).
+//
+// Lanes run concurrently, so a check alone would let every lane deliver the same burst
+// before the first delivery completes. check therefore claims the entry it lets through:
+// until fired or release, or at the latest until the claim's deadline (the window, and at
+// least claimTTL), other lanes' events for the same entry are dropped — for on_change
+// only those with the fingerprint in flight. The lane must call release when a delivery
+// it was allowed does not succeed.
+type sharedGates struct {
+	mu     sync.Mutex
+	set    *gateSet
+	claims map[string]gateClaim // record key → delivery in flight; guarded by mu
+	key    []byte               // scratch record key; guarded by mu
+}
+
+// gateClaim is a delivery in flight for a shared entry.
+type gateClaim struct {
+	fp    uint64
+	until int64 // unix ms
+}
+
+// claimTTL is the shortest life of a claim whose lane never reports back.
+const claimTTL = time.Minute
+
+// newSharedGates returns an empty shared set of at most maxEntries entries.
+func newSharedGates(maxEntries int) *sharedGates {
+	return &sharedGates{set: newGateSet(maxEntries), claims: make(map[string]gateClaim)}
+}
+
+// check is gateSet.check under the lock, plus a claim on the entry when it delivers.
+func (s *sharedGates) check(spec *gateSpec, hookID string, key []byte, fp uint64, now time.Time) (deliver bool, reason string) {
+	if spec.mode == gateNone {
+		return true, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok, why := s.set.check(spec, hookID, key, fp, now); !ok {
+		return false, why
+	}
+	s.key = appendStateKey(s.key[:0], spec, hookID, key, fp)
+	nowMs := now.UnixMilli()
+	if c, ok := s.claims[string(s.key)]; ok && nowMs < c.until {
+		switch {
+		case spec.mode != gateChangeOnly:
+			return false, reasonSnooze
+		case c.fp == fp:
+			return false, reasonUnchanged
+		}
+	}
+	s.claims[string(s.key)] = gateClaim{fp: fp, until: nowMs + max(spec.windowMs, claimTTL.Milliseconds())}
+	return true, ""
+}
+
+// fired is gateSet.fired under the lock; it ends the claim of check.
+func (s *sharedGates) fired(spec *gateSpec, hookID string, key []byte, fp uint64, now time.Time) stateChange {
+	if spec.mode == gateNone {
+		return stateChange{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unclaimLocked(spec, hookID, key, fp)
+	return s.set.fired(spec, hookID, key, fp, now)
+}
+
+// release ends the claim of check when the delivery did not succeed (dead-lettered,
+// parked or abandoned), so that the next event may be delivered.
+func (s *sharedGates) release(spec *gateSpec, hookID string, key []byte, fp uint64) {
+	if spec.mode == gateNone {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unclaimLocked(spec, hookID, key, fp)
+}
+
+// unclaimLocked drops the claim on the entry if it is for fp (on_change may have handed
+// the claim to another fingerprint meanwhile).
+func (s *sharedGates) unclaimLocked(spec *gateSpec, hookID string, key []byte, fp uint64) {
+	s.key = appendStateKey(s.key[:0], spec, hookID, key, fp)
+	if c, ok := s.claims[string(s.key)]; ok && c.fp == fp {
+		delete(s.claims, string(s.key))
+	}
+}
+
+// expire is gateSet.expire under the lock; it also forgets claims past their deadline.
+func (s *sharedGates) expire(now time.Time) []stateChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	nowMs := now.UnixMilli()
+	for k, c := range s.claims {
+		if nowMs >= c.until {
+			delete(s.claims, k)
+		}
+	}
+	return s.set.expire(now)
+}
+
+// restore is gateSet.restore under the lock. Records of one hook-scoped entry may come from
+// several partitions; the last one applied wins.
+func (s *sharedGates) restore(recordKey, value []byte, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set.restore(recordKey, value, now)
+}
+
+// dropHook is gateSet.dropHook under the lock.
+func (s *sharedGates) dropHook(hookID string) []stateChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set.dropHook(hookID)
+}
+
+// len returns the number of entries held.
+func (s *sharedGates) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set.len()
+}
