@@ -190,17 +190,9 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	if h.cloudEvent() {
 		return d.decodeCloudEvent(r, &h, ev)
 	}
-	// fastjson's parser is lenient (NaN, 01, raw control characters): validate first so
-	// that what a hook receives is JSON.
-	if fastjson.ValidateBytes(r.Value) != nil {
-		return ErrNotJSON
-	}
-	v, err := d.parser.ParseBytes(r.Value)
+	v, err := d.parseObject(r.Value, ErrNotObject)
 	if err != nil {
-		return ErrNotJSON
-	}
-	if v.Type() != fastjson.TypeObject {
-		return ErrNotObject
+		return err
 	}
 	src := v.GetStringBytes("source")
 	if len(src) == 0 {
@@ -232,6 +224,23 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	return nil
 }
 
+// parseObject parses strict JSON that must be an object (notObject otherwise). fastjson's
+// parser is lenient (NaN, 01, raw control characters): validating first makes what a hook
+// receives JSON.
+func (d *Decoder) parseObject(b []byte, notObject error) (*fastjson.Value, error) {
+	if fastjson.ValidateBytes(b) != nil {
+		return nil, ErrNotJSON
+	}
+	v, err := d.parser.ParseBytes(b)
+	if err != nil {
+		return nil, ErrNotJSON
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, notObject
+	}
+	return v, nil
+}
+
 // decodeCloudEvent handles CloudEvents binary mode: attributes in ce_* headers, the value
 // is the data.
 func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) error {
@@ -241,15 +250,9 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) 
 	if len(ce.ceType) == 0 {
 		return ErrMissingEvent
 	}
-	if fastjson.ValidateBytes(r.Value) != nil {
-		return ErrNotJSON
-	}
-	v, err := d.parser.ParseBytes(r.Value)
+	v, err := d.parseObject(r.Value, ErrMissingData)
 	if err != nil {
-		return ErrNotJSON
-	}
-	if v.Type() != fastjson.TypeObject {
-		return ErrMissingData
+		return err
 	}
 	ev.Source, ev.Event, ev.Data = d.intern(ce.ceSource), d.intern(ce.ceType), v
 	if len(ce.ceID) > 0 {
