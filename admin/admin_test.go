@@ -532,3 +532,11 @@ func TestNewRequiresStore(t *testing.T) {
 		t.Error("New without Store succeeded")
 	}
 }
+
+func TestWritesWaitForTheHooksTopic(t *testing.T) {
+	never := make(chan struct{})
+	e := newEnv(t, func(c *Config) { c.Loaded = never; c.WriteTimeout = 200 * time.Millisecond })
+	if got := e.expect(http.StatusServiceUnavailable, "POST", "/event-hooks", kongCreate).json(t); !strings.Contains(got["message"].(string), "loading") {
+		t.Errorf("503 body %v", got)
+	}
+}

@@ -138,6 +138,13 @@ func (s *Server) write(fn func(ctx context.Context) error) error {
 		return storeError(err)
 	}
 	defer s.unlockWrites()
+	if s.cfg.Loaded != nil { // checks against a partly read hooks topic would be wrong
+		select {
+		case <-s.cfg.Loaded:
+		case <-wctx.Done():
+			return &apiError{status: fasthttp.StatusServiceUnavailable, Message: "hooks are still loading from the hooks topic; retry shortly"}
+		}
+	}
 	if err := fn(wctx); err != nil {
 		return storeError(err)
 	}

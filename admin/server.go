@@ -51,6 +51,9 @@ type Config struct {
 	// Warn returns a warning about a valid hook (e.g. a destination the SSRF guard will
 	// refuse), sent as a Warning header and logged; nil or "" = none.
 	Warn func(*hooks.Hook) string
+	// Loaded, when set, is closed once the Store has read the hooks topic to its end; writes
+	// wait for it (within WriteTimeout, then 503).
+	Loaded <-chan struct{}
 	// Replays runs replay jobs for /replays; nil answers 501.
 	Replays ReplayService
 	// Ready reports readiness for /readyz (hooks loaded and partitions assigned) with a

@@ -221,6 +221,7 @@ func (s *service) run() error {
 	defer jobs.Close()
 	api, err := admin.New(admin.Config{
 		Replays: jobs,
+		Loaded:  c.store.Loaded(),
 		Store:   c.store, Catalogue: c.cat, Logger: s.log,
 		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
 		Warn:  c.destinationWarning,
