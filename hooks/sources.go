@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,17 +185,6 @@ func copyLayer(m map[string]map[string]EventInfo) map[string]map[string]EventInf
 		out[src] = cp
 	}
 	return out
-}
-
-// SourceNames returns the sorted names of all known sources.
-func (c *Catalogue) SourceNames() []string {
-	all := c.All()
-	names := make([]string, 0, len(all))
-	for n := range all {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // UniqueFields returns the fingerprint fields of source/event (nil: all of data).

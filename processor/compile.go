@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"sync/atomic"
+
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -78,6 +80,34 @@ type indexBuilder struct {
 	onError  func(h *hooks.Hook, err error)
 	compiled map[string]*compiledHook // by hook version
 	metrics  map[string]*hookMetrics  // by hook id
+	known    map[string]bool          // every hook id of the last snapshot
+	// deleted lists the ids of deleted hooks, appended to and published copy-on-write so
+	// lanes can drop their gate state (deletions are rare: the list is never trimmed).
+	deleted atomic.Pointer[[]string]
+}
+
+// noteDeleted publishes the hooks of the last snapshot that snap no longer has.
+func (b *indexBuilder) noteDeleted(snap *hooks.Snapshot) []string {
+	known := make(map[string]bool, len(snap.Hooks))
+	for _, h := range snap.Hooks {
+		known[h.ID] = true
+	}
+	var gone []string
+	for id := range b.known {
+		if !known[id] {
+			gone = append(gone, id)
+		}
+	}
+	b.known = known
+	if len(gone) > 0 {
+		var all []string
+		if old := b.deleted.Load(); old != nil {
+			all = append(all, *old...)
+		}
+		all = append(all, gone...)
+		b.deleted.Store(&all)
+	}
+	return gone
 }
 
 func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {

@@ -182,9 +182,6 @@ func newGateSet(maxEntries int) *gateSet {
 // len returns the number of entries held.
 func (g *gateSet) len() int { return len(g.index) }
 
-// evictedCount returns the number of entries evicted because the set was full.
-func (g *gateSet) evictedCount() uint64 { return g.evictions }
-
 // check decides whether an event with fingerprint fp (0 when the spec does not need one)
 // of entity key is delivered to the hook; reason says why not. It changes nothing: the
 // lane calls fired once the delivery has succeeded.

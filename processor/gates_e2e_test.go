@@ -1,7 +1,9 @@
 package processor_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,4 +140,43 @@ func TestSnoozeWindowSurvivesRestartAndRebalance(t *testing.T) {
 	restarted.stop()                                  // the partition moves to (or stays on) other
 	_ = other
 	g.run([]gateStep{{20, "u-1", dataA, false}, {30, "u-2", dataA, false}, {61, "u-1", dataA, true}})
+}
+
+// TestDeletedHookStateIsTombstoned: once a gated hook is deleted, its lanes drop its
+// entries and write tombstones to the state topic.
+func TestDeletedHookStateIsTombstoned(t *testing.T) {
+	g := newGateRig(t)
+	in := startInstance(t, g.addrs, g.clock.opt())
+	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","on_change":true,"config":{"url":"`+g.rc.URL+`"}}`)
+	g.run([]gateStep{{0, "u-1", dataA, true}})
+	if err := in.store.Delete(context.Background(), h.ID); err != nil {
+		t.Fatal(err)
+	}
+	g.run([]gateStep{{10, "u-1", dataA, false}}) // no hook now; the lane sweeps (>= 5 s later)
+	testkit.Eventually(t, 10*time.Second, "a tombstone for the deleted hook's entry", func() bool {
+		return stateTombstones(t, g.addrs, h.ID) == 1
+	})
+}
+
+// stateTombstones counts the tombstones of hookID's entries in the state topic.
+func stateTombstones(t *testing.T, addrs []string, hookID string) int {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topics.State),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	end := endOffsetSum(t, cl, topics.State)
+	n, read := 0, int64(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for read < end && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			read++
+			if r.Value == nil && strings.HasPrefix(string(r.Key), hookID) {
+				n++
+			}
+		})
+	}
+	return n
 }

@@ -523,8 +523,8 @@ func TestGatesCapEvictsOldestFired(t *testing.T) {
 	}
 	g.fired(&change, "h", []byte("a"), fpB, at(3)) // a is now the most recent
 	g.fired(&change, "h", []byte("d"), fpA, at(4)) // evicts b
-	if g.len() != 3 || g.evictedCount() != 1 {
-		t.Fatalf("%d entries, %d evictions; want 3, 1", g.len(), g.evictedCount())
+	if g.len() != 3 || g.evictions != 1 {
+		t.Fatalf("%d entries, %d evictions; want 3, 1", g.len(), g.evictions)
 	}
 	if ok, _ := g.check(&change, "h", []byte("b"), fpA, at(5)); !ok {
 		t.Fatal("b still gated after eviction")

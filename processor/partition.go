@@ -110,9 +110,10 @@ type lane struct {
 	ev    hooks.Event
 	sinks sinks.Lane // the sinks' per-goroutine state (JS runtime, template context)
 
-	gates      *gateSet // nil on consumers without gates
-	lastExpire time.Time
-	ack        *recordAck // the current record's, when a park is in flight
+	gates       *gateSet // nil on consumers without gates
+	lastExpire  time.Time
+	ack         *recordAck // the current record's, when a park is in flight
+	deletedSeen int        // how many of the deleted hooks (indexBuilder.deleted) were dropped
 }
 
 func newLane(w *partitionWorker) *lane {
@@ -137,6 +138,9 @@ func (l *lane) run() {
 			continue // abandoned: left uncommitted for the next owner
 		}
 		done := l.w.c.handle(l, r)
+		if l.gates != nil {
+			l.maybeExpire(l.w.c.p.cfg.Now())
+		}
 		if ack := l.ack; ack != nil { // parks still in flight finish the record
 			l.ack = nil
 			if !done {

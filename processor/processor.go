@@ -168,6 +168,11 @@ func New(cfg Config) (*Processor, error) {
 // ApplyHooks rebuilds the compiled hook set from a snapshot. It is the hook store's
 // subscriber: called from one goroutine, and the store's writers wait for it to return.
 func (p *Processor) ApplyHooks(snap *hooks.Snapshot) {
+	for _, id := range p.ib.noteDeleted(snap) {
+		// Hook-scope records may sit in any partition: they are dropped here, and a
+		// restored one for a deleted hook never matches and ages out.
+		p.shared.dropHook(id)
+	}
 	hs := p.ib.build(snap)
 	p.hs.Store(hs)
 	hooksActive.Set(float64(hs.index.Len()))

@@ -55,7 +55,6 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 		}
 		return out
 	}
-	l.maybeExpire(now)
 	if ok, reason := l.gates.check(spec, ch.hook.ID, key, fp, now); !ok {
 		ch.m.gatedCounter(reason).Inc()
 		return delivered
@@ -69,16 +68,25 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 	return out
 }
 
-// maybeExpire sweeps the lane's expired entries every expireEvery and writes their
-// tombstones.
+// maybeExpire sweeps, every expireEvery, the lane's expired entries and those of hooks
+// deleted since, and writes their tombstones.
 func (l *lane) maybeExpire(now time.Time) {
 	if now.Sub(l.lastExpire) < expireEvery {
 		return
 	}
 	l.lastExpire = now
 	before := l.gates.len()
+	p := l.w.c.p
+	if deleted := p.ib.deleted.Load(); deleted != nil && len(*deleted) > l.deletedSeen {
+		for _, id := range (*deleted)[l.deletedSeen:] {
+			for _, c := range l.gates.dropHook(id) {
+				p.writeState(l.w.partition, c)
+			}
+		}
+		l.deletedSeen = len(*deleted)
+	}
 	for _, c := range l.gates.expire(now) {
-		l.w.c.p.writeState(l.w.partition, c)
+		p.writeState(l.w.partition, c)
 	}
 	gateEntries.Add(int64(l.gates.len() - before))
 }
