@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -66,6 +67,23 @@ type Event struct {
 	// Time is the envelope's time, or the record timestamp when the envelope has none.
 	Time time.Time
 	Data *fastjson.Value
+
+	// raw is the validated record value; rawIsData says it is the data itself
+	// (CloudEvents binary mode) rather than an envelope holding it.
+	raw       []byte
+	rawIsData bool
+}
+
+// RawData returns the data object's bytes as the producer wrote them (valid JSON), or nil
+// when they cannot be located cheaply; use Data then. It does not allocate.
+func (e *Event) RawData() []byte {
+	if e.rawIsData {
+		return e.raw
+	}
+	if e.raw == nil {
+		return nil
+	}
+	return objectMember(e.raw, "data")
 }
 
 // Decoder turns records into Events. One Decoder belongs to one goroutine (a lane): it
@@ -207,6 +225,7 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 		return ErrMissingData
 	}
 	ev.Source, ev.Event, ev.Data = d.intern(src), d.intern(evName), data
+	ev.raw = r.Value
 	if id := v.GetStringBytes("id"); len(id) > 0 {
 		ev.ID = id
 	}
@@ -228,7 +247,7 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 // parser is lenient (NaN, 01, raw control characters): validating first makes what a hook
 // receives JSON.
 func (d *Decoder) parseObject(b []byte, notObject error) (*fastjson.Value, error) {
-	if fastjson.ValidateBytes(b) != nil {
+	if !strictValid(b) {
 		return nil, ErrNotJSON
 	}
 	v, err := d.parser.ParseBytes(b)
@@ -239,6 +258,22 @@ func (d *Decoder) parseObject(b []byte, notObject error) (*fastjson.Value, error
 		return nil, notObject
 	}
 	return v, nil
+}
+
+// strictValid reports whether b is JSON. fastjson's validator lets a raw control character
+// through in a string that also has an escape; JSON never contains bytes below 0x20 but
+// whitespace outside strings, so only a value with such bytes pays for encoding/json's
+// strict check.
+func strictValid(b []byte) bool {
+	if fastjson.ValidateBytes(b) != nil {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return json.Valid(b)
+		}
+	}
+	return true
 }
 
 // decodeCloudEvent handles CloudEvents binary mode: attributes in ce_* headers, the value
@@ -255,6 +290,7 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) 
 		return err
 	}
 	ev.Source, ev.Event, ev.Data = d.intern(ce.ceSource), d.intern(ce.ceType), v
+	ev.raw, ev.rawIsData = r.Value, true
 	if len(ce.ceID) > 0 {
 		ev.ID = ce.ceID
 	}
