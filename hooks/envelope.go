@@ -67,23 +67,6 @@ type Event struct {
 	// Time is the envelope's time, or the record timestamp when the envelope has none.
 	Time time.Time
 	Data *fastjson.Value
-
-	// raw is the validated record value; rawIsData says it is the data itself
-	// (CloudEvents binary mode) rather than an envelope holding it.
-	raw       []byte
-	rawIsData bool
-}
-
-// RawData returns the data object's bytes as the producer wrote them (valid JSON), or nil
-// when they cannot be located cheaply; use Data then. It does not allocate.
-func (e *Event) RawData() []byte {
-	if e.rawIsData {
-		return e.raw
-	}
-	if e.raw == nil {
-		return nil
-	}
-	return objectMember(e.raw, "data")
 }
 
 // Decoder turns records into Events. One Decoder belongs to one goroutine (a lane): it
@@ -225,7 +208,6 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 		return ErrMissingData
 	}
 	ev.Source, ev.Event, ev.Data = d.intern(src), d.intern(evName), data
-	ev.raw = r.Value
 	if id := v.GetStringBytes("id"); len(id) > 0 {
 		ev.ID = id
 	}
@@ -290,7 +272,6 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) 
 		return err
 	}
 	ev.Source, ev.Event, ev.Data = d.intern(ce.ceSource), d.intern(ce.ceType), v
-	ev.raw, ev.rawIsData = r.Value, true
 	if len(ce.ceID) > 0 {
 		ev.ID = ce.ceID
 	}

@@ -50,6 +50,8 @@ func TestDecode(t *testing.T) {
 		{name: "not json", value: `{"source":`, err: ErrNotJSON},
 		{name: "array", value: `[1,2]`, err: ErrNotObject},
 		{name: "lenient json", value: `{"source":"x","event":"y","data":{"n":NaN}}`, err: ErrNotJSON},
+		{name: "control char fastjson lets by", value: "{\"source\":\"x\",\"event\":\"y\",\"data\":{\"\x10\\b\":1}}", err: ErrNotJSON},
+		{name: "pretty printed", value: "{\n\t\"source\": \"x\",\n\t\"event\": \"y\",\n\t\"data\": {}\n}", source: "x", event: "y", data: `{}`},
 		{name: "missing source", value: `{"event":"x","data":{}}`, err: ErrMissingSource},
 		{name: "missing event", value: `{"source":"x","data":{}}`, err: ErrMissingEvent},
 		{name: "missing data", value: `{"source":"x","event":"y"}`, err: ErrMissingData},

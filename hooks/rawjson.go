@@ -1,40 +1,8 @@
 package hooks
 
-import "bytes"
-
-// Scanning valid JSON for the raw bytes of object members: fastjson parses into values but
-// does not expose their source spans, and passing a producer's bytes through is cheaper
-// (and more faithful) than re-encoding the parse tree. Every function here assumes its
-// input passed fastjson.ValidateBytes.
-
-// objectMember returns the raw value of the first top-level member named key of a valid
-// JSON object, or nil when it is absent or a member name uses escapes (the caller then
-// falls back to the parsed value, which unescapes names).
-func objectMember(b []byte, key string) []byte {
-	i := skipWS(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil
-	}
-	i = skipWS(b, i+1)
-	for i < len(b) && b[i] == '"' {
-		end := skipString(b, i)
-		name := b[i+1 : end-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
-			return nil
-		}
-		i = skipWS(b, skipWS(b, end)+1) // past ':'
-		vend := skipValue(b, i)
-		if string(name) == key {
-			return b[i:vend]
-		}
-		i = skipWS(b, vend)
-		if i >= len(b) || b[i] != ',' {
-			return nil
-		}
-		i = skipWS(b, i+1)
-	}
-	return nil
-}
+// Scanning valid JSON for the raw bytes of object members (fastjson parses into values but
+// does not expose their source spans), for building envelopes from producers' bytes.
+// Every function here assumes its input passed fastjson.ValidateBytes.
 
 // objectMembers splits a valid JSON text into the members of its top-level object; ok
 // is false when the text is not an object. b must have passed fastjson.ValidateBytes.

@@ -1,12 +1,10 @@
 package sinks
 
 import (
-	"bytes"
 	"sync"
 
 	"github.com/valyala/fastjson"
 
-	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
@@ -27,25 +25,6 @@ func putBuffer(b *buffer) {
 	}
 	b.B = b.B[:0]
 	bufferPool.Put(b)
-}
-
-// appendEventBody appends the webhook body of ev: the producer's data bytes passed through
-// when they can be (strict JSON, validated by the decoder, with no top-level "source" or
-// "event" to replace), else appendWebhookBody's re-encoding of the parsed data.
-func appendEventBody(dst []byte, ev *hooks.Event) []byte {
-	raw := ev.RawData()
-	if raw == nil || ev.Data == nil || ev.Data.Exists("source") || ev.Data.Exists("event") {
-		return appendWebhookBody(dst, ev.Source, ev.Event, ev.Data)
-	}
-	dst = append(dst, `{"source":`...)
-	dst = appendJSONString(dst, ev.Source)
-	dst = append(dst, `,"event":`...)
-	dst = appendJSONString(dst, ev.Event)
-	inner := bytes.TrimLeft(raw[1:], " \t\r\n") // after the data object's '{'
-	if inner[0] != '}' {
-		dst = append(dst, ',')
-	}
-	return append(dst, inner...)
 }
 
 // appendWebhookBody appends Kong's webhook body to dst: the data object with "source" and

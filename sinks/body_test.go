@@ -6,10 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
-
-	"github.com/eventhooks/eventhooks/hooks"
 )
 
 func FuzzWebhookBody(f *testing.F) {
@@ -71,33 +68,4 @@ func hasSurrogateEscape(s string) bool {
 		}
 	}
 	return false
-}
-
-// TestEventBodyPassesRawDataThrough: a decoded event's data bytes go out as written, and
-// the result means the same as the re-encoded body — also where data has its own
-// "source"/"event" (re-encoded then) or is empty.
-func TestEventBodyPassesRawDataThrough(t *testing.T) {
-	for _, value := range []string{
-		`{"source":"crud","event":"consumers","data":{"operation":"create","entity":{"id":"0fd2","n":1.50}}}`,
-		`{"source":"crud","event":"consumers","data":{ }}`,
-		`{"source":"crud","event":"consumers","data":{"source":"spoofed","x":1}}`,
-	} {
-		var dec hooks.Decoder
-		var ev hooks.Event
-		if err := dec.Decode(&kgo.Record{Value: []byte(value)}, &ev); err != nil {
-			t.Fatal(err)
-		}
-		got := appendEventBody(nil, &ev)
-		want := appendWebhookBody(nil, ev.Source, ev.Event, ev.Data)
-		var g, w any
-		if json.Unmarshal(got, &g) != nil || json.Unmarshal(want, &w) != nil || !reflect.DeepEqual(g, w) {
-			t.Errorf("body %s, want the meaning of %s", got, want)
-		}
-	}
-	var dec hooks.Decoder
-	var ev hooks.Event
-	_ = dec.Decode(&kgo.Record{Value: []byte(`{"source":"s","event":"e","data":{"n":1.50}}`)}, &ev)
-	if got := string(appendEventBody(nil, &ev)); got != `{"source":"s","event":"e","n":1.50}` {
-		t.Errorf("raw data not passed through: %s", got)
-	}
 }

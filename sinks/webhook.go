@@ -178,7 +178,7 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) 
 		return res
 	}
 	buf := getBuffer()
-	buf.B = appendEventBody(buf.B[:0], ev)
+	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
 	res := s.post(ctx, ev, lane, buf.B, start)
 	putBuffer(buf)
 	return res
