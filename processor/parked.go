@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -82,7 +81,7 @@ func (e *parkedEntry) original() *kgo.Record {
 
 // record encodes the entry as a retry-topic or DLQ record, keyed by the entity key.
 func (e *parkedEntry) record(topic string) *kgo.Record {
-	val, _ := json.Marshal(e) // only strings, numbers and byte slices: cannot fail
+	val := e.appendJSON(make([]byte, 0, 256+len(e.Value)*4/3+len(e.Key)*4/3))
 	return &kgo.Record{
 		Topic: topic, Key: e.Key, Value: val,
 		Headers: []kgo.RecordHeader{{Key: headerHookID, Value: []byte(e.HookID)}, {Key: headerReason, Value: []byte(e.Reason)}},
@@ -94,7 +93,7 @@ func (e *parkedEntry) record(topic string) *kgo.Record {
 func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	ctx := l.w.ctx
 	var e parkedEntry
-	if err := json.Unmarshal(r.Value, &e); err != nil {
+	if err := parseParkedEntry(r.Value, &e); err != nil {
 		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
 		return p.deadLetter(ctx, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
 	}
