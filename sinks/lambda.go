@@ -159,10 +159,13 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		limit = max(min(limit, time.Until(d)), time.Millisecond)
 	}
 	callStart := time.Now()
-	rt := lane.runtime(s.log)
+	rt, err := s.pool.js.get(ctx)
+	if err != nil {
+		putBuffer(buf)
+		return Result{Err: fmt.Errorf("deliver hook %s: %w", s.hookID, err), Retryable: true, Duration: time.Since(start)}
+	}
 	var (
 		out  []byte
-		err  error
 		used bool
 	)
 	if lane.capture != nil { // the Tester shows the result as JSON
@@ -173,6 +176,7 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		}
 		out, used, err = rt.CallRequest(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit, &lane.jsReq, lane.takeReq)
 	}
+	s.pool.js.put(rt)
 	lambdaDuration.UpdateDuration(callStart)
 	putBuffer(buf)
 	if err != nil {

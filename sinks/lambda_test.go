@@ -89,13 +89,39 @@ func TestLambdaReturnsASignedRequest(t *testing.T) {
 	}
 	verifySignatures(t, secret, r)
 
-	// The lane keeps its runtime.
-	rt := lane.rt
-	if rt == nil {
-		t.Fatal("lane has no runtime after a lambda")
+	// Runtimes are reused from the pool, not built per delivery.
+	for range 5 {
+		if res := s.Deliver(context.Background(), ev, &lane); !res.Delivered {
+			t.Fatalf("delivery: %+v", res)
+		}
 	}
-	if res := s.Deliver(context.Background(), ev, &lane); !res.Delivered || lane.rt != rt {
-		t.Errorf("second delivery: %+v; runtime kept %v", res, lane.rt == rt)
+	if n := s.(*lambdaSink).pool.js.created.Load(); n != 1 {
+		t.Errorf("%d runtimes built for 6 sequential deliveries, want 1", n)
+	}
+}
+
+// TestLambdaRuntimesAreBounded: concurrent lanes share at most LambdaRuntimes runtimes.
+func TestLambdaRuntimesAreBounded(t *testing.T) {
+	ts := startServer(t, nil)
+	h := lambdaHook(t, ``, `(d) => ({ url: "`+ts.url+`/x", body: "b" })`)
+	p := newPool(t, PoolConfig{LambdaRuntimes: 2})
+	s := mustCompile(t, h, p)
+	var wg sync.WaitGroup
+	for range 8 {
+		ev := newEvent(t, "crud", "admins", adminData) // fastjson values are read-modify: one per goroutine
+		wg.Go(func() {
+			var lane Lane
+			for range 20 {
+				if res := s.Deliver(context.Background(), ev, &lane); !res.Delivered {
+					t.Errorf("delivery: %+v", res)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := p.js.created.Load(); n > 2 {
+		t.Errorf("%d runtimes built, want at most 2", n)
 	}
 }
 
@@ -297,7 +323,7 @@ func TestLambdaPolicyEnforcementExample(t *testing.T) {
 	kongAdmin := startServer(t, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(204) })
 	fn := strings.ReplaceAll(policyLambda, "http://kong-admin:8001", kongAdmin.url)
 	log, lb := newLog()
-	s := compileWithLog(t, lambdaHook(t, "", fn), newPool(t, PoolConfig{}), log)
+	s := compileWithLog(t, lambdaHook(t, "", fn), newPool(t, PoolConfig{Logger: log}), log)
 	var lane Lane
 	for _, tc := range []struct {
 		data   string

@@ -1,8 +1,6 @@
 package sinks
 
 import (
-	"log/slog"
-
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 
@@ -10,20 +8,17 @@ import (
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
-// Lane is the state a Sink needs per delivering goroutine: the JavaScript runtime of the
-// lambda handler, the template context of the event being delivered, and scratch space.
+// Lane is the state a Sink needs per delivering goroutine: the template context of the
+// event being delivered, the lambda handler's request scratch, and scratch space.
 //
 // A Lane is owned by one goroutine — a processor lane, a replay partition goroutine, or
 // one Admin API /test call — and passed to every Deliver that goroutine makes. It is not
 // safe for concurrent use. The zero value is ready to use; Deliver with a nil *Lane uses a
 // throwaway one.
 //
-// Memory: the JavaScript runtime (about 0.5 MiB, a few milliseconds to create) is created
-// the first time the lane runs a lambda, and kept. Lanes that only run webhooks never
-// create one.
+// JavaScript runtimes are not per lane: lambda calls borrow one from the Pool for the
+// length of the call (see runtimePool).
 type Lane struct {
-	rt *scripting.Runtime
-
 	// The template context of the last event, shared by all the webhook-custom hooks of
 	// that event. ctxRec is held (not just compared) so that its address cannot be
 	// reused by another record while the cache refers to it.
@@ -47,15 +42,6 @@ type Lane struct {
 
 // maxLaneScratch is the largest scratch buffer a Lane keeps between events.
 const maxLaneScratch = 1 << 20
-
-// runtime returns the lane's JavaScript runtime, creating it on first use with log for
-// console output.
-func (l *Lane) runtime(log *slog.Logger) *scripting.Runtime {
-	if l.rt == nil {
-		l.rt = scripting.NewRuntime(scripting.RuntimeConfig{Logger: log})
-	}
-	return l.rt
-}
 
 // eventContext returns the template context of ev (see scripting.EventContext), built
 // once per event: the hooks of one event share it. Events without a record (Admin API

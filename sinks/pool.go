@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -70,6 +72,11 @@ type PoolConfig struct {
 	// LambdaTimeout caps the time one lambda call may run (default
 	// scripting.DefaultTimeout, 50ms); a hook's timeout_ms lowers it, never raises it.
 	LambdaTimeout time.Duration
+	// LambdaRuntimes bounds the JavaScript runtimes lambda calls borrow (default: twice
+	// the CPUs Go uses). Calls beyond it wait for a runtime.
+	LambdaRuntimes int
+	// Logger receives the console output of lambdas (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Defaults for PoolConfig.
@@ -119,6 +126,12 @@ func (c *PoolConfig) applyDefaults() {
 	if c.MaxDestinations <= 0 {
 		c.MaxDestinations = DefaultMaxDestinations
 	}
+	if c.LambdaRuntimes <= 0 {
+		c.LambdaRuntimes = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	if c.LambdaTimeout <= 0 {
 		c.LambdaTimeout = DefaultLambdaTimeout
 	}
@@ -160,12 +173,13 @@ type Pool struct {
 	dynamic int                     // guarded by mu; endpoints created by dynamicClient
 	labels  map[string]*destMetrics // guarded by mu; by metric label suffix
 	clients atomic.Pointer[map[destination]*endpoint]
+	js      *runtimePool
 }
 
 // NewPool returns an empty Pool; clients are created on first use.
 func NewPool(cfg PoolConfig) *Pool {
 	cfg.applyDefaults()
-	p := &Pool{cfg: cfg}
+	p := &Pool{cfg: cfg, js: newRuntimePool(cfg.LambdaRuntimes, cfg.Logger)}
 	if !cfg.DisableBreaker {
 		p.metrics = metrics.NewSet()
 		p.labels = map[string]*destMetrics{}

@@ -154,7 +154,7 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 		return nil, err
 	}
 	c := &core{topics: s.topics.topics(), cat: hooks.NewCatalogue(), guard: sinks.NewGuard(allow)}
-	c.pool = sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost, Guard: c.guard})
+	c.pool = sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost, Guard: c.guard, Logger: s.log})
 	c.compile = func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, c.pool, s.log) }
 	c.proc, err = processor.New(processor.Config{
 		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group,
