@@ -42,15 +42,16 @@ func (f TopicFlags) topics() broker.Topics { return broker.NewTopics(f.TopicPref
 
 // ProcessorFlags tune the processor.
 type ProcessorFlags struct {
-	Group             string        `help:"Consumer group." default:"eventhooks"`
-	Lanes             int           `help:"Key lanes per partition: the delivery concurrency of one partition." default:"16"`
-	CommitInterval    time.Duration `help:"How often done offsets are committed." default:"1s"`
-	MaxEventBytes     int           `help:"Largest record value accepted." default:"1048576"`
-	MaxConnsPerHost   int           `help:"Connections per webhook destination." default:"64"`
-	AllowDestinations string        `help:"CIDRs or IPs that deliveries may reach although they are loopback, private or link-local (SSRF guard), comma separated; dev allows loopback by default."`
-	ShutdownTimeout   time.Duration `help:"How long a shutdown waits for in-flight deliveries." default:"30s"`
-	SessionTimeout    time.Duration `help:"Consumer group session timeout: how long a crashed instance holds its partitions." default:"45s"`
-	InstanceID        string        `help:"Static group membership id (e.g. the pod name): a restarted instance gets its partitions back at once."`
+	Group                   string        `help:"Consumer group." default:"eventhooks"`
+	Lanes                   int           `help:"Key lanes per partition: the delivery concurrency of one partition." default:"16"`
+	CommitInterval          time.Duration `help:"How often done offsets are committed." default:"1s"`
+	MaxEventBytes           int           `help:"Largest record value accepted." default:"1048576"`
+	MaxConnsPerHost         int           `help:"Connections per webhook destination." default:"64"`
+	AllowDestinations       string        `help:"CIDRs or IPs that deliveries may reach although they are loopback, private or link-local (SSRF guard), comma separated; dev allows loopback by default."`
+	ShutdownTimeout         time.Duration `help:"How long a shutdown waits for in-flight deliveries." default:"30s"`
+	GateEntriesPerPartition int           `help:"Most snooze/on_change entries kept per partition; the least recently fired are evicted first (~220 B each)." default:"262144"`
+	SessionTimeout          time.Duration `help:"Consumer group session timeout: how long a crashed instance holds its partitions." default:"45s"`
+	InstanceID              string        `help:"Static group membership id (e.g. the pod name): a restarted instance gets its partitions back at once."`
 }
 
 // AdminFlags configure the Admin API.

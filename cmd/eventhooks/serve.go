@@ -162,6 +162,7 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 		CommitInterval: s.proc.CommitInterval, MaxEventBytes: s.proc.MaxEventBytes,
 		Compile: c.compile, Catalogue: c.cat, Logger: s.log,
 		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ, StateTopic: c.topics.State,
+		GateEntriesPerPartition: s.proc.GateEntriesPerPartition,
 	})
 	if err != nil {
 		c.pool.Close()
