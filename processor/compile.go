@@ -21,6 +21,7 @@ type compiledHook struct {
 // # TYPE line per family, which Prometheus requires) and are unregistered by name when the
 // hook is deleted.
 type hookMetrics struct {
+	hookID       string
 	names        []string
 	delivered    *metrics.Counter
 	failed       *metrics.Counter
@@ -30,7 +31,7 @@ type hookMetrics struct {
 	breakerWaits *metrics.Counter
 	gatedSnooze  *metrics.Counter
 	gatedSame    *metrics.Counter
-	latency      *metrics.PrometheusHistogram
+	latency      *latencyHistogram
 }
 
 // latencyBuckets spans a local receiver (sub-millisecond) to a slow remote one.
@@ -51,9 +52,8 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 	m.breakerWaits = counter(`eventhooks_breaker_waits_total` + labels + `}`)
 	m.gatedSnooze = counter(`eventhooks_gated_total` + labels + `,reason="snooze"}`)
 	m.gatedSame = counter(`eventhooks_gated_total` + labels + `,reason="unchanged"}`)
-	latency := `eventhooks_delivery_duration_seconds` + labels + `}`
-	m.names = append(m.names, latency)
-	m.latency = metrics.GetOrCreatePrometheusHistogramExt(latency, latencyBuckets)
+	m.hookID = h.ID
+	m.latency = latencies.get(h.ID, h.Handler)
 	return m
 }
 
@@ -62,6 +62,7 @@ func (m *hookMetrics) unregister() {
 	for _, name := range m.names {
 		metrics.UnregisterMetric(name)
 	}
+	latencies.remove(m.hookID)
 }
 
 // gatedCounter returns the counter of events dropped by a gate for reason.

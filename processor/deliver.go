@@ -78,7 +78,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 	policy := retryPolicy(h)
 	for inline := 1; ; inline++ {
 		res := ch.sink.Deliver(ctx, ev, d.sinks)
-		ch.m.latency.Update(res.Duration.Seconds())
+		ch.m.latency.observe(res.Duration)
 		if res.Delivered {
 			ch.m.delivered.Inc()
 			return delivered
