@@ -50,6 +50,9 @@ type delivery struct {
 	ev    *hooks.Event
 	sinks *sinks.Lane
 	live  *lane
+	// holdOnOpenCircuit makes an ordering "none" delivery wait on an open circuit
+	// instead of parking (the retry worker: its entries are parked already).
+	holdOnOpenCircuit bool
 }
 
 // outcome is how a delivery was settled, or that it was not.
@@ -95,7 +98,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 			if e == nil {
 				e = newEntry(ev.Record, h.ID, now)
 			}
-			if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" {
+			if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" && !d.holdOnOpenCircuit {
 				return p.park(d, ch, e, now.Add(wait))
 			}
 			if !sleepCtx(ctx, wait) {

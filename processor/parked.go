@@ -1,13 +1,11 @@
 package processor
 
 import (
-	"context"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
-	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // Headers on retry and DLQ records, so tools can filter without parsing the value.
@@ -100,22 +98,26 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
 		return false
 	}
-	return p.redeliver(ctx, &l.dec, &l.ev, &e, 1, &l.sinks).settled()
+	// While the destination's circuit stays open, the retry lane waits on it rather than
+	// parking the entry again: it is durable here already, and re-parking every entry on
+	// each cooldown would cost the broker as much as the live traffic.
+	return p.redeliver(delivery{ctx: ctx, ev: &l.ev, sinks: &l.sinks, holdOnOpenCircuit: true}, &l.dec, &e, 1).settled()
 }
 
 // redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
 // the entry to the DLQ rather than dropping it.
-func (p *Processor) redeliver(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, e *parkedEntry, inlineBudget int, lane *sinks.Lane) outcome {
+func (p *Processor) redeliver(d delivery, dec *hooks.Decoder, e *parkedEntry, inlineBudget int) outcome {
+	ctx := d.ctx
 	ch := p.hs.Load().byID[e.HookID]
 	if ch == nil {
 		e.Reason = "hook_deleted"
 		return p.deadLetterFor(ctx, nil, e)
 	}
 	orig := e.original()
-	if err := dec.Decode(orig, ev); err != nil {
+	if err := dec.Decode(orig, d.ev); err != nil {
 		e.Reason = "malformed: " + err.Error()
 		return p.deadLetterFor(ctx, ch, e)
 	}
 	retriesDue.Inc()
-	return p.serve(delivery{ctx: ctx, ev: ev, sinks: lane}, ch, e, inlineBudget)
+	return p.serve(d, ch, e, inlineBudget)
 }

@@ -429,7 +429,7 @@ func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hook
 	}
 	if !r.rc.DryRun {
 		e.Attempts, e.Reason, e.LastError, e.LastStatus = 0, "", "", 0
-		if !r.p.redeliver(ctx, dec, ev, &e, r.p.cfg.InlineAttempts, lane).settled() {
+		if !r.p.redeliver(delivery{ctx: ctx, ev: ev, sinks: lane}, dec, &e, r.p.cfg.InlineAttempts).settled() {
 			return false
 		}
 	}
