@@ -111,6 +111,11 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 }
 
 func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if c.gated && c.p.cfg.StateTopic != "" {
+		// Nothing is fetched for a partition until its worker restored its gate state: the
+		// poll loop never waits on a worker that is still restoring.
+		c.cl.PauseFetchPartitions(assigned)
+	}
 	c.wmu.Lock()
 	for topic, parts := range assigned {
 		for _, part := range parts {

@@ -69,14 +69,8 @@ func (w *partitionWorker) dispatch() {
 			close(l.in)
 		}
 	}()
-	if w.c.gated {
-		if err := w.restoreState(); err != nil {
-			if w.ctx.Err() == nil {
-				w.c.p.log.Error("cannot restore gate state; partition not processed", "partition", w.partition, "err", err)
-			}
-			<-w.ctx.Done() // without its state the partition would fire what it should not
-			return
-		}
+	if w.c.gated && !w.restoreUntilDone() {
+		return
 	}
 	for {
 		select {
@@ -93,6 +87,33 @@ func (w *partitionWorker) dispatch() {
 			}
 		}
 	}
+}
+
+// restoreUntilDone restores the partition's gate state, retrying with backoff (without its
+// state the partition would fire what it should not), then resumes fetching it (assigned
+// paused it). It reports false when the worker was stopped first.
+func (w *partitionWorker) restoreUntilDone() bool {
+	p := w.c.p
+	if p.cfg.StateTopic == "" {
+		return true
+	}
+	policy := hooks.Retry{InitialBackoffMs: 500, MaxBackoffMs: 30_000}
+	for attempt := 1; ; attempt++ {
+		err := w.restoreState()
+		if err == nil {
+			break
+		}
+		if w.ctx.Err() != nil {
+			return false
+		}
+		restoreErrors.Inc()
+		p.logs.warn(p.log, "restore:"+w.topic, "cannot restore gate state; partition waits", "partition", w.partition, "attempt", attempt, "err", err)
+		if !sleepCtx(w.ctx, backoff(policy, attempt, 0)) {
+			return false
+		}
+	}
+	w.c.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	return true
 }
 
 // laneFor picks the lane of a record's key. Keyless records all share one lane: they have
