@@ -165,7 +165,8 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 		return fmt.Errorf("cannot bootstrap topics: replication factor %d: want -1 (broker default) or more than 0", bc.ReplicationFactor)
 	}
 
-	b := &bootstrapper{adm: adm, bc: bc, compacted: map[string]bool{t.Hooks: true, t.State: true}}
+	b := &bootstrapper{adm: adm, bc: bc, compacted: map[string]bool{t.Hooks: true, t.State: true},
+		parked: map[string]bool{t.Retry: true, t.DLQ: true}}
 	names := append(slices.Clone(t.Events), t.Hooks, t.State, t.Retry, t.DLQ)
 
 	// Check everything that exists before creating anything, so a refusal
@@ -248,6 +249,7 @@ type bootstrapper struct {
 	adm       *kadm.Client
 	bc        BootstrapConfig
 	compacted map[string]bool      // topics that must be compacted
+	parked    map[string]bool      // the retry and DLQ topics
 	existing  map[string]topicInfo // topics found by the first describe
 }
 
@@ -333,6 +335,9 @@ func compactOnly(policy string) bool {
 	return compact
 }
 
+// parkedMaxMessageBytes fits a 1 MiB event parked in the retry or DLQ topic.
+var parkedMaxMessageBytes = "2097152"
+
 // ensure creates topic name with parts partitions unless it exists, and
 // returns its partition count.
 func (b *bootstrapper) ensure(ctx context.Context, name string, parts int32) (int32, error) {
@@ -343,7 +348,12 @@ func (b *bootstrapper) ensure(ctx context.Context, name string, parts int32) (in
 	if b.compacted[name] {
 		policy = "compact"
 	}
-	resp, err := b.adm.CreateTopic(ctx, parts, b.bc.ReplicationFactor, map[string]*string{"cleanup.policy": &policy}, name)
+	configs := map[string]*string{"cleanup.policy": &policy}
+	if b.parked[name] {
+		// A parked entry holds its event base64-encoded, plus the delivery history.
+		configs["max.message.bytes"] = &parkedMaxMessageBytes
+	}
+	resp, err := b.adm.CreateTopic(ctx, parts, b.bc.ReplicationFactor, configs, name)
 	switch {
 	case err == nil:
 		if resp.NumPartitions > 0 {

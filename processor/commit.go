@@ -37,8 +37,12 @@ func (c *groupConsumer) commitOwned() {
 	c.commitLocked(ws)
 }
 
-// commitFinal commits the done offsets of workers that were just stopped.
+// commitFinal commits the done offsets of workers that were just stopped, after waiting
+// (briefly) for the parks still in flight, so records they finish are committed too.
 func (c *groupConsumer) commitFinal(ws []*partitionWorker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.p.parker.Flush(ctx) // on timeout, those records are redelivered: at-least-once
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.commitLocked(ws)
@@ -61,32 +65,36 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	if len(offsets) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := c.p.flushState(ctx); err != nil {
+	if err := c.p.flushState(flushCtx); err != nil {
 		// Committing now could commit past a gate firing whose state is not durable.
 		commitErrors.Inc()
 		c.p.logs.warn(c.p.log, "commit", "gate state not flushed; commit postponed", "err", err)
 		return
 	}
-	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	// The commit itself is not cancelled: a cancelled request may still reach the broker
+	// after a later commit and rewind the offset. kgo's own retry timeout bounds it.
+	c.cl.CommitOffsetsSync(context.Background(), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		commitDuration.UpdateDuration(start)
 		if err != nil {
 			commitErrors.Inc()
 			c.p.logs.warn(c.p.log, "commit", "cannot commit offsets", "err", err)
 			return
 		}
+		rejected := map[tp]bool{}
 		for _, t := range resp.Topics {
 			for _, part := range t.Partitions {
 				if part.ErrorCode != 0 {
+					rejected[tp{t.Topic, part.Partition}] = true
 					commitErrors.Inc()
 					c.p.logs.warn(c.p.log, "commit", "offset commit rejected", "topic", t.Topic, "partition", part.Partition, "code", part.ErrorCode)
 				}
 			}
 		}
 		for _, w := range ws {
-			if o, ok := offsets[w.topic][w.partition]; ok {
+			if o, ok := offsets[w.topic][w.partition]; ok && !rejected[tp{w.topic, w.partition}] {
 				w.committed = o.Offset
 			}
 		}

@@ -55,11 +55,12 @@ func (c *groupConsumer) run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 	}, c.p.cfg.ClientOpts...)
+	c.ctx = ctx // before NewClient: group callbacks may run as soon as it returns
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("cannot create consumer for %v: %w", c.topics, err)
 	}
-	c.cl, c.ctx = cl, ctx
+	c.cl = cl
 
 	var wg sync.WaitGroup
 	commitCtx, stopCommitter := context.WithCancel(context.Background())
@@ -81,7 +82,8 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 	for {
 		fetches := c.cl.PollRecords(ctx, c.p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			c.cl.AllowRebalance()
+			// No AllowRebalance: no partition may move while run stops the workers and
+			// commits; CloseAllowingRebalance then leaves the group.
 			return
 		}
 		fetches.EachError(func(t string, part int32, err error) {
@@ -101,10 +103,7 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 			}
 			w.m.consumed.Add(len(ftp.Records))
 			w.m.lag.Set(float64(ftp.HighWatermark - ftp.Records[len(ftp.Records)-1].Offset - 1))
-			select {
-			case w.in <- ftp.Records:
-			case <-ctx.Done():
-			}
+			w.offer(ftp.Records)
 		})
 		c.cl.AllowRebalance()
 	}

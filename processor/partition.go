@@ -20,6 +20,7 @@ type partitionWorker struct {
 	topic     string
 	partition int32
 	in        chan []*kgo.Record
+	wake      chan struct{} // a batch went to the backlog
 	lanes     []*lane
 	wm        *watermark
 	committed int64 // last committed offset; guarded by groupConsumer.commitMu
@@ -28,6 +29,10 @@ type partitionWorker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	bmu     sync.Mutex
+	backlog [][]*kgo.Record // polled batches waiting for room in `in`; guarded by bmu
+	paused  bool            // fetching paused for the backlog; guarded by bmu
 }
 
 var laneSeed = maphash.MakeSeed()
@@ -38,6 +43,7 @@ func newPartitionWorker(c *groupConsumer, topic string, partition int32) *partit
 	w := &partitionWorker{
 		c: c, topic: topic, partition: partition,
 		in:        make(chan []*kgo.Record, p.cfg.PartitionBuffer),
+		wake:      make(chan struct{}, 1),
 		wm:        newWatermark(),
 		committed: -1,
 		m:         newPartitionMetrics(topic, partition),
@@ -77,16 +83,80 @@ func (w *partitionWorker) dispatch() {
 		case <-w.ctx.Done():
 			return
 		case batch := <-w.in:
-			for _, r := range batch {
-				w.wm.add(r.Offset)
-				select {
-				case w.laneFor(r).in <- r:
-				case <-w.ctx.Done():
-					return
-				}
+			if !w.dispatchBatch(batch) {
+				return
 			}
+		case <-w.wake:
+		}
+		if !w.drainBacklog() {
+			return
 		}
 	}
+}
+
+// dispatchBatch registers each record with the watermark, in offset order, and hands it
+// to its lane. It reports false when the worker was stopped.
+func (w *partitionWorker) dispatchBatch(batch []*kgo.Record) bool {
+	for _, r := range batch {
+		w.wm.add(r.Offset)
+		select {
+		case w.laneFor(r).in <- r:
+		case <-w.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// offer hands a polled batch to the worker without ever blocking the poll loop (which
+// would stall every partition and the rebalance): when the worker's queue is full the
+// batch waits in the backlog and fetching the partition is paused until it drains.
+// Called by the poll loop only.
+func (w *partitionWorker) offer(batch []*kgo.Record) {
+	w.bmu.Lock()
+	if len(w.backlog) == 0 {
+		select {
+		case w.in <- batch:
+			w.bmu.Unlock()
+			return
+		default:
+		}
+	}
+	w.backlog = append(w.backlog, batch)
+	pause := !w.paused
+	w.paused = true
+	w.bmu.Unlock()
+	if pause {
+		w.c.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drainBacklog dispatches the backlog once the queue is empty (the backlog is newer than
+// anything queued), then resumes fetching. It reports false when the worker was stopped.
+func (w *partitionWorker) drainBacklog() bool {
+	for len(w.in) == 0 {
+		w.bmu.Lock()
+		if len(w.backlog) == 0 {
+			resume := w.paused
+			w.paused = false
+			w.bmu.Unlock()
+			if resume {
+				w.c.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+			}
+			return true
+		}
+		batch := w.backlog[0]
+		w.backlog = w.backlog[1:]
+		w.bmu.Unlock()
+		if !w.dispatchBatch(batch) {
+			return false
+		}
+	}
+	return true
 }
 
 // restoreUntilDone restores the partition's gate state, retrying with backoff (without its

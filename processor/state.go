@@ -22,6 +22,8 @@ var (
 		[]float64{.001, .01, .1, .5, 1, 2.5, 5, 10, 30, 60})
 	restoreErrors = metrics.NewCounter(`eventhooks_state_restore_errors_total`)
 	stateWrites   = metrics.NewCounter(`eventhooks_state_writes_total`)
+	// stateWriteErrors counts gate state writes that failed or found the buffer full.
+	stateWriteErrors = metrics.NewCounter(`eventhooks_state_write_errors_total`)
 )
 
 // expireEvery is how often a lane sweeps its expired gate entries.
@@ -99,8 +101,11 @@ func (p *Processor) writeState(partition int32, c stateChange) {
 	}
 	stateWrites.Inc()
 	rec := &kgo.Record{Topic: p.cfg.StateTopic, Partition: partition, Key: c.key, Value: c.value}
-	p.stateProd.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
+	// TryProduce: a lane never blocks on a full producer buffer (a state topic that is
+	// down); the write is then lost and counted, costing at worst a repeated firing.
+	p.stateProd.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
 		if err != nil {
+			stateWriteErrors.Inc()
 			p.logs.warn(p.log, "state-write", "cannot write gate state", "partition", r.Partition, "err", err)
 		}
 	})
