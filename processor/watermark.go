@@ -18,9 +18,14 @@ type watermark struct {
 
 func newWatermark() *watermark { return &watermark{next: -1} }
 
-// add registers offset as dispatched.
+// add registers offset as dispatched. Offsets normally increase; if the client rewinds
+// (an offset reset), the pending list starts over: records below the commit point are
+// done already, and the rest are dispatched again.
 func (w *watermark) add(offset int64) {
 	w.mu.Lock()
+	if n := len(w.offsets); n > w.head && offset <= w.offsets[n-1] {
+		w.offsets, w.done, w.head = w.offsets[:0], w.done[:0], 0
+	}
 	w.offsets = append(w.offsets, offset)
 	w.done = append(w.done, false)
 	w.mu.Unlock()
@@ -37,7 +42,7 @@ func (w *watermark) markDone(offset int64) {
 	}
 	w.done[w.head+i] = true
 	for w.head < len(w.offsets) && w.done[w.head] {
-		w.next = w.offsets[w.head] + 1
+		w.next = max(w.next, w.offsets[w.head]+1) // never backwards, even after a rewind
 		w.head++
 	}
 	if w.head == len(w.offsets) {
