@@ -11,10 +11,11 @@ import (
 
 // compiledHook is one hook version ready for the hot path.
 type compiledHook struct {
-	hook *hooks.Hook
-	sink sinks.Sink
-	gate gateSpec
-	m    *hookMetrics
+	hook   *hooks.Hook
+	logKey string // throttle key of its delivery failures
+	sink   sinks.Sink
+	gate   gateSpec
+	m      *hookMetrics
 }
 
 // hookMetrics are the series of one hook. They live in the default set (one set keeps one
@@ -131,7 +132,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 				b.onError(h, err)
 				continue
 			}
-			ch = &compiledHook{hook: h, sink: sink, m: m, gate: newGateSpec(h, b.uniqueFields(h))}
+			ch = &compiledHook{hook: h, sink: sink, m: m, gate: newGateSpec(h, b.uniqueFields(h)), logKey: "deliver:" + h.ID}
 		}
 		nextCompiled[h.Version()] = ch
 		entries = append(entries, hooks.IndexEntry[*compiledHook]{Source: h.Source, Event: h.EventName(), Value: ch})

@@ -112,8 +112,10 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 		e.fail(res.Status, res.Err, "")
 		e.LastAttemptMs = now.UnixMilli()
 		ch.m.failed.Inc()
-		p.logs.warn(p.log, "deliver:"+h.ID, "delivery failed", "hook_id", h.ID, "attempt", e.Attempts,
-			"status", res.Status, "err", res.Err, "retryable", res.Retryable, "offset", ev.Record.Offset)
+		if ok, suppressed := p.logs.allow(ch.logKey); ok { // no allocation while throttled
+			p.log.Warn("delivery failed", "hook_id", h.ID, "attempt", e.Attempts, "status", res.Status,
+				"err", res.Err, "retryable", res.Retryable, "offset", ev.Record.Offset, "suppressed", suppressed)
+		}
 		switch {
 		case !res.Retryable:
 			e.Reason = "permanent"

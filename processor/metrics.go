@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -46,29 +47,41 @@ func malformedCounter(kind string) *metrics.Counter {
 }
 
 // throttle logs a repeated message at most once per interval per key, with the number of
-// occurrences it swallowed.
+// occurrences it swallowed. Lock-free once a key has been seen: failures during an outage
+// hit it on every record, from every lane.
 type throttle struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-	hits map[string]int
+	keys sync.Map // key → *throttleKey
+}
+
+type throttleKey struct {
+	last atomic.Int64 // unix nanoseconds of the last line logged
+	hits atomic.Int64 // lines swallowed since
 }
 
 const throttleInterval = 10 * time.Second
 
-func (t *throttle) warn(log *slog.Logger, key, msg string, args ...any) {
-	t.mu.Lock()
-	if t.last == nil {
-		t.last, t.hits = map[string]time.Time{}, map[string]int{}
+// allow reports whether a line for key may be logged now, and how many were swallowed
+// since the last one.
+func (t *throttle) allow(key string) (ok bool, suppressed int64) {
+	v, found := t.keys.Load(key)
+	if !found {
+		v, _ = t.keys.LoadOrStore(key, &throttleKey{})
 	}
-	now := time.Now()
-	suppressed := t.hits[key]
-	if last, ok := t.last[key]; ok && now.Sub(last) < throttleInterval {
-		t.hits[key]++
-		t.mu.Unlock()
+	k := v.(*throttleKey)
+	now := time.Now().UnixNano()
+	last := k.last.Load()
+	if (last != 0 && now-last < int64(throttleInterval)) || !k.last.CompareAndSwap(last, now) {
+		k.hits.Add(1)
+		return false, 0
+	}
+	return true, k.hits.Swap(0)
+}
+
+func (t *throttle) warn(log *slog.Logger, key, msg string, args ...any) {
+	ok, suppressed := t.allow(key)
+	if !ok {
 		return
 	}
-	t.last[key], t.hits[key] = now, 0
-	t.mu.Unlock()
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
