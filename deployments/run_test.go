@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eventhooks/eventhooks/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -75,10 +76,10 @@ func TestRunWithKubernetesConfig(t *testing.T) {
 	// the same topic settings.
 	for k := range env {
 		if strings.HasSuffix(k, "_ADDR") {
-			env[k] = freeAddr(t)
+			env[k] = testkit.FreeAddr(t)
 		}
 	}
-	kafkaAddr := freeAddr(t)
+	kafkaAddr := testkit.FreeAddr(t)
 	brokerEnv := map[string]string{}
 	for k, v := range env {
 		if strings.HasPrefix(k, "EVENTHOOKS_") && k != "EVENTHOOKS_BROKERS" && !strings.HasSuffix(k, "_ADDR") {
@@ -242,16 +243,6 @@ func waitTCP(t *testing.T, p *process, addr string, d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,16 +44,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // proc is a running eventhooks process.
 type proc struct {
 	cmd   *exec.Cmd
@@ -64,7 +53,7 @@ type proc struct {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	admin := freeAddr(t)
+	admin := testkit.FreeAddr(t)
 	p := &proc{admin: "http://" + admin, log: &bytes.Buffer{}}
 	p.cmd = exec.Command(binPath, append(args, "--admin-addr", admin)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -118,6 +107,16 @@ func (p *proc) call(t *testing.T, method, path, body string) (int, map[string]an
 	return code, out
 }
 
+// createHook creates a hook through the Admin API, failing the test unless it is 201.
+func (p *proc) createHook(t *testing.T, body string) map[string]any {
+	t.Helper()
+	code, hook := p.call(t, "POST", "/event-hooks", body)
+	if code != 201 {
+		t.Fatalf("create hook: %d %v", code, hook)
+	}
+	return hook
+}
+
 // callH is call that also returns the response headers.
 func (p *proc) callH(t *testing.T, method, path, body string) (int, map[string]any, http.Header) {
 	t.Helper()
@@ -157,10 +156,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		return 200
 	}
 	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--commit-interval", "200ms", "--session-timeout", "6s")
-	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
-	if code != 201 {
-		t.Fatalf("create hook: %d %v", code, hook)
-	}
+	p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
 	const n = 12000
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
@@ -197,17 +193,14 @@ func TestCrashLosesNothing(t *testing.T) {
 // with Kong's own body, restarts `dev`, and checks the hook is back and `emit` delivers.
 func TestDevKeepsHooksAcrossRestartAndEmitDelivers(t *testing.T) {
 	dataDir := t.TempDir()
-	kafka := freeAddr(t)
+	kafka := testkit.FreeAddr(t)
 	rc := testkit.NewReceiver(t)
 	dev := func() *proc {
 		return start(t, "dev", "--data-dir", dataDir, "--kafka-addr", kafka, "--partitions", "2")
 	}
 
 	p := dev()
-	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"crud","event":"consumers","handler":"webhook","config":{"url":"`+rc.URL+`/kong"}}`)
-	if code != 201 {
-		t.Fatalf("create hook: %d %v", code, hook)
-	}
+	hook := p.createHook(t, `{"source":"crud","event":"consumers","handler":"webhook","config":{"url":"`+rc.URL+`/kong"}}`)
 	p.terminate(t)
 
 	p = dev()
@@ -296,11 +289,8 @@ func TestKillWithParkedRetriesLosesNothing(t *testing.T) {
 	}
 	args := []string{"run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--session-timeout", "6s"}
 	p := start(t, args...)
-	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
+	p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
 		"retry":{"max_attempts":50,"initial_backoff_ms":200,"max_backoff_ms":1000},"config":{"url":"`+rc.URL+`"}}`)
-	if code != 201 {
-		t.Fatalf("create hook: %d %v", code, hook)
-	}
 	const n = 200
 	produceHealth(t, brokers, n)
 	testkit.Eventually(t, 30*time.Second, "deliveries parked", func() bool {
@@ -334,10 +324,7 @@ func TestReplayDLQCommand(t *testing.T) {
 		return 410
 	}
 	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers)
-	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
-	if code != 201 {
-		t.Fatalf("create hook: %d %v", code, hook)
-	}
+	hook := p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	const n = 30
 	produceHealth(t, brokers, n)
 	testkit.Eventually(t, 30*time.Second, "dead letters", func() bool { return endOffsets(t, brokers, "eventhooks-dlq") == n })
@@ -414,10 +401,7 @@ func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	rc := testkit.NewReceiver(t)
 	args := []string{"run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--commit-interval", "200ms"}
 	a, b := start(t, args...), start(t, args...)
-	code, hook := a.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
-	if code != 201 {
-		t.Fatalf("create hook: %d %v", code, hook)
-	}
+	a.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
 	const n = 20000
 	produced := make(chan struct{})
@@ -459,10 +443,7 @@ func TestReplayJobThroughTheAdminAPI(t *testing.T) {
 		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
 		return err == nil && sum == n
 	})
-	code, hook := p.call(t, "POST", "/event-hooks", `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
-	if code != 201 {
-		t.Fatalf("create hook: %d %v", code, hook)
-	}
+	hook := p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	id := hook["id"].(string)
 	if code, bad := p.call(t, "POST", "/replays", `{"hooks":["nope"]}`); code != 400 {
 		t.Fatalf("replay of an unknown hook: %d %v", code, bad)

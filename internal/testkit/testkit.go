@@ -138,6 +138,18 @@ func (rc *Receiver) WaitFor(t testing.TB, n int, timeout time.Duration) []*Reque
 	}
 }
 
+// FreeAddr returns a loopback address whose port was free a moment ago, for processes
+// that must be told their listen address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // Eventually polls cond until it holds, failing the test after timeout.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
