@@ -17,9 +17,13 @@ import (
 // and stays uncommitted for whoever owns the partition next.
 func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	hs := p.hs.Load()
-	if src, ev, ok := l.dec.Route(r); ok && len(hs.index.Match(src, ev)) == 0 {
-		recordsUnmatched.Inc() // routed by headers: the value is never parsed
-		return true
+	src, evName, routed := l.dec.Route(r)
+	var matched []*compiledHook
+	if routed {
+		if matched = hs.index.Match(src, evName); len(matched) == 0 {
+			recordsUnmatched.Inc() // routed by headers: the value is never parsed
+			return true
+		}
 	}
 	if err := l.dec.Decode(r, &l.ev); err != nil {
 		kind := hooks.DecodeErrorKind(err)
@@ -28,7 +32,9 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", err)
 		return p.deadLetter(l.w.ctx, newEntry(r, "", p.cfg.Now()).fail(0, err, "malformed: "+err.Error()))
 	}
-	matched := hs.index.Match(l.ev.Source, l.ev.Event)
+	if !routed || l.ev.Source != src || l.ev.Event != evName { // the headers' match stands when they agree
+		matched = hs.index.Match(l.ev.Source, l.ev.Event)
+	}
 	if len(matched) == 0 {
 		recordsUnmatched.Inc()
 		return true

@@ -19,7 +19,7 @@ func buildAndSign(s *webhookSink, ev *hooks.Event, unix int64) int {
 	buf := getBuffer()
 	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
 	sg := s.signers.Get().(*signer)
-	sig := sg.sign(s.hookID, ev, unix, buf.B)
+	sig := sg.signRequest(s.hookID, ev, -1, unix, buf.B, true)
 	n := len(buf.B) + len(sig.std) + len(sig.kong) + len(sig.id) + len(sig.ts)
 	s.signers.Put(sg)
 	putBuffer(buf)

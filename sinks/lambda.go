@@ -303,15 +303,7 @@ func (l *Lane) takeRequest(jr *scripting.Request) bool {
 	for i := 0; i < len(marks); i += 2 {
 		k, v := sc[from:marks[i]:marks[i]], sc[marks[i]:marks[i+1]:marks[i+1]]
 		from = marks[i+1]
-		switch headerRole(string(k)) {
-		case roleFraming:
-		case roleContentType:
-			r.ctype = v
-		case roleHost:
-			r.host = v
-		default:
-			l.hdrs = append(l.hdrs, header{key: k, value: v})
-		}
+		l.hdrs = r.addHeader(l.hdrs, k, v)
 	}
 	r.hdrTo = len(l.hdrs)
 	if r.hasBody && bodiless(r.method) {
@@ -378,6 +370,21 @@ var (
 	methodPost = []byte(fasthttp.MethodPost)
 	headerHost = []byte("Host")
 )
+
+// addHeader files one header of r by its role: framing headers are dropped (the client
+// sets them), Content-Type and Host are kept apart, the rest are appended to hdrs.
+func (r *lambdaRequest) addHeader(hdrs []header, k, v []byte) []header {
+	switch headerRole(string(k)) {
+	case roleFraming:
+	case roleContentType:
+		r.ctype = v
+	case roleHost:
+		r.host = v
+	default:
+		hdrs = append(hdrs, header{key: k, value: v})
+	}
+	return hdrs
+}
 
 // parseRequest reads one request object.
 func parseRequest(o *fastjson.Object, lane *Lane) (lambdaRequest, error) {
@@ -477,15 +484,7 @@ func parseHeaders(v *fastjson.Value, lane *Lane, r *lambdaRequest) error {
 			err = fmt.Errorf("header %q: the value contains CR, LF or NUL", k)
 			return
 		}
-		switch headerRole(string(k)) {
-		case roleFraming:
-		case roleContentType:
-			r.ctype = val
-		case roleHost:
-			r.host = val
-		default:
-			lane.hdrs = append(lane.hdrs, header{key: k, value: val})
-		}
+		lane.hdrs = r.addHeader(lane.hdrs, k, val)
 	})
 	r.hdrTo = len(lane.hdrs)
 	return err

@@ -205,15 +205,10 @@ type signatures struct {
 	id, ts, kong, std []byte
 }
 
-// sign computes every signature header for body. hookID and ev give the webhook-id;
-// unix is the attempt's time in seconds.
-func (s *signer) sign(hookID string, ev *hooks.Event, unix int64, body []byte) signatures {
-	return s.signRequest(hookID, ev, -1, unix, body, true)
-}
-
-// signRequest is sign for one request of several made for an event (a lambda returning
-// an array): index >= 0 appends "_<index>" to the webhook-id, so each request of the
-// array has its own stable id. With hasBody false (GET, HEAD: the data is in the URL,
+// signRequest computes every signature header of one request made for ev; hookID and ev
+// give the webhook-id, unix is the attempt's time in seconds. Index -1 is the event's only
+// request; for one of several (a lambda returning an array), index >= 0 appends
+// "_<index>" to the webhook-id, so each request of the array has its own stable id. With hasBody false (GET, HEAD: the data is in the URL,
 // which neither signature covers) only webhook-id and webhook-timestamp are computed:
 // Kong sends no X-Kong-Signature without a body, and a webhook-signature over an empty
 // body would let anyone who saw one request replay it with another query string.
