@@ -274,19 +274,25 @@ func endOffsets(t *testing.T, brokers, topic string) int64 {
 	return sum
 }
 
+// brokenReceiver answers status until the returned flag is set, then 200.
+func brokenReceiver(t *testing.T, status int) (*testkit.Receiver, *atomic.Bool) {
+	rc := testkit.NewReceiver(t)
+	fixed := new(atomic.Bool)
+	rc.Respond = func(int, *testkit.Request) int {
+		if fixed.Load() {
+			return 200
+		}
+		return status
+	}
+	return rc, fixed
+}
+
 // TestKillWithParkedRetriesLosesNothing kills the processor while deliveries of an
 // ordering "none" hook are parked in the retry topic; after a restart every one is made.
 func TestKillWithParkedRetriesLosesNothing(t *testing.T) {
 	emb := testkit.Broker(t, 4)
 	brokers := emb.Addrs()[0]
-	rc := testkit.NewReceiver(t)
-	var healthy atomic.Bool
-	rc.Respond = func(int, *testkit.Request) int {
-		if healthy.Load() {
-			return 200
-		}
-		return 503
-	}
+	rc, healthy := brokenReceiver(t, 503)
 	args := []string{"run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers, "--session-timeout", "6s"}
 	p := start(t, args...)
 	p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
@@ -315,14 +321,7 @@ func TestKillWithParkedRetriesLosesNothing(t *testing.T) {
 func TestReplayDLQCommand(t *testing.T) {
 	emb := testkit.Broker(t, 2)
 	brokers := emb.Addrs()[0]
-	rc := testkit.NewReceiver(t)
-	var fixed atomic.Bool
-	rc.Respond = func(int, *testkit.Request) int {
-		if fixed.Load() {
-			return 200
-		}
-		return 410
-	}
+	rc, fixed := brokenReceiver(t, 410)
 	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers)
 	hook := p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	const n = 30
