@@ -85,6 +85,11 @@ func (o outcome) settled() bool { return o != abandoned }
 func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBudget int) outcome {
 	ctx, ev, h := d.ctx, d.ev, ch.hook
 	policy := retryPolicy(h)
+	canPark := h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != ""
+	// A delivery parked on an open circuit never waits on a failing destination: it is
+	// not made its probe either.
+	parkOnOpen := canPark && !d.holdOnOpenCircuit
+	d.sinks.AvoidProbes = parkOnOpen
 	for inline := 1; ; inline++ {
 		res := ch.sink.Deliver(ctx, ev, d.sinks)
 		ch.m.latency.observe(res.Duration)
@@ -97,17 +102,16 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 		}
 		now := p.cfg.Now()
 		if errors.Is(res.Err, sinks.ErrCircuitOpen) {
-			// Nothing was sent: the destination is known to be down. Wait for the breaker
-			// without spending an attempt; with ordering "none", park right away.
+			// Nothing was sent: the destination is known to be down, or its probe is
+			// out. Wait for the breaker without spending an attempt, or park.
 			ch.m.breakerWaits.Inc()
-			wait := max(res.RetryAfter, breakerPollInterval)
 			if e == nil {
 				e = newEntry(ev.Record, h.ID, now)
 			}
-			if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" && !d.holdOnOpenCircuit {
-				return p.park(d, ch, e, now.Add(wait))
+			if parkOnOpen {
+				return p.park(d, ch, e, now.Add(max(res.RetryAfter, breakerPollInterval)))
 			}
-			if !sleepCtx(ctx, wait) {
+			if !waitBreaker(ctx, res) {
 				return abandoned
 			}
 			continue
@@ -131,7 +135,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 			return p.deadLetterFor(ctx, ch, e)
 		}
 		wait := backoff(policy, e.Attempts, res.RetryAfter)
-		if h.Ordering == hooks.OrderingNone && p.cfg.RetryTopic != "" && inline >= inlineBudget {
+		if canPark && inline >= inlineBudget {
 			return p.park(d, ch, e, now.Add(wait))
 		}
 		ch.m.retried.Inc()
@@ -141,8 +145,23 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 	}
 }
 
-// breakerPollInterval is the least a lane waits on an open circuit (a probe in flight
-// reports no wait of its own).
+// waitBreaker waits until the attempt rejected by a circuit breaker (res) may be tried
+// again: the breaker's cooldown, or the end of the probe in flight, polling at least
+// every breakerPollInterval. It reports false if ctx ended first.
+func waitBreaker(ctx context.Context, res sinks.Result) bool {
+	t := time.NewTimer(max(res.RetryAfter, breakerPollInterval))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-res.ProbeDone: // nil when no probe is out: never ready
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// breakerPollInterval is the least a lane waits on an open circuit, and how often it
+// looks again while a probe is out.
 const breakerPollInterval = 50 * time.Millisecond
 
 // park writes e to the retry topic, due at due. On a live lane the produce is

@@ -14,15 +14,32 @@ import (
 	"github.com/eventhooks/eventhooks/internal/testkit"
 )
 
-// dlqEntry is what a DLQ record says, as a consumer of the DLQ reads it.
+// dlqEntry is what a DLQ record says, as a consumer of the DLQ reads it: the original
+// key and value, and the eh-* headers.
 type dlqEntry struct {
-	HookID     string `json:"hook_id"`
-	Reason     string `json:"reason"`
-	Attempts   int    `json:"attempts"`
-	LastStatus int    `json:"last_status"`
-	Offset     int64  `json:"offset"`
-	Key        []byte `json:"key"`
-	Value      []byte `json:"value"`
+	HookID     string
+	Reason     string
+	Attempts   int   `json:"attempts"`
+	LastStatus int   `json:"last_status"`
+	Offset     int64 `json:"offset"`
+	Key        []byte
+	Value      []byte
+}
+
+func readDLQEntry(t *testing.T, r *kgo.Record) dlqEntry {
+	t.Helper()
+	e := dlqEntry{Key: r.Key, Value: r.Value}
+	for _, h := range r.Headers {
+		switch h.Key {
+		case "eh-hook-id":
+			e.HookID = string(h.Value)
+		case "eh-reason":
+			e.Reason = string(h.Value)
+		case "eh-delivery":
+			mustJSON(t, h.Value, &e)
+		}
+	}
+	return e
 }
 
 func readDLQ(t *testing.T, addrs []string, want int) []dlqEntry {
@@ -41,11 +58,7 @@ func readDLQ(t *testing.T, addrs []string, want int) []dlqEntry {
 		if ctx.Err() != nil {
 			t.Fatalf("DLQ has %d entries, want %d", len(out), want)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			var e dlqEntry
-			mustJSON(t, r.Value, &e)
-			out = append(out, e)
-		})
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, readDLQEntry(t, r)) })
 	}
 	return out
 }

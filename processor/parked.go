@@ -8,48 +8,42 @@ import (
 	"github.com/eventhooks/eventhooks/hooks"
 )
 
-// Headers on retry and DLQ records, so tools can filter without parsing the value.
+// Headers on retry and DLQ records. They follow the original record's headers, in this
+// order, so tools can filter without parsing anything and the original is intact.
 const (
-	headerHookID = "eh-hook-id"
-	headerReason = "eh-reason"
+	headerHookID   = "eh-hook-id"
+	headerReason   = "eh-reason"
+	headerDelivery = "eh-delivery" // the delivery's history, JSON (see appendJSON)
 )
 
-// parkedEntry is the value of a retry-topic or DLQ record: the original event record, the
-// hook it is for, and the delivery history. The original topic, partition and offset are
-// kept so the webhook-id stays the same when the entry is retried or replayed.
+// parkedEntry is a retry-topic or DLQ record: the original event record (key, value and
+// headers as they were), the hook it is for, and the delivery history. The original
+// topic, partition and offset are kept so the webhook-id stays the same when the entry
+// is retried or replayed.
 type parkedEntry struct {
-	HookID         string       `json:"hook_id,omitempty"`
-	Reason         string       `json:"reason,omitempty"`
-	Attempts       int          `json:"attempts"`
-	LastStatus     int          `json:"last_status,omitempty"`
-	LastError      string       `json:"last_error,omitempty"`
-	FirstAttemptMs int64        `json:"first_attempt_ms"`
-	LastAttemptMs  int64        `json:"last_attempt_ms"`
-	DueMs          int64        `json:"due_ms,omitempty"`
-	Topic          string       `json:"topic"`
-	Partition      int32        `json:"partition"`
-	Offset         int64        `json:"offset"`
-	TimestampMs    int64        `json:"timestamp_ms"`
-	Key            []byte       `json:"key"`
-	Value          []byte       `json:"value"`
-	Headers        []headerJSON `json:"headers,omitempty"`
-}
-
-type headerJSON struct {
-	Key   string `json:"key"`
-	Value []byte `json:"value"`
+	HookID         string
+	Reason         string
+	Attempts       int
+	LastStatus     int
+	LastError      string
+	FirstAttemptMs int64
+	LastAttemptMs  int64
+	DueMs          int64
+	Topic          string
+	Partition      int32
+	Offset         int64
+	TimestampMs    int64
+	Key            []byte
+	Value          []byte
+	Headers        []kgo.RecordHeader // never appended to in place: shared with the record
 }
 
 func newEntry(r *kgo.Record, hookID string, now time.Time) *parkedEntry {
-	e := &parkedEntry{
+	return &parkedEntry{
 		HookID: hookID, FirstAttemptMs: now.UnixMilli(), LastAttemptMs: now.UnixMilli(),
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, TimestampMs: r.Timestamp.UnixMilli(),
-		Key: r.Key, Value: r.Value,
+		Key: r.Key, Value: r.Value, Headers: r.Headers,
 	}
-	for _, h := range r.Headers {
-		e.Headers = append(e.Headers, headerJSON{h.Key, h.Value})
-	}
-	return e
 }
 
 // fail records one failed attempt.
@@ -67,23 +61,23 @@ func (e *parkedEntry) fail(status int, err error, reason string) *parkedEntry {
 
 // original rebuilds the event record as it was first consumed.
 func (e *parkedEntry) original() *kgo.Record {
-	r := &kgo.Record{
+	return &kgo.Record{
 		Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Key: e.Key, Value: e.Value,
-		Timestamp: time.UnixMilli(e.TimestampMs),
+		Headers: e.Headers, Timestamp: time.UnixMilli(e.TimestampMs),
 	}
-	for _, h := range e.Headers {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
-	}
-	return r
 }
 
-// record encodes the entry as a retry-topic or DLQ record, keyed by the entity key.
+// record encodes the entry as a retry-topic or DLQ record, keyed by the entity key: the
+// original key, value and headers, then ours. Nothing of the event is copied or
+// re-encoded, so parking costs the same whatever the event's size.
 func (e *parkedEntry) record(topic string) *kgo.Record {
-	val := e.appendJSON(make([]byte, 0, 256+len(e.Value)*4/3+len(e.Key)*4/3))
-	return &kgo.Record{
-		Topic: topic, Key: e.Key, Value: val,
-		Headers: []kgo.RecordHeader{{Key: headerHookID, Value: []byte(e.HookID)}, {Key: headerReason, Value: []byte(e.Reason)}},
-	}
+	hs := make([]kgo.RecordHeader, len(e.Headers), len(e.Headers)+3)
+	copy(hs, e.Headers)
+	hs = append(hs,
+		kgo.RecordHeader{Key: headerHookID, Value: []byte(e.HookID)},
+		kgo.RecordHeader{Key: headerReason, Value: []byte(e.Reason)},
+		kgo.RecordHeader{Key: headerDelivery, Value: e.appendJSON(make([]byte, 0, 192+len(e.LastError)))})
+	return &kgo.Record{Topic: topic, Key: e.Key, Value: e.Value, Headers: hs}
 }
 
 // handleParked is the retry worker's handler: it waits until the entry is due, then
@@ -91,7 +85,7 @@ func (e *parkedEntry) record(topic string) *kgo.Record {
 func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	ctx := l.w.ctx
 	var e parkedEntry
-	if err := parseParkedEntry(r.Value, &e); err != nil {
+	if err := parseParkedEntry(r, &e); err != nil {
 		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
 		return p.deadLetter(ctx, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
 	}

@@ -4,9 +4,26 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestParkedEntryCodec: the hand-written JSON is what encoding/json writes and reads.
+// deliveryJSON is the eh-delivery header as a consumer of the DLQ reads it.
+type deliveryJSON struct {
+	Attempts       int    `json:"attempts"`
+	LastStatus     int    `json:"last_status,omitempty"`
+	LastError      string `json:"last_error,omitempty"`
+	FirstAttemptMs int64  `json:"first_attempt_ms"`
+	LastAttemptMs  int64  `json:"last_attempt_ms"`
+	DueMs          int64  `json:"due_ms,omitempty"`
+	Topic          string `json:"topic"`
+	Partition      int32  `json:"partition"`
+	Offset         int64  `json:"offset"`
+	TimestampMs    int64  `json:"timestamp_ms"`
+}
+
+// TestParkedEntryCodec: a parked record keeps the original key, value and headers as
+// they were; its history header is what encoding/json reads; the entry reads back whole.
 func TestParkedEntryCodec(t *testing.T) {
 	entries := []parkedEntry{
 		{Attempts: 1, Topic: "t", Value: []byte("garbage")},
@@ -14,25 +31,38 @@ func TestParkedEntryCodec(t *testing.T) {
 			HookID: "h-1", Reason: "max_attempts", Attempts: 10, LastStatus: 503, LastError: "deliver hook h-1: \"busy\"\n",
 			FirstAttemptMs: 1, LastAttemptMs: 2, DueMs: 3, Topic: "eventhooks-events", Partition: 7, Offset: 42,
 			TimestampMs: 1700000000000, Key: []byte("u-1"), Value: []byte(`{"source":"s","event":"e","data":{}}`),
-			Headers: []headerJSON{{Key: "eh-source", Value: []byte("s")}, {Key: "ce_id", Value: []byte{0, 0xff}}},
+			Headers: []kgo.RecordHeader{{Key: "eh-source", Value: []byte("s")}, {Key: "ce_id", Value: []byte{0, 0xff}}},
 		},
 	}
 	for _, e := range entries {
-		ours := e.appendJSON(nil)
-		var viaStd parkedEntry
-		if err := json.Unmarshal(ours, &viaStd); err != nil {
-			t.Fatalf("encoding/json cannot read %s: %v", ours, err)
+		rec := e.record("dlq")
+		if string(rec.Key) != string(e.Key) || string(rec.Value) != string(e.Value) || rec.Topic != "dlq" {
+			t.Errorf("record %+v does not carry the original key and value of %+v", rec, e)
 		}
-		if !reflect.DeepEqual(viaStd, e) {
-			t.Errorf("encoding/json reads %+v from %s, want %+v", viaStd, ours, e)
+		n := len(rec.Headers)
+		if !reflect.DeepEqual(rec.Headers[:n-3], e.Headers) && len(e.Headers) > 0 {
+			t.Errorf("original headers %v became %v", e.Headers, rec.Headers[:n-3])
 		}
-		std, _ := json.Marshal(e)
+		var d deliveryJSON
+		if err := json.Unmarshal(rec.Headers[n-1].Value, &d); err != nil {
+			t.Fatalf("encoding/json cannot read %s: %v", rec.Headers[n-1].Value, err)
+		}
+		want := deliveryJSON{e.Attempts, e.LastStatus, e.LastError, e.FirstAttemptMs, e.LastAttemptMs, e.DueMs, e.Topic, e.Partition, e.Offset, e.TimestampMs}
+		if d != want {
+			t.Errorf("encoding/json reads %+v, want %+v", d, want)
+		}
 		var back parkedEntry
-		if err := parseParkedEntry(std, &back); err != nil || !reflect.DeepEqual(back, e) {
-			t.Errorf("parseParkedEntry(%s) = %+v, %v", std, back, err)
+		if err := parseParkedEntry(rec, &back); err != nil || !reflect.DeepEqual(back, e) {
+			t.Errorf("parseParkedEntry = %+v, %v; want %+v", back, err, e)
 		}
 	}
-	if err := parseParkedEntry([]byte(`[1]`), &parkedEntry{}); err == nil {
-		t.Error("an array parsed as an entry")
+	for _, bad := range []*kgo.Record{
+		{Value: []byte(`{}`)},
+		{Headers: []kgo.RecordHeader{{Key: headerHookID}, {Key: headerReason}, {Key: headerDelivery, Value: []byte(`[1]`)}}},
+		{Headers: []kgo.RecordHeader{{Key: headerHookID}, {Key: headerReason}, {Key: headerDelivery, Value: []byte(`{`)}}},
+	} {
+		if err := parseParkedEntry(bad, &parkedEntry{}); err == nil {
+			t.Errorf("%+v parsed as an entry", bad)
+		}
 	}
 }

@@ -423,7 +423,7 @@ func replayGate(gates *gateSet, ch *compiledHook, ev *hooks.Event) (key []byte, 
 // deadLetter re-drives one DLQ entry through its hook with a fresh attempt budget.
 func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, lane *sinks.Lane) bool {
 	var e parkedEntry
-	if err := parseParkedEntry(rec.Value, &e); err != nil || e.HookID == "" || (r.hookFilter != nil && !r.hookFilter[e.HookID]) {
+	if err := parseParkedEntry(rec, &e); err != nil || e.HookID == "" || (r.hookFilter != nil && !r.hookFilter[e.HookID]) {
 		r.skipped.Add(1) // malformed input records have no hook to re-drive them through
 		return true
 	}

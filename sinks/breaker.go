@@ -95,11 +95,19 @@ type breakerConfig struct {
 //
 // Closed: every request passes; verdictFailure increments failures, verdictHealthy
 // resets it; reaching threshold opens the breaker for cooldown. Open: requests are
-// rejected until openUntil; the first request after it moves the breaker to half-open
-// and is the probe. Half-open: other requests are rejected while the probe is in
-// flight; a healthy probe closes the breaker (cooldown back to the base), a failed one
-// re-opens it for twice the previous cooldown (at most maxCooldown), a neutral one lets
-// the next request probe.
+// rejected until openUntil; then the breaker is half-open. Half-open: one request at a
+// time (the probe); the others are rejected while it is in flight and may wait on
+// probeDone. A healthy probe closes the breaker (cooldown back to the base); a failed
+// one counts, and reaching threshold opens it again, for twice the previous cooldown
+// (at most maxCooldown) when it had been open since it was last healthy; a neutral one
+// lets the next request probe.
+//
+// A new breaker starts half-open with no failures: until a destination has answered,
+// one request at a time finds out whether it is there, so that lanes do not all wait
+// out the timeout on a dead endpoint at start-up. After cooldown the failures are set
+// to threshold-1, so one failed probe re-opens. A request that can be parked instead
+// (avoidProbe) is not made the probe of a destination that failed last time: it would
+// hold its lane for up to the timeout.
 //
 // Concurrency: state, failures and openUntil are atomics, so the closed path (allow, and
 // record for a pass ticket that is not the threshold-th failure) and the rejection of a
@@ -107,7 +115,7 @@ type breakerConfig struct {
 // guarded by mu. openUntil is stored before state, so a reader that sees breakerOpen
 // sees its deadline. Outcomes of pass tickets that arrive after the breaker left the
 // closed state (requests in flight when it opened) change nothing but the failure count,
-// which is reset when it closes.
+// which is set again when it closes or turns half-open.
 type breaker struct {
 	cfg        breakerConfig
 	epoch      time.Time // openUntil counts from here, on the monotonic clock
@@ -118,63 +126,97 @@ type breaker struct {
 	failures  atomic.Int32
 	openUntil atomic.Int64 // nanoseconds since epoch
 
-	mu       sync.Mutex
-	probing  bool          // guarded by mu: a probe is in flight
-	cooldown time.Duration // guarded by mu: the current open period
+	mu        sync.Mutex
+	probing   bool          // guarded by mu: a probe is in flight
+	probeDone chan struct{} // guarded by mu: closed when the probe in flight is recorded
+	cooldown  time.Duration // guarded by mu: the current open period
+	opened    bool          // guarded by mu: opened since it was last healthy
 }
 
 func newBreaker(cfg breakerConfig, label string, rejections *metrics.Counter) *breaker {
-	return &breaker{
+	b := &breaker{
 		cfg:        cfg,
 		epoch:      time.Now(),
 		err:        fmt.Errorf("%w for %s", ErrCircuitOpen, label),
 		rejections: rejections,
 		cooldown:   cfg.cooldown,
 	}
+	b.state.Store(breakerHalfOpen) // unproven: one request until the destination answers
+	return b
 }
 
 func (b *breaker) now() int64 { return int64(time.Since(b.epoch)) }
 
-// allow says whether a request may be sent now. When it may not, wait is the time left
-// before a probe can go (0 when a probe is in flight). A nil breaker lets everything
-// through.
-func (b *breaker) allow() (t ticket, wait time.Duration) {
+// admission is allow's answer: a ticket, and for a rejected request the time left
+// before a probe can go (0 when a probe is in flight) and, while a probe is in flight,
+// a channel closed when it has its answer.
+type admission struct {
+	ticket    ticket
+	wait      time.Duration
+	probeDone <-chan struct{}
+}
+
+// allow says whether a request may be sent now. avoidProbe refuses to make this request
+// the probe of a destination that failed last time (the caller parks it instead). A nil
+// breaker lets everything through.
+func (b *breaker) allow(avoidProbe bool) admission {
 	if b == nil {
-		return ticketPass, 0
+		return admission{ticket: ticketPass}
 	}
 	s := b.state.Load()
 	if s == breakerClosed {
-		return ticketPass, 0
+		return admission{ticket: ticketPass}
 	}
-	if s == breakerOpen {
-		if left := b.openUntil.Load() - b.now(); left > 0 {
-			b.reject()
-			return ticketRejected, time.Duration(left)
-		}
+	if wait, away := b.turnsAway(avoidProbe); away {
+		b.reject()
+		return admission{wait: wait}
 	}
-	return b.allowSlow()
+	return b.allowSlow(avoidProbe)
 }
 
-func (b *breaker) allowSlow() (ticket, time.Duration) {
+// turnsAway reports whether allow(avoidProbe) would reject a request now because the
+// breaker is open (wait is the time left) or half-open after a failure with the caller
+// avoiding probes. It takes no lock, so a handler can check it before building a request.
+func (b *breaker) turnsAway(avoidProbe bool) (wait time.Duration, away bool) {
+	if b == nil {
+		return 0, false
+	}
+	switch b.state.Load() {
+	case breakerOpen:
+		left := b.openUntil.Load() - b.now()
+		return time.Duration(left), left > 0
+	case breakerHalfOpen:
+		return 0, avoidProbe && b.failures.Load() > 0
+	}
+	return 0, false
+}
+
+func (b *breaker) allowSlow(avoidProbe bool) admission {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state.Load() {
 	case breakerClosed:
-		return ticketPass, 0
+		return admission{ticket: ticketPass}
 	case breakerOpen:
 		if left := b.openUntil.Load() - b.now(); left > 0 {
 			b.reject()
-			return ticketRejected, time.Duration(left)
+			return admission{wait: time.Duration(left)}
 		}
+		b.failures.Store(b.cfg.threshold - 1)
 		b.state.Store(breakerHalfOpen)
 	}
 	// Half-open.
 	if b.probing {
 		b.reject()
-		return ticketRejected, 0
+		return admission{probeDone: b.probeDone}
+	}
+	if avoidProbe && (b.opened || b.failures.Load() > 0) {
+		b.reject()
+		return admission{}
 	}
 	b.probing = true
-	return ticketProbe, 0
+	b.probeDone = make(chan struct{})
+	return admission{ticket: ticketProbe}
 }
 
 func (b *breaker) reject() {
@@ -192,7 +234,9 @@ func (b *breaker) record(t ticket, v verdict) {
 	case ticketPass:
 		switch v {
 		case verdictHealthy:
-			if b.failures.Load() != 0 { // no store, so no cache-line ping-pong, when healthy
+			// No store, so no cache-line ping-pong, when healthy; and none once the
+			// breaker left the closed state, whose count is its own.
+			if b.failures.Load() != 0 && b.state.Load() == breakerClosed {
 				b.failures.Store(0)
 			}
 		case verdictFailure:
@@ -204,14 +248,17 @@ func (b *breaker) record(t ticket, v verdict) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		b.probing = false
+		close(b.probeDone)
+		b.probeDone = nil
 		switch v {
 		case verdictHealthy:
 			b.failures.Store(0)
-			b.cooldown = b.cfg.cooldown
+			b.cooldown, b.opened = b.cfg.cooldown, false
 			b.state.Store(breakerClosed)
 		case verdictFailure:
-			b.cooldown = min(2*b.cooldown, b.cfg.maxCooldown)
-			b.openLocked()
+			if b.failures.Add(1) >= b.cfg.threshold {
+				b.openLocked()
+			}
 		}
 		// verdictNeutral: stay half-open; the next request probes.
 	}
@@ -224,22 +271,33 @@ func (b *breaker) trip() {
 	if b.state.Load() != breakerClosed {
 		return // another failure got here first
 	}
-	b.cooldown = b.cfg.cooldown
 	b.openLocked()
 }
 
+// openLocked opens the breaker: for the base cooldown the first time since it was last
+// healthy, for twice the previous one (within maxCooldown) after that.
 func (b *breaker) openLocked() {
+	if b.opened {
+		b.cooldown = min(2*b.cooldown, b.cfg.maxCooldown)
+	}
+	b.opened = true
 	b.openUntil.Store(b.now() + int64(b.cooldown))
 	b.state.Store(breakerOpen)
 }
 
 // rejection is the Result of an attempt the breaker did not let through.
-func (b *breaker) rejection(hookID string, wait time.Duration) Result {
+func (b *breaker) rejection(hookID string, a admission) Result {
 	return Result{
-		Err:        fmt.Errorf("deliver hook %s: %w", hookID, b.err),
+		Err:        b.hookError(hookID),
 		Retryable:  true,
-		RetryAfter: wait,
+		RetryAfter: a.wait,
+		ProbeDone:  a.probeDone,
 	}
+}
+
+// hookError is the error of hook hookID's attempts the breaker rejects.
+func (b *breaker) hookError(hookID string) error {
+	return fmt.Errorf("deliver hook %s: %w", hookID, b.err)
 }
 
 // destMetrics are the series of one destination label (host:port), shared by the
@@ -249,11 +307,16 @@ type destMetrics struct {
 	rejections *metrics.Counter
 }
 
-// state is the gauge's value: the worst state among the label's breakers.
+// state is the gauge's value: the worst state among the label's breakers. A breaker
+// waiting for its destination's first answer, with nothing failed yet, counts as closed.
 func (m *destMetrics) state() float64 {
 	var s int32
 	for _, b := range *m.breakers.Load() {
-		s = max(s, b.state.Load())
+		bs := b.state.Load()
+		if bs == breakerHalfOpen && b.failures.Load() == 0 {
+			bs = breakerClosed
+		}
+		s = max(s, bs)
 	}
 	return float64(s)
 }

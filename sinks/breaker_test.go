@@ -338,8 +338,7 @@ func TestBreakerStateMachine(t *testing.T) {
 	b := newBreaker(breakerConfig{threshold: 3, cooldown: 20 * time.Millisecond, maxCooldown: 50 * time.Millisecond}, "x:1", rej)
 	pass := func() ticket {
 		t.Helper()
-		tk, _ := b.allow()
-		return tk
+		return b.allow(false).ticket
 	}
 	for range 2 {
 		b.record(pass(), verdictFailure)
@@ -360,8 +359,8 @@ func TestBreakerStateMachine(t *testing.T) {
 		if probe != ticketProbe || b.state.Load() != breakerHalfOpen {
 			t.Fatalf("after cooldown: ticket %d state %d", probe, b.state.Load())
 		}
-		if tk, wait := b.allow(); tk != ticketRejected || wait != 0 {
-			t.Fatalf("second request while probing: ticket %d wait %v", tk, wait)
+		if a := b.allow(false); a.ticket != ticketRejected || a.wait != 0 || a.probeDone == nil {
+			t.Fatalf("second request while probing: %+v", a)
 		}
 		b.record(ticketPass, verdictHealthy) // a request from before the trip: ignored
 		b.record(probe, verdictFailure)
@@ -389,7 +388,7 @@ func TestBreakerStateMachine(t *testing.T) {
 	}
 
 	var nilBreaker *breaker
-	if tk, _ := nilBreaker.allow(); tk != ticketPass {
+	if a := nilBreaker.allow(true); a.ticket != ticketPass {
 		t.Error("nil breaker rejected")
 	}
 	nilBreaker.record(ticketPass, verdictFailure)
@@ -435,5 +434,107 @@ func TestMetricLabel(t *testing.T) {
 	}
 	if err := metrics.ValidateMetric("x" + metricLabel(`we"ird\:80`)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestBreakerUnproven: a new destination gets one request at a time until it answers;
+// a caller that can park is not made the probe of one that failed last time.
+func TestBreakerUnproven(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		verdict     verdict
+		wantState   int32
+		avoiderGets ticket // what a request that avoids probes gets afterwards
+	}{
+		{"healthy first answer closes", verdictHealthy, breakerClosed, ticketPass},
+		{"failed first answer counts", verdictFailure, breakerHalfOpen, ticketRejected},
+		{"neutral first answer lets the next probe", verdictNeutral, breakerHalfOpen, ticketProbe},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBreaker(breakerConfig{threshold: 3, cooldown: time.Hour, maxCooldown: time.Hour}, "x:1", nil)
+			first := b.allow(true) // nothing failed yet: even an avoider may find out
+			if first.ticket != ticketProbe {
+				t.Fatalf("first request: %+v, want the probe", first)
+			}
+			second := b.allow(false)
+			if second.ticket != ticketRejected || second.probeDone == nil {
+				t.Fatalf("second request while the first is out: %+v", second)
+			}
+			b.record(first.ticket, tc.verdict)
+			select {
+			case <-second.probeDone:
+			default:
+				t.Fatal("probeDone not closed when the probe was recorded")
+			}
+			if got := b.state.Load(); got != tc.wantState {
+				t.Fatalf("state %d, want %d", got, tc.wantState)
+			}
+			a := b.allow(true)
+			if a.ticket != tc.avoiderGets || (a.ticket == ticketRejected && (a.probeDone != nil || a.wait != 0)) {
+				t.Fatalf("avoider after the first answer: %+v, want ticket %d", a, tc.avoiderGets)
+			}
+			if a.ticket == ticketRejected && b.allow(false).ticket != ticketProbe {
+				t.Fatal("a caller that waits was not made the probe")
+			}
+		})
+	}
+}
+
+// TestBreakerUnprovenDeadDestination: lanes starting together against an endpoint that
+// never answers hold one connection to it, not one each, and the ones turned away learn
+// when the probe is over.
+func TestBreakerUnprovenDeadDestination(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	p := newPool(t, PoolConfig{})
+	s := mustCompile(t, webhookHook(t, "http://"+ln.Addr().String()+"/dead", "", `,"timeout_ms":300`), p)
+
+	const lanes = 16
+	var wg sync.WaitGroup
+	var timedOut, waited atomic.Int32
+	for range lanes {
+		wg.Go(func() {
+			ev := newEvent(t, "crud", "consumers", consumerData)
+			res := s.Deliver(context.Background(), ev, nil)
+			switch {
+			case errors.Is(res.Err, ErrCircuitOpen) && res.ProbeDone != nil:
+				<-res.ProbeDone
+				waited.Add(1)
+			case errors.Is(res.Err, ErrTimeout):
+				timedOut.Add(1)
+			default:
+				t.Errorf("result %+v", res)
+			}
+		})
+	}
+	wg.Wait()
+	if timedOut.Load() != 1 || waited.Load() != lanes-1 || accepted.Load() != 1 {
+		t.Errorf("%d timed out, %d waited for the probe, %d connections; want 1, %d, 1",
+			timedOut.Load(), waited.Load(), accepted.Load(), lanes-1)
 	}
 }

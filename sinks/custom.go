@@ -62,8 +62,9 @@ type customSink struct {
 	boundary  string // multipart boundary, random per hook version
 	boundaryB []byte
 
-	needsCtx bool // some part is a template: the event's template context is needed
-	timeout  time.Duration
+	needsCtx   bool // some part is a template: the event's template context is needed
+	timeout    time.Duration
+	circuitErr error // of an attempt to ep the breaker turns away, built once
 	signing
 }
 
@@ -202,6 +203,7 @@ func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
 	if s.ep, err = p.client(s.dest); err != nil {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", s.dest.addr, err)
 	}
+	s.circuitErr = s.ep.circuitError(s.hookID)
 	s.boundary = newBoundary()
 	s.boundaryB = []byte(s.boundary)
 	if err := s.setSecret(cfg.Secret); err != nil {
@@ -298,6 +300,11 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 	start := time.Now()
 	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
 		return res
+	}
+	if s.url.tmpl == nil { // a templated url may name another destination
+		if res, away := s.ep.early(s.circuitErr, lane, start); away {
+			return res
+		}
 	}
 	if lane == nil {
 		lane = &Lane{}

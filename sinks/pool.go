@@ -151,6 +151,27 @@ type endpoint struct {
 	br *breaker
 }
 
+// early is a handler's check of ep's breaker before it builds a request, so that a
+// destination that would be turned away costs no work (send asks the breaker again).
+// circuitErr is the hook's rejection error, built once (see breaker.hookError).
+func (ep *endpoint) early(circuitErr error, lane *Lane, start time.Time) (Result, bool) {
+	wait, away := ep.br.turnsAway(lane != nil && lane.AvoidProbes)
+	if !away {
+		return Result{}, false
+	}
+	ep.br.reject()
+	return Result{Err: circuitErr, Retryable: true, RetryAfter: wait, Duration: time.Since(start)}, true
+}
+
+// circuitError is the error of hookID's attempts turned away by ep's breaker; nil
+// without a breaker.
+func (ep *endpoint) circuitError(hookID string) error {
+	if ep.br == nil {
+		return nil
+	}
+	return ep.br.hookError(hookID)
+}
+
 // Pool holds one long-lived fasthttp.HostClient and one circuit breaker per destination,
 // shared by every hook that sends there. Create one per process with NewPool and Close it
 // on shutdown.

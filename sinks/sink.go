@@ -46,6 +46,10 @@ type Result struct {
 	// (ErrCircuitOpen), the time left before the breaker lets a probe through. The
 	// processor decides whether to honour it.
 	RetryAfter time.Duration
+	// ProbeDone, for an attempt rejected while the destination's probe is in flight, is
+	// closed when that probe has its answer: a caller that waits for the breaker can
+	// wait on it. Nil otherwise.
+	ProbeDone <-chan struct{}
 	// Duration is the time the attempt took, request building included.
 	Duration time.Duration
 	// Dropped is true, with Delivered, when the hook decided to send nothing for this

@@ -28,6 +28,8 @@ type webhookSink struct {
 	headers []header // config.headers, validated, sorted, without managed names
 	host    []byte   // a Host from config.headers, sent instead of the URL's; nil if none
 	timeout time.Duration
+	// circuitErr is the error of an attempt the breaker turns away, built once.
+	circuitErr error
 	signing
 }
 
@@ -54,7 +56,7 @@ func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", dest.addr, err)
 	}
-	s := &webhookSink{hookID: h.ID, uri: cfg.URL, ep: ep, timeout: timeoutOf(h)}
+	s := &webhookSink{hookID: h.ID, uri: cfg.URL, ep: ep, timeout: timeoutOf(h), circuitErr: ep.circuitError(h.ID)}
 	if s.headers, s.host, err = compileHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
@@ -177,6 +179,9 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) 
 	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
 		return res
 	}
+	if res, away := s.ep.early(s.circuitErr, lane, start); away {
+		return res
+	}
 	buf := getBuffer()
 	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
 	res := s.post(ctx, ev, lane, buf.B, start)
@@ -239,10 +244,11 @@ const maxErrorBody = 256
 // after everything needed from it was read. When lane captures (Admin API tests), the
 // request and the response are recorded there.
 func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string, lane *Lane) (res Result) {
-	t, wait := ep.br.allow()
-	if t == ticketRejected {
-		return ep.br.rejection(hookID, wait)
+	a := ep.br.allow(lane != nil && lane.AvoidProbes)
+	if a.ticket == ticketRejected {
+		return ep.br.rejection(hookID, a)
 	}
+	t := a.ticket
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	if lane != nil && lane.capture != nil {

@@ -377,12 +377,19 @@ func TestSSRFGuardRefusesLoopbackAndMetadataUnderRun(t *testing.T) {
 	for len(reasons) < 2 && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			var e struct {
-				Reason    string `json:"reason"`
+				Reason    string
 				LastError string `json:"last_error"`
 			}
-			_ = json.Unmarshal(r.Value, &e)
+			for _, h := range r.Headers {
+				switch h.Key {
+				case "eh-reason":
+					e.Reason = string(h.Value)
+				case "eh-delivery":
+					_ = json.Unmarshal(h.Value, &e)
+				}
+			}
 			if e.Reason != "permanent" || !strings.Contains(e.LastError, "refused") || !strings.Contains(e.LastError, "--allow-destinations") {
-				t.Errorf("DLQ entry %s", r.Value)
+				t.Errorf("DLQ entry %+v, headers %v", e, r.Headers)
 			}
 			reasons = append(reasons, e.Reason)
 		})
