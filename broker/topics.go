@@ -350,7 +350,8 @@ func (b *bootstrapper) ensure(ctx context.Context, name string, parts int32) (in
 	}
 	configs := map[string]*string{"cleanup.policy": &policy}
 	if b.parked[name] {
-		// A parked entry holds its event base64-encoded, plus the delivery history.
+		// A parked entry holds its event as it was plus the delivery history in headers:
+		// a little more than the largest event must fit.
 		configs["max.message.bytes"] = &parkedMaxMessageBytes
 	}
 	resp, err := b.adm.CreateTopic(ctx, parts, b.bc.ReplicationFactor, configs, name)

@@ -82,6 +82,7 @@ type Decoder struct {
 	names    map[string]string
 	pairs    map[[2]string]struct{}
 	lastPair [2]string // the pair noted last: consecutive events mostly share it
+	lastRead [2]string // the pair internPair returned last
 
 	// The headers of the record Route scanned last, so Decode of the same record does not
 	// scan them again.
@@ -104,6 +105,15 @@ func (d *Decoder) intern(b []byte) string {
 		d.names[s] = s
 	}
 	return s
+}
+
+// internPair interns a source and event name pair, comparing with the last pair first:
+// consecutive records mostly share it, and two comparisons cost less than two lookups.
+func (d *Decoder) internPair(source, event []byte) (string, string) {
+	if string(source) != d.lastRead[0] || string(event) != d.lastRead[1] {
+		d.lastRead = [2]string{d.intern(source), d.intern(event)}
+	}
+	return d.lastRead[0], d.lastRead[1]
 }
 
 func (d *Decoder) notePair(source, event string) {
@@ -168,10 +178,12 @@ func (h *recordHeaders) cloudEvent() bool { return len(h.ceSource) > 0 || len(h.
 func (d *Decoder) Route(r *kgo.Record) (source, event string, ok bool) {
 	h := d.headers(r)
 	if len(h.src) > 0 && len(h.ev) > 0 {
-		return d.intern(h.src), d.intern(h.ev), true
+		src, ev := d.internPair(h.src, h.ev)
+		return src, ev, true
 	}
 	if len(h.ceSource) > 0 && len(h.ceType) > 0 {
-		return d.intern(h.ceSource), d.intern(h.ceType), true
+		src, ev := d.internPair(h.ceSource, h.ceType)
+		return src, ev, true
 	}
 	return "", "", false
 }
@@ -207,7 +219,8 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	if data == nil || data.Type() != fastjson.TypeObject {
 		return ErrMissingData
 	}
-	ev.Source, ev.Event, ev.Data = d.intern(src), d.intern(evName), data
+	ev.Source, ev.Event = d.internPair(src, evName)
+	ev.Data = data
 	if id := v.GetStringBytes("id"); len(id) > 0 {
 		ev.ID = id
 	}
@@ -271,7 +284,8 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) 
 	if err != nil {
 		return err
 	}
-	ev.Source, ev.Event, ev.Data = d.intern(ce.ceSource), d.intern(ce.ceType), v
+	ev.Source, ev.Event = d.internPair(ce.ceSource, ce.ceType)
+	ev.Data = v
 	if len(ce.ceID) > 0 {
 		ev.ID = ce.ceID
 	}

@@ -71,13 +71,26 @@ func (e *parkedEntry) original() *kgo.Record {
 // original key, value and headers, then ours. Nothing of the event is copied or
 // re-encoded, so parking costs the same whatever the event's size.
 func (e *parkedEntry) record(topic string) *kgo.Record {
-	hs := make([]kgo.RecordHeader, len(e.Headers), len(e.Headers)+3)
-	copy(hs, e.Headers)
+	pr := new(parkedRecord)
+	hs := pr.headers[:0]
+	if n := len(e.Headers) + 3; n > len(pr.headers) {
+		hs = make([]kgo.RecordHeader, 0, n)
+	}
+	hs = append(hs, e.Headers...)
 	hs = append(hs,
 		kgo.RecordHeader{Key: headerHookID, Value: []byte(e.HookID)},
 		kgo.RecordHeader{Key: headerReason, Value: []byte(e.Reason)},
-		kgo.RecordHeader{Key: headerDelivery, Value: e.appendJSON(make([]byte, 0, 192+len(e.LastError)))})
-	return &kgo.Record{Topic: topic, Key: e.Key, Value: e.Value, Headers: hs}
+		kgo.RecordHeader{Key: headerDelivery, Value: e.appendJSON(pr.history[:0])})
+	pr.rec = kgo.Record{Topic: topic, Key: e.Key, Value: e.Value, Headers: hs}
+	return &pr.rec
+}
+
+// parkedRecord holds a parked record with room for its headers and history, so that
+// parking (every event of a hook whose endpoint is down) allocates once, not four times.
+type parkedRecord struct {
+	rec     kgo.Record
+	headers [5]kgo.RecordHeader // ours and up to two of the original's
+	history [224]byte
 }
 
 // handleParked is the retry worker's handler: it waits until the entry is due, then

@@ -141,8 +141,8 @@ func New(cfg Config) (*Processor, error) {
 		// acknowledgements (bounded), in small batches.
 		kgo.MaxBufferedRecords(1 << 17),
 		kgo.ProducerLinger(2 * time.Millisecond),
-		// A parked entry carries the event base64-encoded: room for the largest event.
-		kgo.ProducerBatchMaxBytes(int32(cfg.MaxEventBytes/3*4 + 64<<10)),
+		// A parked entry carries the event as it was, plus headers: room for the largest.
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxEventBytes + 64<<10)),
 	}, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create retry/DLQ producer: %w", err)
