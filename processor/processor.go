@@ -140,7 +140,7 @@ func New(cfg Config) (*Processor, error) {
 		// A dead endpoint parks every event of its hooks: let the lanes run ahead of the
 		// acknowledgements (bounded), in small batches.
 		kgo.MaxBufferedRecords(1 << 17),
-		kgo.ProducerLinger(2 * time.Millisecond),
+		kgo.ProducerLinger(10 * time.Millisecond),
 		// A parked entry carries the event as it was, plus headers: room for the largest.
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxEventBytes + 64<<10)),
 	}, cfg.ClientOpts...)...)
