@@ -30,7 +30,7 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 		malformedCounter(kind).Inc()
 		p.logs.warn(p.log, "malformed:"+kind, "malformed record sent to the DLQ",
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", err)
-		return p.deadLetter(l.w.ctx, newEntry(r, "", p.cfg.Now()).fail(0, err, "malformed: "+err.Error()))
+		return p.deadLetter(l.w.ctx, l, newEntry(r, "", p.cfg.Now()).fail(0, err, "malformed: "+err.Error()))
 	}
 	if !routed || l.ev.Source != src || l.ev.Event != evName { // the headers' match stands when they agree
 		matched = hs.index.Match(l.ev.Source, l.ev.Event)
@@ -129,10 +129,10 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 		switch {
 		case !res.Retryable:
 			e.Reason = "permanent"
-			return p.deadLetterFor(ctx, ch, e)
+			return p.deadLetterFor(d, ch, e)
 		case e.Attempts >= policy.MaxAttempts:
 			e.Reason = "max_attempts"
-			return p.deadLetterFor(ctx, ch, e)
+			return p.deadLetterFor(d, ch, e)
 		}
 		wait := backoff(policy, e.Attempts, res.RetryAfter)
 		if canPark && inline >= inlineBudget {
@@ -164,34 +164,19 @@ func waitBreaker(ctx context.Context, res sinks.Result) bool {
 // looks again while a probe is out.
 const breakerPollInterval = 50 * time.Millisecond
 
-// park writes e to the retry topic, due at due. On a live lane the produce is
-// asynchronous: the lane moves on and its record is done once the park is acknowledged
-// (so a dead endpoint costs the lane no broker round trip per event); elsewhere it waits
-// for the acknowledgement.
+// park writes e to the retry topic, due at due (see write).
 func (p *Processor) park(d delivery, ch *compiledHook, e *parkedEntry, due time.Time) outcome {
 	e.DueMs = due.UnixMilli()
-	rec := e.record(p.cfg.RetryTopic)
-	if d.live == nil {
-		if !p.produceDurably(d.ctx, rec) {
-			return abandoned
-		}
-	} else {
-		ack := d.live.pendingAck()
-		ack.hold()
-		p.parker.Produce(d.ctx, rec, func(r *kgo.Record, err error) {
-			if err != nil { // kgo retries until the context ends: this record is not done
-				p.logs.warn(p.log, "park:"+ch.hook.ID, "cannot park delivery", "hook_id", ch.hook.ID, "err", err)
-				ack.fail()
-			}
-			ack.release()
-		})
+	if !p.write(d.ctx, d.live, e.record(p.cfg.RetryTopic), ch.hook.ID) {
+		return abandoned
 	}
 	ch.m.parked.Inc()
 	return parked
 }
 
-func (p *Processor) deadLetterFor(ctx context.Context, ch *compiledHook, e *parkedEntry) outcome {
-	if !p.deadLetter(ctx, e) {
+// deadLetterFor writes e, a delivery for ch (nil when its hook is gone), to the DLQ.
+func (p *Processor) deadLetterFor(d delivery, ch *compiledHook, e *parkedEntry) outcome {
+	if !p.deadLetter(d.ctx, d.live, e) {
 		return abandoned
 	}
 	if ch != nil {
@@ -200,15 +185,36 @@ func (p *Processor) deadLetterFor(ctx context.Context, ch *compiledHook, e *park
 	return deadLettered
 }
 
-// deadLetter writes e to the DLQ and waits for the acknowledgement. Without a DLQ topic
-// the entry is only counted and logged.
-func (p *Processor) deadLetter(ctx context.Context, e *parkedEntry) bool {
+// deadLetter writes e to the DLQ (see write). Without a DLQ topic the entry is only
+// counted and logged.
+func (p *Processor) deadLetter(ctx context.Context, live *lane, e *parkedEntry) bool {
 	deadLetters.Inc()
 	if p.cfg.DLQTopic == "" {
 		p.logs.warn(p.log, "dlq:"+e.HookID, "dead letter dropped: no DLQ topic", "hook_id", e.HookID, "reason", e.Reason)
 		return true
 	}
-	return p.produceDurably(ctx, e.record(p.cfg.DLQTopic))
+	return p.write(ctx, live, e.record(p.cfg.DLQTopic), e.HookID)
+}
+
+// write produces a retry or DLQ record with acks=all. On a live lane it is
+// asynchronous: the lane moves on, and its record is done once every such write is
+// acknowledged (so a failing endpoint costs the lane no broker round trip, nor the
+// producer's linger, per event). Elsewhere it waits for the acknowledgement, and reports
+// false if ctx ended first.
+func (p *Processor) write(ctx context.Context, live *lane, rec *kgo.Record, hookID string) bool {
+	if live == nil {
+		return p.produceDurably(ctx, rec)
+	}
+	ack := live.pendingAck()
+	ack.hold()
+	p.parker.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil { // kgo retries until the context ends: this record is not done
+			p.logs.warn(p.log, "write:"+r.Topic, "cannot write delivery", "topic", r.Topic, "hook_id", hookID, "err", err)
+			ack.fail()
+		}
+		ack.release()
+	})
+	return true
 }
 
 // produceDurably produces rec with acks=all, retrying until it is acknowledged or ctx

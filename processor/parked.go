@@ -100,7 +100,7 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	var e parkedEntry
 	if err := parseParkedEntry(r, &e); err != nil {
 		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
-		return p.deadLetter(ctx, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
+		return p.deadLetter(ctx, nil, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
 	}
 	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
 		return false
@@ -114,16 +114,15 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 // redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
 // the entry to the DLQ rather than dropping it.
 func (p *Processor) redeliver(d delivery, dec *hooks.Decoder, e *parkedEntry, inlineBudget int) outcome {
-	ctx := d.ctx
 	ch := p.hs.Load().byID[e.HookID]
 	if ch == nil {
 		e.Reason = "hook_deleted"
-		return p.deadLetterFor(ctx, nil, e)
+		return p.deadLetterFor(d, nil, e)
 	}
 	orig := e.original()
 	if err := dec.Decode(orig, d.ev); err != nil {
 		e.Reason = "malformed: " + err.Error()
-		return p.deadLetterFor(ctx, ch, e)
+		return p.deadLetterFor(d, ch, e)
 	}
 	retriesDue.Inc()
 	return p.serve(d, ch, e, inlineBudget)

@@ -203,6 +203,7 @@ type lane struct {
 
 	gates       *gateSet // nil on consumers without gates
 	lastExpire  time.Time
+	offset      int64      // of the record being handled
 	ack         *recordAck // the current record's, when a park is in flight
 	deletedSeen int        // how many of the deleted hooks (indexBuilder.deleted) were dropped
 }
@@ -228,6 +229,7 @@ func (l *lane) run() {
 		if l.w.ctx.Err() != nil {
 			continue // abandoned: left uncommitted for the next owner
 		}
+		l.offset = r.Offset
 		done := l.w.c.handle(l, r)
 		if l.gates != nil {
 			l.maybeExpire(l.w.c.p.cfg.Now())
@@ -245,17 +247,18 @@ func (l *lane) run() {
 }
 
 // pendingAck returns the completion of the lane's current record, created on its first
-// asynchronous park.
+// asynchronous write (see Processor.write).
 func (l *lane) pendingAck() *recordAck {
 	if l.ack == nil {
-		l.ack = &recordAck{wm: l.w.wm, offset: l.ev.Record.Offset}
+		l.ack = &recordAck{wm: l.w.wm, offset: l.offset}
 		l.ack.pending.Store(1) // the lane's own hold, released when it is done with the record
 	}
 	return l.ack
 }
 
-// recordAck finishes a record whose parks are acknowledged after its lane moved on: the
-// record is done once every hold is released, unless a park or the lane failed.
+// recordAck finishes a record whose retry or DLQ writes are acknowledged after its lane
+// moved on: the record is done once every hold is released, unless a write or the lane
+// failed.
 type recordAck struct {
 	wm      *watermark
 	offset  int64
