@@ -46,5 +46,7 @@
 // address the Guard allows: a refusal is permanent (ErrDestinationRefused). Each
 // destination has a circuit breaker: after PoolConfig.BreakerThreshold consecutive
 // failures that are the destination's fault, attempts fail fast with ErrCircuitOpen
-// (retryable) until a single probe succeeds.
+// (retryable) until a single probe succeeds. A new destination gets one request at a
+// time until it first answers; Lane.AvoidProbes keeps a caller that can park its
+// delivery from being the probe of a destination that failed last time.
 package sinks
