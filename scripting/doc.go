@@ -24,6 +24,10 @@
 // stack limit, input and output caps and capped built-ins. See Runtime for the isolation
 // and limits, and what goja cannot bound.
 //
+// The event data reaches a script lazily: its objects convert their members into
+// JavaScript values only when read, and one never changed serializes straight from the
+// parsed JSON (see lazyObject for what such an object cannot do).
+//
 // # Concurrency
 //
 // Template, Lambda and the map from EventContext are immutable once built and safe to

@@ -300,4 +300,6 @@ func appendFloat(dst []byte, f float64) []byte {
 }
 
 // appendJSONString appends s as JSON.stringify does (U+2028/U+2029 left as they are).
-func appendJSONString(dst []byte, s string) []byte { return jsonx.AppendString(dst, s, false) }
+func appendJSONString[T string | []byte](dst []byte, s T) []byte {
+	return jsonx.AppendString(dst, s, false)
+}

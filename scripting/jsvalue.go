@@ -3,8 +3,10 @@ package scripting
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/dop251/goja"
 	"github.com/valyala/fastjson"
@@ -31,39 +33,83 @@ var (
 func toJS(vm *goja.Runtime, v *fastjson.Value) goja.Value {
 	switch v.Type() {
 	case fastjson.TypeObject:
-		o, _ := v.Object()
 		obj := vm.NewObject()
-		o.Visit(func(k []byte, e *fastjson.Value) {
-			// Cannot fail on a fresh extensible object.
-			_ = obj.DefineDataProperty(string(k), toJS(vm, e), goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
-		})
+		defineMembers(obj, v, func(_ int, e *fastjson.Value) goja.Value { return toJS(vm, e) })
 		return obj
 	case fastjson.TypeArray:
-		items, _ := v.Array()
-		vals := make([]any, len(items))
-		for i, e := range items {
-			vals[i] = toJS(vm, e)
-		}
-		return vm.NewArray(vals...)
+		return jsArray(vm, v, func(_ int, e *fastjson.Value) goja.Value { return toJS(vm, e) })
+	}
+	return jsPrimitive(vm, v)
+}
+
+// defineMembers defines the members of the JSON object v on obj, in order, converted by
+// member (given each one's position). A duplicate key keeps its first place and its last
+// value, as JSON.parse does.
+func defineMembers(obj *goja.Object, v *fastjson.Value, member func(int, *fastjson.Value) goja.Value) {
+	o, _ := v.Object()
+	i := 0
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		// Cannot fail on a fresh extensible object.
+		_ = obj.DefineDataProperty(string(k), member(i, e), goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
+		i++
+	})
+}
+
+// jsArray converts the JSON array v, each element by elem (given its index).
+func jsArray(vm *goja.Runtime, v *fastjson.Value, elem func(int, *fastjson.Value) goja.Value) goja.Value {
+	items, _ := v.Array()
+	vals := make([]any, len(items))
+	for i, e := range items {
+		vals[i] = elem(i, e)
+	}
+	return vm.NewArray(vals...)
+}
+
+// jsPrimitive converts a JSON string, number, boolean or null.
+func jsPrimitive(vm *goja.Runtime, v *fastjson.Value) goja.Value {
+	switch v.Type() {
 	case fastjson.TypeString:
 		return vm.ToValue(string(v.GetStringBytes()))
 	case fastjson.TypeNumber:
-		switch n := jsonNumber(v).(type) {
-		case int64:
-			if n >= -maxExactInt && n <= maxExactInt {
-				return vm.ToValue(n)
-			}
-			return vm.ToValue(float64(n))
-		case float64:
-			return vm.ToValue(n)
+		switch i, f, kind := jsNumber(v); kind {
+		case numberInt:
+			return vm.ToValue(i)
+		case numberFloat:
+			return vm.ToValue(f)
 		}
-		return goja.Null()
 	case fastjson.TypeTrue:
 		return vm.ToValue(true)
 	case fastjson.TypeFalse:
 		return vm.ToValue(false)
 	}
 	return goja.Null()
+}
+
+// numberKind is how JavaScript holds a parsed JSON number.
+type numberKind uint8
+
+const (
+	numberNone  numberKind = iota // unreadable: null
+	numberInt                     // an integer within ±2^53
+	numberFloat                   // anything else, including integers beyond 2^53
+)
+
+// jsNumber reads a JSON number as JavaScript holds it.
+func jsNumber(v *fastjson.Value) (int64, float64, numberKind) {
+	f, err := v.Float64()
+	switch {
+	case err != nil:
+		return 0, 0, numberNone
+	case f != math.Trunc(f) || math.IsInf(f, 0):
+		return 0, f, numberFloat
+	case math.Abs(f) <= maxExactInt:
+		return int64(f), f, numberInt
+	}
+	// Rounded from every digit when they fit in an int64, as the parser may not.
+	if i, err := v.Int64(); err == nil {
+		f = float64(i)
+	}
+	return 0, f, numberFloat
 }
 
 // jsonWriter serializes JavaScript values as JSON.stringify(v) does, with a depth limit
@@ -85,6 +131,9 @@ func (w *jsonWriter) value(key string, v goja.Value, depth int) (emitted bool, e
 		return false, errTooDeep
 	}
 	if obj, ok := v.(*goja.Object); ok {
+		if o := asParsed(obj); o != nil {
+			return true, w.parsed(o, depth)
+		}
 		if toJSON, ok := goja.AssertFunction(obj.Get("toJSON")); ok {
 			nv, err := toJSON(obj, w.vm.ToValue(key))
 			if err != nil {
@@ -122,12 +171,15 @@ func (w *jsonWriter) number(v goja.Value) {
 		w.buf = strconv.AppendInt(w.buf, v.ToInteger(), 10)
 		return
 	}
-	f := v.ToFloat()
+	w.buf = appendJSONFloat(w.buf, v.ToFloat())
+}
+
+// appendJSONFloat appends f as JSON.stringify does: NaN and infinities as null.
+func appendJSONFloat(dst []byte, f float64) []byte {
 	if f != f || f > maxFloat || f < -maxFloat { // NaN, ±Infinity
-		w.buf = append(w.buf, "null"...)
-		return
+		return append(dst, "null"...)
 	}
-	w.buf = appendFloat(w.buf, f)
+	return appendFloat(dst, f)
 }
 
 const maxFloat = 1.7976931348623157e308
@@ -197,6 +249,168 @@ func (w *jsonWriter) array(obj *goja.Object, depth int) error {
 	}
 	w.buf = append(w.buf, ']')
 	return w.check()
+}
+
+// tree appends parsed JSON as value would append toJS's conversion of it, without
+// converting: the same numbers, strings, depth limit and size cap. An object whose keys
+// JavaScript would reorder or merge (array indexes, duplicates) and text that is not
+// valid UTF-8 (which goja replaces) are converted and written as JavaScript values.
+func (w *jsonWriter) tree(v *fastjson.Value, depth int) error {
+	if depth > maxJSONDepth {
+		return errTooDeep
+	}
+	switch v.Type() {
+	case fastjson.TypeObject:
+		return w.treeObject(v, depth)
+	case fastjson.TypeArray:
+		return w.treeArray(v, depth)
+	case fastjson.TypeString:
+		s := v.GetStringBytes()
+		if !utf8.Valid(s) {
+			return w.converted(v, depth)
+		}
+		w.buf = appendJSONString(w.buf, s)
+	case fastjson.TypeNumber:
+		switch i, f, kind := jsNumber(v); kind {
+		case numberInt:
+			w.buf = strconv.AppendInt(w.buf, i, 10)
+		case numberFloat:
+			w.buf = appendJSONFloat(w.buf, f)
+		default:
+			w.buf = append(w.buf, "null"...)
+		}
+	case fastjson.TypeTrue:
+		w.buf = append(w.buf, "true"...)
+	case fastjson.TypeFalse:
+		w.buf = append(w.buf, "false"...)
+	default:
+		w.buf = append(w.buf, "null"...)
+	}
+	return w.check()
+}
+
+// parsed writes a lazy object whose own members are as parsed. Members read are in
+// o.vals, which only objects with plain keys have (see lazyObject.small).
+func (w *jsonWriter) parsed(o *lazyObject, depth int) error {
+	if !o.plainKeys() {
+		return w.converted(o.tree(), depth)
+	}
+	return w.members(o.tree().GetObject(), o.vals, depth)
+}
+
+// treeObject writes a JSON object that no script has seen.
+func (w *jsonWriter) treeObject(v *fastjson.Value, depth int) error {
+	o, _ := v.Object()
+	if !plainKeys(o) {
+		return w.converted(v, depth)
+	}
+	return w.members(o, nil, depth)
+}
+
+// members writes the members of o, whose keys are plain (see plainKeys). A member that
+// a script has read (in read, by position) and is an object is written as a JavaScript
+// value, since the script may have changed it; the others are written as parsed.
+func (w *jsonWriter) members(o *fastjson.Object, read []goja.Value, depth int) error {
+	w.buf = append(w.buf, '{')
+	i, n := 0, 0
+	var err error
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		mark := len(w.buf)
+		if n > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		w.buf = appendJSONString(w.buf, k)
+		w.buf = append(w.buf, ':')
+		ok := true
+		if obj, isObj := memberAt(read, i).(*goja.Object); isObj {
+			ok, err = w.value(string(k), obj, depth+1)
+		} else {
+			err = w.tree(e, depth+1)
+		}
+		if ok {
+			n++
+		} else {
+			w.buf = w.buf[:mark]
+		}
+		i++
+	})
+	if err != nil {
+		return err
+	}
+	w.buf = append(w.buf, '}')
+	return w.check()
+}
+
+// memberAt returns vals[i], or nil past its end.
+func memberAt(vals []goja.Value, i int) goja.Value {
+	if i < len(vals) {
+		return vals[i]
+	}
+	return nil
+}
+
+func (w *jsonWriter) treeArray(v *fastjson.Value, depth int) error {
+	items, _ := v.Array()
+	w.buf = append(w.buf, '[')
+	for i, e := range items {
+		if i > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		if err := w.tree(e, depth+1); err != nil {
+			return err
+		}
+	}
+	w.buf = append(w.buf, ']')
+	return w.check()
+}
+
+// converted writes v through its JavaScript conversion.
+func (w *jsonWriter) converted(v *fastjson.Value, depth int) error {
+	_, err := w.value("", toJS(w.vm, v), depth)
+	return err
+}
+
+// smallObject is the size up to which plainKeys looks for duplicates by scanning.
+const smallObject = 16
+
+// plainKeys reports whether a JavaScript object keeps o's keys as they are, in order:
+// none is an array index (objects list those first, in numeric order) or repeated, and
+// all are valid UTF-8.
+func plainKeys(o *fastjson.Object) bool {
+	var seen map[string]struct{}
+	if o.Len() > smallObject {
+		seen = make(map[string]struct{}, o.Len())
+	}
+	ok := true
+	o.Visit(func(k []byte, e *fastjson.Value) {
+		switch {
+		case !ok:
+		case isIndexKey(k) || !utf8.Valid(k):
+			ok = false
+		case seen == nil:
+			ok = o.Get(string(k)) == e // the first member with this key
+		default:
+			_, dup := seen[string(k)]
+			ok = !dup
+			seen[string(k)] = struct{}{}
+		}
+	})
+	return ok
+}
+
+// isIndexKey reports whether k is an array index ("0" to "4294967294", no leading zero).
+func isIndexKey(k []byte) bool {
+	if len(k) == 0 || k[0] < '0' || k[0] > '9' || len(k) > 10 {
+		return false
+	}
+	if k[0] == '0' {
+		return len(k) == 1
+	}
+	n, err := strconv.ParseUint(string(k), 10, 32)
+	return err == nil && n < math.MaxUint32
 }
 
 func (w *jsonWriter) check() error {

@@ -1,7 +1,6 @@
 package scripting
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/dop251/goja"
@@ -34,12 +33,9 @@ func (rt *Runtime) CallRequest(l *Lambda, hookID string, dataJSON []byte, event,
 	if l == nil || len(l.fns) == 0 {
 		return nil, false, errNoFunctions
 	}
-	if len(dataJSON) > rt.cfg.MaxInputBytes {
-		return nil, false, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(dataJSON), rt.cfg.MaxInputBytes, ErrInputTooLarge)
-	}
-	data, err := rt.parser.ParseBytes(dataJSON)
+	data, err := rt.input(dataJSON)
 	if err != nil {
-		return nil, false, fmt.Errorf("cannot run lambda: data is not valid JSON: %w", err)
+		return nil, false, err
 	}
 	if timeout <= 0 {
 		timeout = DefaultTimeout

@@ -115,6 +115,7 @@ type Runtime struct {
 
 	cache    lambdaCache
 	parser   fastjson.Parser // event data
+	calls    uint64          // calls that parsed their data: see lazyInput
 	jsParser fastjson.Parser // JSON.parse in scripts
 
 	// Result serialization, run inside the VM by the serialize native function.
@@ -123,6 +124,7 @@ type Runtime struct {
 	serialize  goja.Callable
 	serEmitted bool
 	serErr     error
+	strBuf     []byte // JSON.stringify's, kept between calls
 	describe   goja.Callable
 	described  string
 
@@ -131,6 +133,7 @@ type Runtime struct {
 	req     *Request
 	reqOK   bool
 
+	objectProto *goja.Object
 	rangeError  *goja.Object
 	syntaxError *goja.Object
 	nativeDepth int
@@ -184,8 +187,9 @@ func (rt *Runtime) disarm() {
 }
 
 // Call runs lambda l on one event: dataJSON (the event's data) is parsed into a fresh
-// JavaScript value, each function is called as fn(data, event, source) with the previous
-// result as data, and the final value is returned as JSON ("null" for null or undefined).
+// JavaScript value (whose objects convert their members lazily: see lazyObject), each
+// function is called as fn(data, event, source) with the previous result as data, and
+// the final value is returned as JSON ("null" for null or undefined).
 // A function may be async: its promise is awaited (it can only settle within the call,
 // since there are no timers or I/O).
 //
@@ -198,12 +202,9 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 	if l == nil || len(l.fns) == 0 {
 		return nil, errNoFunctions
 	}
-	if len(dataJSON) > rt.cfg.MaxInputBytes {
-		return nil, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(dataJSON), rt.cfg.MaxInputBytes, ErrInputTooLarge)
-	}
-	data, err := rt.parser.ParseBytes(dataJSON)
+	data, err := rt.input(dataJSON)
 	if err != nil {
-		return nil, fmt.Errorf("cannot run lambda: data is not valid JSON: %w", err)
+		return nil, err
 	}
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -216,7 +217,20 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 	return out, err
 }
 
-func (rt *Runtime) call(l *Lambda, data *fastjson.Value, event, source string) ([]byte, error) {
+// input parses the event data of a new call.
+func (rt *Runtime) input(dataJSON []byte) (*lazyInput, error) {
+	if len(dataJSON) > rt.cfg.MaxInputBytes {
+		return nil, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(dataJSON), rt.cfg.MaxInputBytes, ErrInputTooLarge)
+	}
+	rt.calls++ // the parser is reused: lazy objects of earlier calls must parse again
+	in, err := newLazyInput(rt, dataJSON)
+	if err != nil {
+		return nil, fmt.Errorf("cannot run lambda: data is not valid JSON: %w", err)
+	}
+	return in, nil
+}
+
+func (rt *Runtime) call(l *Lambda, data *lazyInput, event, source string) ([]byte, error) {
 	v, err := rt.run(l, data, event, source)
 	if err != nil {
 		return nil, err
@@ -225,7 +239,7 @@ func (rt *Runtime) call(l *Lambda, data *fastjson.Value, event, source string) (
 }
 
 // run calls the chain and returns its final value.
-func (rt *Runtime) run(l *Lambda, data *fastjson.Value, event, source string) (goja.Value, error) {
+func (rt *Runtime) run(l *Lambda, data *lazyInput, event, source string) (goja.Value, error) {
 	fns, ok := rt.cache.get(l)
 	if !ok {
 		var err error
@@ -234,7 +248,7 @@ func (rt *Runtime) run(l *Lambda, data *fastjson.Value, event, source string) (g
 		}
 		rt.cache.put(l, fns)
 	}
-	v := toJS(rt.vm, data)
+	v := data.value(data.root, nil, 0, nil)
 	ev, src := rt.names(event, source)
 	for i, f := range fns {
 		rt.fn = i

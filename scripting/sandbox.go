@@ -26,6 +26,9 @@ var removedGlobals = []string{
 // recursion outside the JavaScript call-stack limit.
 const maxNativeDepth = 512
 
+// maxKeptBuffer bounds the JSON.stringify buffer a Runtime keeps between calls.
+const maxKeptBuffer = 64 << 10
+
 // maxConsoleLines and maxConsoleBytes bound what one call may log.
 const (
 	maxConsoleLines = 64
@@ -42,6 +45,7 @@ func (rt *Runtime) setup() {
 	for _, name := range removedGlobals {
 		_ = g.Delete(name)
 	}
+	rt.objectProto = g.Get("Object").ToObject(vm).Get("prototype").ToObject(vm)
 	rt.rangeError = g.Get("RangeError").ToObject(vm)
 	rt.syntaxError = g.Get("SyntaxError").ToObject(vm)
 
@@ -62,6 +66,7 @@ func (rt *Runtime) setup() {
 	rt.capRegExp(g.Get("RegExp").ToObject(vm), match)
 	rt.capArrays(g.Get("Array").ToObject(vm))
 	rt.capApply(g)
+	rt.guardDefine(g)
 	rt.replaceJSON(g.Get("JSON").ToObject(vm))
 	rt.installConsole(g)
 	rt.installHelpers(g)
@@ -324,14 +329,68 @@ func (rt *Runtime) capApply(g *goja.Object) {
 	}
 }
 
+// guardDefine wraps Object.defineProperty, Object.defineProperties and
+// Reflect.defineProperty for lazy objects (the event data), which hold only writable,
+// enumerable, configurable data properties: defining a new property whose descriptor
+// leaves one of these attributes out (false by default) throws a TypeError, where goja
+// would silently make it true. goja itself throws for the other descriptors they
+// cannot hold.
+func (rt *Runtime) guardDefine(g *goja.Object) {
+	wrap := func(obj *goja.Object, name string, check func(goja.FunctionCall)) {
+		if orig, n := original(obj, name); orig != nil {
+			rt.define(obj, name, n, func(call goja.FunctionCall) goja.Value {
+				check(call)
+				return orig(call)
+			})
+		}
+	}
+	one := func(call goja.FunctionCall) { rt.checkDefine(call.Argument(0), call.Argument(1), call.Argument(2)) }
+	object := g.Get("Object").ToObject(rt.vm)
+	wrap(object, "defineProperty", one)
+	wrap(g.Get("Reflect").ToObject(rt.vm), "defineProperty", one)
+	wrap(object, "defineProperties", func(call goja.FunctionCall) {
+		props, ok := call.Argument(1).(*goja.Object)
+		if !ok || lazyOf(call.Argument(0)) == nil {
+			return
+		}
+		for _, k := range props.Keys() {
+			rt.checkDefine(call.Argument(0), rt.vm.ToValue(k), props.Get(k))
+		}
+	})
+}
+
+// checkDefine throws when defining key on target as desc says would need an attribute
+// a lazy object cannot hold.
+func (rt *Runtime) checkDefine(target, key, desc goja.Value) {
+	o := lazyOf(target)
+	d, ok := desc.(*goja.Object)
+	if _, sym := key.(*goja.Symbol); o == nil || !ok || sym {
+		return
+	}
+	// goja rejects accessors itself, and redefining a key keeps its attributes.
+	if o.Has(key.String()) || d.Get("get") != nil || d.Get("set") != nil {
+		return
+	}
+	for _, attr := range [...]string{"writable", "enumerable", "configurable"} {
+		if d.Get(attr) == nil {
+			panic(rt.vm.NewTypeError("Cannot define property " + key.String() + " of the event data without " + attr + ": true (it holds plain properties only; copy it first: {...d})"))
+		}
+	}
+}
+
 // replaceJSON swaps JSON.stringify and JSON.parse for depth-bounded versions. With a
 // replacer, indentation or a reviver the original runs, after the bounded version has
 // checked the value.
 func (rt *Runtime) replaceJSON(j *goja.Object) {
 	stringify, _ := original(j, "stringify")
 	rt.define(j, "stringify", 3, func(call goja.FunctionCall) goja.Value {
-		w := jsonWriter{vm: rt.vm, max: rt.maxString, tooBig: errTooLong}
+		// The buffer is taken while in use: a toJSON method may call JSON.stringify.
+		w := jsonWriter{vm: rt.vm, buf: rt.strBuf[:0], max: rt.maxString, tooBig: errTooLong}
+		rt.strBuf = nil
 		emitted, err := w.value("", call.Argument(0), 0)
+		if cap(w.buf) <= maxKeptBuffer {
+			defer func() { rt.strBuf = w.buf }()
+		}
 		switch {
 		case err == errTooLong:
 			rt.throwRange("Invalid string length: JSON.stringify would build more than %d characters", rt.maxString)

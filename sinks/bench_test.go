@@ -208,3 +208,26 @@ func BenchmarkLambdaDrop(b *testing.B) {
 		}
 	}
 }
+
+// benchData is an event like the bench command's (about 250 bytes, a nanosecond time
+// beyond 2^53).
+const benchData = `{"upstream_id":"u-42","ip":"10.0.0.42","port":8000,"hostname":"u-42.internal",` +
+	`"health":"unhealthy","ts":1795000000123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
+
+// BenchmarkLambdaForward is the bench command's lambda, which forwards the whole event
+// (JSON.stringify(d)), delivered to a local receiver on a reused Lane.
+func BenchmarkLambdaForward(b *testing.B) {
+	url := benchReceiver(b)
+	h := lambdaHook(b, "", `(d, ev, src) => ({url: "`+url+`/", method: "POST", `+
+		`headers: {"content-type": "application/json"}, body: JSON.stringify(d)})`)
+	s := mustCompile(b, h, newPool(b, PoolConfig{LambdaTimeout: time.Second}))
+	ev := newEvent(b, "balancer", "health", benchData)
+	ctx := context.Background()
+	var lane Lane
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := s.Deliver(ctx, ev, &lane); !res.Delivered {
+			b.Fatal(res.Err)
+		}
+	}
+}

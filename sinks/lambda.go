@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -69,6 +70,7 @@ type lambdaSink struct {
 	log     *slog.Logger
 	timeout time.Duration // one attempt: the script and every request
 	script  time.Duration // one script call
+	lastURL atomic.Pointer[resolvedURL]
 	signing
 }
 
@@ -183,7 +185,11 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		return scriptFailure(s.hookID, err)
 	}
 	kind, array := resultRequests, false
-	if !used {
+	if used {
+		if err := s.resolve(&lane.reqs[0]); err != nil {
+			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}
+		}
+	} else {
 		if lane.capture != nil {
 			lane.capture.value = append(json.RawMessage(nil), out...)
 		}
@@ -225,6 +231,30 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 	return res
 }
 
+// resolvedURL is a request URL with its destination.
+type resolvedURL struct {
+	url       string
+	sslVerify bool
+	dest      destination
+}
+
+// resolve sets r's destination from its URL, as parseRequest does, reusing the last one
+// the hook resolved: a lambda's requests usually all go to one place, and parsing the URL
+// costs more than comparing it.
+func (s *lambdaSink) resolve(r *lambdaRequest) error {
+	if last := s.lastURL.Load(); last != nil && last.url == string(r.url) && last.sslVerify == r.sslVerify {
+		r.dest = last.dest
+		return nil
+	}
+	dest, err := parseDestination(string(r.url), r.sslVerify)
+	if err != nil {
+		return fmt.Errorf("url %q: %w", r.url, err)
+	}
+	s.lastURL.Store(&resolvedURL{url: string(r.url), sslVerify: r.sslVerify, dest: dest})
+	r.dest = dest
+	return nil
+}
+
 // scriptFailure is the Result of a lambda call that failed: retryable when it ran out of
 // time, permanent otherwise.
 func scriptFailure(hookID string, err error) Result {
@@ -251,8 +281,9 @@ func (s *lambdaSink) logResult(ctx context.Context, ev *hooks.Event, out []byte)
 }
 
 // takeRequest turns a request object the runtime read directly into lane.reqs, with the
-// checks of parseRequest. It returns false when one fails: CallRequest then returns the
-// JSON, and parseResult reports the error as for any result.
+// checks of parseRequest but the URL's (deliver resolves it: see resolve). It returns
+// false when one fails: CallRequest then returns the JSON, and parseResult reports the
+// error as for any result.
 func (l *Lane) takeRequest(jr *scripting.Request) bool {
 	l.reqs, l.hdrs = l.reqs[:0], l.hdrs[:0]
 	if jr.URL == "" || len(jr.Headers) > 2*maxLambdaHeaders {
@@ -307,10 +338,6 @@ func (l *Lane) takeRequest(jr *scripting.Request) bool {
 	}
 	r.hdrTo = len(l.hdrs)
 	if r.hasBody && bodiless(r.method) {
-		return false
-	}
-	var err error
-	if r.dest, err = parseDestination(jr.URL, r.sslVerify); err != nil {
 		return false
 	}
 	l.reqs = append(l.reqs, r)
