@@ -16,6 +16,10 @@ func AppendString[T string | []byte](dst []byte, s T, jsSafe bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && plain8(s[i], s[i+1], s[i+2], s[i+3], s[i+4], s[i+5], s[i+6], s[i+7]) {
+			i += 8
+			continue
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -62,4 +66,15 @@ func AppendString[T string | []byte](dst []byte, s T, jsSafe bool) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// plain8 reports whether eight bytes are all ASCII that JSON writes as it is (no control
+// character, quote or backslash), testing them at once (SWAR).
+func plain8(b0, b1, b2, b3, b4, b5, b6, b7 byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(b0) | uint64(b1)<<8 | uint64(b2)<<16 | uint64(b3)<<24 |
+		uint64(b4)<<32 | uint64(b5)<<40 | uint64(b6)<<48 | uint64(b7)<<56
+	quote, backslash := x^(ones*'"'), x^(ones*'\\')
+	special := (x - ones*0x20) | (quote - ones) &^ quote | (backslash - ones) &^ backslash
+	return (x|special)&highs == 0
 }

@@ -19,6 +19,13 @@ func TestAppendString(t *testing.T) {
 		{"ls\u2028ps\u2029", false, "\"ls\u2028ps\u2029\""},
 		{"ls\u2028ps\u2029", true, `"ls\u2028ps\u2029"`},
 		{"héllo", true, `"héllo"`},
+		// Long enough for eight bytes at a time, with a byte to escape at various places.
+		{"0123456789abcdefgh", false, `"0123456789abcdefgh"`},
+		{"01234567\"9abcdefgh", false, `"01234567\"9abcdefgh"`},
+		{"0123456\\89abcdefgh", false, `"0123456\\89abcdefgh"`},
+		{"012345678\x1fabcdefgh", false, `"012345678\u001fabcdefgh"`},
+		{"0123456789abcdé", false, `"0123456789abcdé"`},
+		{" !#$%&'()*+,-./[]^_`{|}~\x7f", false, "\" !#$%&'()*+,-./[]^_`{|}~\x7f\""},
 	}
 	for _, tt := range tests {
 		got := string(AppendString(nil, tt.in, tt.jsSafe))
@@ -30,4 +37,37 @@ func TestAppendString(t *testing.T) {
 			t.Errorf("%s is not a JSON string: %v", got, err)
 		}
 	}
+}
+
+// BenchmarkAppendString writes the strings of a typical event: short ASCII values.
+func BenchmarkAppendString(b *testing.B) {
+	strs := []string{"upstream-7", "healthy", "2026-11-27T10:00:00Z", "Ada Lovelace", "ada@example.com", "a longer description of the upstream target"}
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = buf[:0]
+		for _, s := range strs {
+			buf = AppendString(buf, []byte(s), false)
+		}
+	}
+}
+
+// FuzzAppendString: the output is one JSON string that decodes to s, each invalid UTF-8
+// byte replaced by U+FFFD.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain ascii text, long", "01234567\"9abcdefgh", "a\x00b\x1fc\x7fd\x80e", "ls\u2028ps\u2029héllo wörld"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, jsSafe := range []bool{false, true} {
+			out := AppendString(nil, s, jsSafe)
+			var back string
+			if err := json.Unmarshal(out, &back); err != nil {
+				t.Fatalf("AppendString(%q) = %s: %v", s, out, err)
+			}
+			if want := string([]rune(s)); back != want {
+				t.Fatalf("AppendString(%q) = %s decodes to %q, want %q", s, out, back, want)
+			}
+		}
+	})
 }
