@@ -118,7 +118,7 @@ func TestLambdaCallAllocs(t *testing.T) {
 func BenchmarkLambdaCallRequest(b *testing.B) {
 	l := mustLambda(b, `(d, ev, src) => ({url: "http://127.0.0.1:1/", method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(d)})`)
 	rt := NewRuntime(RuntimeConfig{})
-	data := []byte(slackData)
+	data := fastjson.MustParse(slackData)
 	var req Request
 	use := func(*Request) bool { return true }
 	b.ReportAllocs()

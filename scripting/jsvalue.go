@@ -271,14 +271,7 @@ func (w *jsonWriter) tree(v *fastjson.Value, depth int) error {
 		}
 		w.buf = appendJSONString(w.buf, s)
 	case fastjson.TypeNumber:
-		switch i, f, kind := jsNumber(v); kind {
-		case numberInt:
-			w.buf = strconv.AppendInt(w.buf, i, 10)
-		case numberFloat:
-			w.buf = appendJSONFloat(w.buf, f)
-		default:
-			w.buf = append(w.buf, "null"...)
-		}
+		w.buf = appendJSNumber(w.buf, v)
 	case fastjson.TypeTrue:
 		w.buf = append(w.buf, "true"...)
 	case fastjson.TypeFalse:
@@ -292,6 +285,10 @@ func (w *jsonWriter) tree(v *fastjson.Value, depth int) error {
 // parsed writes a lazy object whose own members are as parsed. Members read are in
 // o.vals, which only objects with plain keys have (see lazyObject.small).
 func (w *jsonWriter) parsed(o *lazyObject, depth int) error {
+	if raw, ok := o.unchangedJSON(depth); ok {
+		w.buf = append(w.buf, raw...)
+		return w.check()
+	}
 	if !o.plainKeys() {
 		return w.converted(o.tree(), depth)
 	}
@@ -399,6 +396,79 @@ func plainKeys(o *fastjson.Object) bool {
 		}
 	})
 	return ok
+}
+
+// appendJSNumber appends the number v as JSON.stringify writes its conversion.
+func appendJSNumber(dst []byte, v *fastjson.Value) []byte {
+	switch i, f, kind := jsNumber(v); kind {
+	case numberInt:
+		return strconv.AppendInt(dst, i, 10)
+	case numberFloat:
+		return appendJSONFloat(dst, f)
+	}
+	return append(dst, "null"...)
+}
+
+// appendExact appends v as JSON.stringify writes its JavaScript conversion (as tree
+// does), when that keeps v's structure: ok is false for an object whose keys JavaScript
+// would reorder or merge and for text that is not valid UTF-8. depth is how deep v
+// nests.
+func appendExact(dst []byte, v *fastjson.Value) (out []byte, depth int, ok bool) {
+	x := exactWriter{buf: dst, ok: true}
+	x.value(v, 0)
+	return x.buf, x.depth, x.ok
+}
+
+// exactWriter is appendExact's state.
+type exactWriter struct {
+	buf   []byte
+	depth int
+	ok    bool
+}
+
+func (x *exactWriter) value(v *fastjson.Value, depth int) {
+	if depth > maxJSONDepth {
+		x.ok = false
+		return
+	}
+	x.depth = max(x.depth, depth)
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		if !plainKeys(o) {
+			x.ok = false
+			return
+		}
+		x.buf = append(x.buf, '{')
+		o.Visit(func(k []byte, e *fastjson.Value) {
+			if x.ok {
+				if x.buf[len(x.buf)-1] != '{' {
+					x.buf = append(x.buf, ',')
+				}
+				x.buf = append(appendJSONString(x.buf, k), ':')
+				x.value(e, depth+1)
+			}
+		})
+		x.buf = append(x.buf, '}')
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		x.buf = append(x.buf, '[')
+		for i, e := range items {
+			if i > 0 {
+				x.buf = append(x.buf, ',')
+			}
+			x.value(e, depth+1)
+		}
+		x.buf = append(x.buf, ']')
+	case fastjson.TypeString:
+		s := v.GetStringBytes()
+		x.ok = x.ok && utf8.Valid(s)
+		x.buf = appendJSONString(x.buf, s)
+	case fastjson.TypeNumber:
+		x.buf = appendJSNumber(x.buf, v)
+	default:
+		x.buf = v.MarshalTo(x.buf) // true, false, null
+	}
 }
 
 // isIndexKey reports whether k is an array index ("0" to "4294967294", no leading zero).

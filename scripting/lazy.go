@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"bytes"
 	"reflect"
 	"slices"
 
@@ -27,26 +28,47 @@ import (
 
 var typeLazyObject = reflect.TypeOf((*lazyObject)(nil))
 
-// lazyInput is the event data of one call. Its parsed tree lives in the Runtime's parser,
-// which the next call reuses: a lazy object that a script keeps past its call (in a
-// closure) finds its members again in raw, the copy of the JSON, parsed anew.
+// lazyInput is the event data of one call. Its parsed tree is the caller's, read only
+// during the call: a lazy object that a script keeps past its call (in a closure) finds
+// its members again in raw, the data's JSON, parsed anew.
 type lazyInput struct {
 	rt   *Runtime
-	call uint64 // the value of rt.calls while root is in rt.parser
+	call uint64 // the value of rt.calls while root is the caller's
 	raw  []byte
 	root *fastjson.Value
 	own  bool // root was parsed again after the call, into a parser of its own
+	// exact: raw is what JSON.stringify writes for the data unchanged (see appendExact),
+	// nesting depth levels deep.
+	exact bool
+	depth int
 }
 
-// newLazyInput parses dataJSON for rt's current call.
-func newLazyInput(rt *Runtime, dataJSON []byte) (*lazyInput, error) {
-	in := &lazyInput{rt: rt, call: rt.calls, raw: append([]byte(nil), dataJSON...)}
-	root, err := rt.parser.ParseBytes(in.raw)
-	if err != nil {
-		return nil, err
+// newLazyInput makes the event data of rt's current call from data, writing its JSON
+// into scratch (which it returns, for reuse).
+func newLazyInput(rt *Runtime, data *fastjson.Value, scratch []byte) (*lazyInput, []byte) {
+	in := &lazyInput{rt: rt, call: rt.calls, root: data}
+	raw, depth, exact := appendExact(scratch[:0], data)
+	if !exact { // any JSON of the same structure will do to parse again
+		raw = data.MarshalTo(scratch[:0])
 	}
-	in.root = root
-	return in, nil
+	in.raw, in.exact, in.depth = bytes.Clone(raw), exact, depth
+	return in, raw
+}
+
+// unchangedJSON returns the JSON of o when JSON.stringify may copy it: o is the data
+// itself, exactly written in raw, and none of its members that a script has read is an
+// object (one it may have changed). depth is where o is being written.
+func (o *lazyObject) unchangedJSON(depth int) ([]byte, bool) {
+	in := o.in
+	if o.parent != nil || len(o.index) > 0 || !in.exact || depth+in.depth > maxJSONDepth {
+		return nil, false
+	}
+	for _, v := range o.vals {
+		if _, isObj := v.(*goja.Object); isObj {
+			return nil, false
+		}
+	}
+	return in.raw, true
 }
 
 // tree returns the root of the parsed data, parsing it again once its call is over.

@@ -201,8 +201,9 @@ func TestLazyForwardAllocs(t *testing.T) {
 	rt := NewRuntime(RuntimeConfig{})
 	var req Request
 	use := func(*Request) bool { return true }
+	data := fastjson.MustParse(forwardData)
 	n := testing.AllocsPerRun(50, func() {
-		if _, ok, err := rt.CallRequest(l, "hook-1", []byte(forwardData), "e", "s", time.Second, &req, use); err != nil || !ok {
+		if _, ok, err := rt.CallRequest(l, "hook-1", data, "e", "s", time.Second, &req, use); err != nil || !ok {
 			t.Fatal(ok, err)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/dop251/goja"
+	"github.com/valyala/fastjson"
 )
 
 // Request is a request object read straight from a lambda's final value by CallRequest,
@@ -29,11 +30,14 @@ type Request struct {
 // JSON as Call does, with false. A request object read this way serializes to the same
 // JSON fields, so use sees what parsing Call's result would give. (A getter on the
 // object runs again when the value is serialized after use returns false.)
-func (rt *Runtime) CallRequest(l *Lambda, hookID string, dataJSON []byte, event, source string, timeout time.Duration, req *Request, use func(*Request) bool) ([]byte, bool, error) {
+//
+// data is the event data parsed (an object, as hooks.Event.Data): it is only read, and
+// only during the call, so the caller may reuse it afterwards.
+func (rt *Runtime) CallRequest(l *Lambda, hookID string, data *fastjson.Value, event, source string, timeout time.Duration, req *Request, use func(*Request) bool) ([]byte, bool, error) {
 	if l == nil || len(l.fns) == 0 {
 		return nil, false, errNoFunctions
 	}
-	data, err := rt.input(dataJSON)
+	in, err := rt.input(data)
 	if err != nil {
 		return nil, false, err
 	}
@@ -42,7 +46,7 @@ func (rt *Runtime) CallRequest(l *Lambda, hookID string, dataJSON []byte, event,
 	}
 	rt.hookID, rt.fn, rt.lines = hookID, 0, 0
 	rt.arm(timeout)
-	v, err := rt.run(l, data, event, source)
+	v, err := rt.run(l, in, event, source)
 	var out []byte
 	used := false
 	if err == nil {

@@ -1,6 +1,8 @@
 package scripting
 
 import (
+	"github.com/valyala/fastjson"
+
 	"testing"
 	"time"
 )
@@ -27,7 +29,7 @@ func TestCallRequest(t *testing.T) {
 	for _, c := range cases {
 		l := mustLambda(t, c.src)
 		var req Request
-		out, read, err := rt.CallRequest(l, "h", []byte(`{"a":1}`), "e", "s", time.Second, &req, accept)
+		out, read, err := rt.CallRequest(l, "h", fastjson.MustParse(`{"a":1}`), "e", "s", time.Second, &req, accept)
 		if c.json == "" && !c.read {
 			if err == nil {
 				t.Errorf("%s: want an error, got %s", c.src, out)
@@ -40,7 +42,7 @@ func TestCallRequest(t *testing.T) {
 	}
 	var req Request
 	l := mustLambda(t, cases[0].src)
-	if _, _, err := rt.CallRequest(l, "h", []byte(`{"a":1}`), "e", "s", time.Second, &req, accept); err != nil {
+	if _, _, err := rt.CallRequest(l, "h", fastjson.MustParse(`{"a":1}`), "e", "s", time.Second, &req, accept); err != nil {
 		t.Fatal(err)
 	}
 	if req.URL != "http://x/1" || req.Method != "put" || req.Body != `{"a":1}` || !req.HasBody || req.SSLVerify ||
@@ -48,7 +50,7 @@ func TestCallRequest(t *testing.T) {
 		t.Errorf("read %+v", req)
 	}
 	// use refusing the request gets the JSON.
-	out, read, err := rt.CallRequest(l, "h", []byte(`{"a":1}`), "e", "s", time.Second, &req, func(*Request) bool { return false })
+	out, read, err := rt.CallRequest(l, "h", fastjson.MustParse(`{"a":1}`), "e", "s", time.Second, &req, func(*Request) bool { return false })
 	if err != nil || read || string(out) != `{"url":"http://x/1","method":"put","headers":{"x-a":"1"},"body":"{\"a\":1}","ssl_verify":false}` {
 		t.Errorf("refused: %s, %v, %v", out, read, err)
 	}

@@ -114,8 +114,9 @@ type Runtime struct {
 	timeout time.Duration
 
 	cache    lambdaCache
-	parser   fastjson.Parser // event data
-	calls    uint64          // calls that parsed their data: see lazyInput
+	parser   fastjson.Parser // event data given as JSON
+	calls    uint64          // calls made: see lazyInput
+	scratch  []byte          // the JSON of a call's data, before lazyInput copies it
 	jsParser fastjson.Parser // JSON.parse in scripts
 
 	// Result serialization, run inside the VM by the serialize native function.
@@ -202,7 +203,11 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 	if l == nil || len(l.fns) == 0 {
 		return nil, errNoFunctions
 	}
-	data, err := rt.input(dataJSON)
+	data, err := rt.parse(dataJSON)
+	if err != nil {
+		return nil, err
+	}
+	in, err := rt.input(data)
 	if err != nil {
 		return nil, err
 	}
@@ -211,24 +216,39 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 	}
 	rt.hookID, rt.fn, rt.lines = hookID, 0, 0
 	rt.arm(timeout)
-	out, err := rt.call(l, data, event, source)
+	out, err := rt.call(l, in, event, source)
 	rt.disarm()
 	rt.hookID = ""
 	return out, err
 }
 
-// input parses the event data of a new call.
-func (rt *Runtime) input(dataJSON []byte) (*lazyInput, error) {
+// parse parses the event data of a call given as JSON.
+func (rt *Runtime) parse(dataJSON []byte) (*fastjson.Value, error) {
 	if len(dataJSON) > rt.cfg.MaxInputBytes {
 		return nil, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(dataJSON), rt.cfg.MaxInputBytes, ErrInputTooLarge)
 	}
-	rt.calls++ // the parser is reused: lazy objects of earlier calls must parse again
-	in, err := newLazyInput(rt, dataJSON)
+	v, err := rt.parser.ParseBytes(dataJSON)
 	if err != nil {
 		return nil, fmt.Errorf("cannot run lambda: data is not valid JSON: %w", err)
 	}
+	return v, nil
+}
+
+// input makes the event data of a new call (see lazyInput).
+func (rt *Runtime) input(data *fastjson.Value) (*lazyInput, error) {
+	rt.calls++ // the data of earlier calls is gone: their lazy objects must parse again
+	in, raw := newLazyInput(rt, data, rt.scratch)
+	if cap(raw) <= maxRuntimeScratch {
+		rt.scratch = raw[:0]
+	}
+	if len(in.raw) > rt.cfg.MaxInputBytes {
+		return nil, fmt.Errorf("cannot run lambda: data is %d bytes, more than %d: %w", len(in.raw), rt.cfg.MaxInputBytes, ErrInputTooLarge)
+	}
 	return in, nil
 }
+
+// maxRuntimeScratch is the largest scratch buffer a Runtime keeps between calls.
+const maxRuntimeScratch = 64 << 10
 
 func (rt *Runtime) call(l *Lambda, data *lazyInput, event, source string) ([]byte, error) {
 	v, err := rt.run(l, data, event, source)

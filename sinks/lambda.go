@@ -134,6 +134,9 @@ const (
 	resultRequests
 )
 
+// emptyData is the data of an event without any. It is only read.
+var emptyData = fastjson.MustParse(`{}`)
+
 // Deliver implements Sink: it runs the chain on ev and acts on the final value.
 func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
 	start := time.Now()
@@ -150,11 +153,9 @@ func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 }
 
 func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) Result {
-	buf := getBuffer()
-	if ev.Data != nil {
-		buf.B = appendJSONValue(buf.B[:0], ev.Data)
-	} else {
-		buf.B = append(buf.B[:0], "{}"...)
+	data := ev.Data
+	if data == nil {
+		data = emptyData
 	}
 	limit := s.script
 	if d, ok := ctx.Deadline(); ok {
@@ -163,7 +164,6 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 	callStart := time.Now()
 	rt, err := s.pool.js.get(ctx)
 	if err != nil {
-		putBuffer(buf)
 		return Result{Err: fmt.Errorf("deliver hook %s: %w", s.hookID, err), Retryable: true, Duration: time.Since(start)}
 	}
 	var (
@@ -171,16 +171,18 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		used bool
 	)
 	if lane.capture != nil { // the Tester shows the result as JSON
+		buf := getBuffer()
+		buf.B = appendJSONValue(buf.B[:0], data)
 		out, err = rt.Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
+		putBuffer(buf)
 	} else {
 		if lane.takeReq == nil {
 			lane.takeReq = lane.takeRequest
 		}
-		out, used, err = rt.CallRequest(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit, &lane.jsReq, lane.takeReq)
+		out, used, err = rt.CallRequest(s.fn, s.hookID, data, ev.Event, ev.Source, limit, &lane.jsReq, lane.takeReq)
 	}
 	s.pool.js.put(rt)
 	lambdaDuration.UpdateDuration(callStart)
-	putBuffer(buf)
 	if err != nil {
 		return scriptFailure(s.hookID, err)
 	}
