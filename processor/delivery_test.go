@@ -156,6 +156,9 @@ func TestPermanentFailureIsDeadLetteredAtOnce(t *testing.T) {
 	if n := len(rc.Requests()); n != 1 {
 		t.Fatalf("a 400 was attempted %d times", n)
 	}
+	testkit.Eventually(t, 20*time.Second, "offsets committed past the dead letters", func() bool {
+		return committed(t, emb.Addrs()) == 2
+	})
 }
 
 func TestRetryAfterIsHonoured(t *testing.T) {
