@@ -75,6 +75,6 @@ func plain8(b0, b1, b2, b3, b4, b5, b6, b7 byte) bool {
 	x := uint64(b0) | uint64(b1)<<8 | uint64(b2)<<16 | uint64(b3)<<24 |
 		uint64(b4)<<32 | uint64(b5)<<40 | uint64(b6)<<48 | uint64(b7)<<56
 	quote, backslash := x^(ones*'"'), x^(ones*'\\')
-	special := (x - ones*0x20) | (quote - ones) &^ quote | (backslash - ones) &^ backslash
+	special := (x - ones*0x20) | (quote-ones)&^quote | (backslash-ones)&^backslash
 	return (x|special)&highs == 0
 }
