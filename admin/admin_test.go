@@ -148,6 +148,12 @@ func TestFormBodies(t *testing.T) {
 	if h, _ := e.store.Snapshot().Get(id); h.Snooze != nil {
 		t.Errorf("snooze= did not clear snooze: %v", *h.Snooze)
 	}
+	// curl -d '{…}' without -H sends JSON as a form: it is read as the JSON it is.
+	r = e.expect(http.StatusCreated, "POST", "/event-hooks", ` {"source":"crud","event":"consumers","handler":"log"}`,
+		"Content-Type", "application/x-www-form-urlencoded")
+	if got := r.json(t); got["handler"] != "log" || got["source"] != "crud" {
+		t.Errorf("JSON sent as a form: %s", r.body)
+	}
 	r = e.expect(http.StatusUnsupportedMediaType, "POST", "/event-hooks", "source=crud", "Content-Type", "text/plain")
 	if !strings.Contains(r.json(t)["message"].(string), "text/plain") {
 		t.Errorf("415 body %s", r.body)
