@@ -31,13 +31,16 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/ ./scripting/
 	$(GO) run ./cmd/eventhooks bench --baseline --log-level warn
 
-## fuzz: each fuzz target for FUZZTIME (decoders, templates, JS inputs, fingerprints)
+## fuzz: each fuzz target for FUZZTIME (decoders, encoders, templates, JS inputs, fingerprints)
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./hooks/
+	$(GO) test -run '^$$' -fuzz '^FuzzEnvelopeRecord$$' -fuzztime $(FUZZTIME) ./hooks/
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(FUZZTIME) ./internal/jsonx/
 	$(GO) test -run '^$$' -fuzz '^FuzzWebhookBody$$' -fuzztime $(FUZZTIME) ./sinks/
 	$(GO) test -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzLambdaInput$$' -fuzztime $(FUZZTIME) ./scripting/
+	$(GO) test -run '^$$' -fuzz '^FuzzLazyStringify$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./processor/
 
 clean:
