@@ -108,7 +108,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 			if e == nil {
 				e = newEntry(ev.Record, h.ID, now)
 			}
-			if parkOnOpen {
+			if parkOnOpen && res.ProbeDone == nil { // else a new destination's first answer is near
 				return p.park(d, ch, e, now.Add(max(res.RetryAfter, breakerPollInterval)))
 			}
 			if !waitBreaker(ctx, res) {
@@ -149,7 +149,11 @@ func (p *Processor) serve(d delivery, ch *compiledHook, e *parkedEntry, inlineBu
 // again: the breaker's cooldown, or the end of the probe in flight, polling at least
 // every breakerPollInterval. It reports false if ctx ended first.
 func waitBreaker(ctx context.Context, res sinks.Result) bool {
-	t := time.NewTimer(max(res.RetryAfter, breakerPollInterval))
+	wait := max(res.RetryAfter, breakerPollInterval)
+	if res.ProbeDone != nil && res.RetryAfter > 0 { // a parkable delivery's short wait
+		wait = res.RetryAfter
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:

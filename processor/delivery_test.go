@@ -219,3 +219,26 @@ func readRetryTopic(t *testing.T, addrs []string) int {
 	defer cl.Close()
 	return int(endOffsetSum(t, cl, topics.Retry))
 }
+
+// TestOrderingNoneWaitsForANewDestinationsFirstAnswer: lanes that start together on a
+// healthy but not instant receiver wait for its first answer instead of parking.
+func TestOrderingNoneWaitsForANewDestinationsFirstAnswer(t *testing.T) {
+	emb := testkit.Broker(t, 4)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = func(int, *testkit.Request) int {
+		time.Sleep(10 * time.Millisecond)
+		return 200
+	}
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none","config":{"url":"`+rc.URL+`"}}`)
+	const n = 64
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, healthEvent("u-"+strconv.Itoa(i), i)) // a key each: every lane at once
+	}
+	produce(t, producer(t, emb.Addrs()), recs...)
+	rc.WaitFor(t, n, 30*time.Second)
+	if parked := readRetryTopic(t, emb.Addrs()); parked != 0 {
+		t.Fatalf("%d deliveries to a healthy receiver were parked", parked)
+	}
+}

@@ -107,9 +107,10 @@ type breakerConfig struct {
 // out the timeout on a dead endpoint at start-up. After cooldown the failures are set
 // to threshold-1, so one failed probe re-opens. A request that can be parked instead
 // (avoidProbe) is not made the probe of a destination that failed last time: it would
-// hold its lane for up to the timeout.
+// hold its lane for up to the timeout; while a new destination's first probe is out it
+// may wait on it for up to unprovenWait.
 //
-// Concurrency: state, failures and openUntil are atomics, so the closed path (allow, and
+// Concurrency: state, failures, openUntil and opened are atomics, so the closed path (allow, and
 // record for a pass ticket that is not the threshold-th failure) and the rejection of a
 // request while open take no lock. Every state change takes mu; probing and cooldown are
 // guarded by mu. openUntil is stored before state, so a reader that sees breakerOpen
@@ -126,12 +127,23 @@ type breaker struct {
 	failures  atomic.Int32
 	openUntil atomic.Int64 // nanoseconds since epoch
 
-	mu        sync.Mutex
-	probing   bool          // guarded by mu: a probe is in flight
-	probeDone chan struct{} // guarded by mu: closed when the probe in flight is recorded
-	cooldown  time.Duration // guarded by mu: the current open period
-	opened    bool          // guarded by mu: opened since it was last healthy
+	// opened: the breaker opened since it was last healthy. Written under mu.
+	opened atomic.Bool
+
+	mu         sync.Mutex
+	probing    bool          // guarded by mu: a probe is in flight
+	probeSince int64         // guarded by mu: when it was sent, nanoseconds since epoch
+	probeDone  chan struct{} // guarded by mu: closed when the probe in flight is recorded
+	cooldown   time.Duration // guarded by mu: the current open period
 }
+
+// unprovenWait is how long a request that avoids probes waits for the first answer of a
+// destination that has not answered yet, before it is turned away (and parked): a
+// healthy destination answers well within it; a dead one costs it once.
+const unprovenWait = 50 * time.Millisecond
+
+// failedLastTime reports whether the destination failed since it was last healthy.
+func (b *breaker) failedLastTime() bool { return b.opened.Load() || b.failures.Load() > 0 }
 
 func newBreaker(cfg breakerConfig, label string, rejections *metrics.Counter) *breaker {
 	b := &breaker{
@@ -186,7 +198,7 @@ func (b *breaker) turnsAway(avoidProbe bool) (wait time.Duration, away bool) {
 		left := b.openUntil.Load() - b.now()
 		return time.Duration(left), left > 0
 	case breakerHalfOpen:
-		return 0, avoidProbe && b.failures.Load() > 0
+		return 0, avoidProbe && b.failedLastTime()
 	}
 	return 0, false
 }
@@ -206,15 +218,22 @@ func (b *breaker) allowSlow(avoidProbe bool) admission {
 		b.state.Store(breakerHalfOpen)
 	}
 	// Half-open.
-	if b.probing {
-		b.reject()
-		return admission{probeDone: b.probeDone}
-	}
-	if avoidProbe && (b.opened || b.failures.Load() > 0) {
+	if avoidProbe && b.failedLastTime() {
 		b.reject()
 		return admission{}
 	}
-	b.probing = true
+	if b.probing {
+		b.reject()
+		if !avoidProbe {
+			return admission{probeDone: b.probeDone}
+		}
+		// Unproven: wait a little for the first answer, then park.
+		if left := b.probeSince + int64(unprovenWait) - b.now(); left > 0 {
+			return admission{wait: time.Duration(left), probeDone: b.probeDone}
+		}
+		return admission{}
+	}
+	b.probing, b.probeSince = true, b.now()
 	b.probeDone = make(chan struct{})
 	return admission{ticket: ticketProbe}
 }
@@ -253,7 +272,8 @@ func (b *breaker) record(t ticket, v verdict) {
 		switch v {
 		case verdictHealthy:
 			b.failures.Store(0)
-			b.cooldown, b.opened = b.cfg.cooldown, false
+			b.cooldown = b.cfg.cooldown
+			b.opened.Store(false)
 			b.state.Store(breakerClosed)
 		case verdictFailure:
 			if b.failures.Add(1) >= b.cfg.threshold {
@@ -277,10 +297,10 @@ func (b *breaker) trip() {
 // openLocked opens the breaker: for the base cooldown the first time since it was last
 // healthy, for twice the previous one (within maxCooldown) after that.
 func (b *breaker) openLocked() {
-	if b.opened {
+	if b.opened.Load() {
 		b.cooldown = min(2*b.cooldown, b.cfg.maxCooldown)
 	}
-	b.opened = true
+	b.opened.Store(true)
 	b.openUntil.Store(b.now() + int64(b.cooldown))
 	b.state.Store(breakerOpen)
 }
@@ -313,7 +333,7 @@ func (m *destMetrics) state() float64 {
 	var s int32
 	for _, b := range *m.breakers.Load() {
 		bs := b.state.Load()
-		if bs == breakerHalfOpen && b.failures.Load() == 0 {
+		if bs == breakerHalfOpen && !b.failedLastTime() {
 			bs = breakerClosed
 		}
 		s = max(s, bs)

@@ -457,8 +457,18 @@ func TestBreakerUnproven(t *testing.T) {
 				t.Fatalf("first request: %+v, want the probe", first)
 			}
 			second := b.allow(false)
-			if second.ticket != ticketRejected || second.probeDone == nil {
+			if second.ticket != ticketRejected || second.probeDone == nil || second.wait != 0 {
 				t.Fatalf("second request while the first is out: %+v", second)
+			}
+			// One that would park waits a little for the first answer, not for ever.
+			if a := b.allow(true); a.ticket != ticketRejected || a.probeDone == nil || a.wait <= 0 || a.wait > unprovenWait {
+				t.Fatalf("avoider while the first is out: %+v", a)
+			}
+			if tc.verdict == verdictNeutral { // the slow case: the first answer takes too long
+				time.Sleep(unprovenWait)
+				if a := b.allow(true); a.ticket != ticketRejected || a.probeDone != nil || a.wait != 0 {
+					t.Fatalf("avoider after unprovenWait: %+v, want turned away to park", a)
+				}
 			}
 			b.record(first.ticket, tc.verdict)
 			select {
