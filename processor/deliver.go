@@ -211,20 +211,36 @@ func (p *Processor) write(ctx context.Context, live *lane, rec *kgo.Record, hook
 	}
 	ack := live.pendingAck()
 	ack.hold()
+	p.produceAsync(ctx, rec, hookID, ack, 1)
+	return true
+}
+
+// produceAsync produces rec and releases ack once it is acknowledged. kgo retries what it
+// can, but gives up on errors an operator fixes (a missing topic, a record over the
+// topic's size limit, authorization): those are produced again with backoff, as
+// produceDurably does, until ctx ends — then the record is not done.
+func (p *Processor) produceAsync(ctx context.Context, rec *kgo.Record, hookID string, ack *recordAck, attempt int) {
 	p.parker.Produce(ctx, rec, func(r *kgo.Record, err error) {
-		if err != nil { // kgo retries until the context ends: this record is not done
-			p.logs.warn(p.log, "write:"+r.Topic, "cannot write delivery", "topic", r.Topic, "hook_id", hookID, "err", err)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed):
 			ack.fail()
+		default:
+			produceErrors.Inc()
+			p.logs.warn(p.log, "write:"+r.Topic, "cannot write delivery; retrying", "topic", r.Topic, "hook_id", hookID, "err", err)
+			time.AfterFunc(backoff(produceRetry, attempt, 0), func() { p.produceAsync(ctx, rec, hookID, ack, attempt+1) })
+			return
 		}
 		ack.release()
 	})
-	return true
 }
+
+// produceRetry is the backoff of produces kgo gave up on.
+var produceRetry = hooks.Retry{InitialBackoffMs: 100, MaxBackoffMs: 5000}
 
 // produceDurably produces rec with acks=all, retrying until it is acknowledged or ctx
 // ends (then it reports false and the source record stays uncommitted).
 func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) bool {
-	policy := hooks.Retry{InitialBackoffMs: 100, MaxBackoffMs: 5000}
 	for attempt := 1; ; attempt++ {
 		err := p.parker.ProduceSync(ctx, rec).FirstErr()
 		if err == nil {
@@ -235,7 +251,7 @@ func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) bool {
 		}
 		produceErrors.Inc()
 		p.logs.warn(p.log, "produce:"+rec.Topic, "cannot park delivery; retrying", "topic", rec.Topic, "err", err)
-		if !sleepCtx(ctx, backoff(policy, attempt, 0)) {
+		if !sleepCtx(ctx, backoff(produceRetry, attempt, 0)) {
 			return false
 		}
 	}

@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/internal/testkit"
+	"github.com/eventhooks/eventhooks/processor"
 )
 
 // dlqEntry is what a DLQ record says, as a consumer of the DLQ reads it: the original
@@ -241,4 +244,26 @@ func TestOrderingNoneWaitsForANewDestinationsFirstAnswer(t *testing.T) {
 	if parked := readRetryTopic(t, emb.Addrs()); parked != 0 {
 		t.Fatalf("%d deliveries to a healthy receiver were parked", parked)
 	}
+}
+
+// TestDeadLetterWaitsForItsTopic: a dead letter kgo cannot write (its topic is missing)
+// is written again until it can; its record is committed only then.
+func TestDeadLetterWaitsForItsTopic(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	const late = "eventhooks-late-dlq"
+	startInstance(t, emb.Addrs(), func(c *processor.Config) { c.DLQTopic = late })
+	failed := metrics.GetOrCreateCounter(`eventhooks_park_produce_errors_total`)
+	before := failed.Get()
+	produce(t, producer(t, emb.Addrs()), &kgo.Record{Key: []byte("u-1"), Value: []byte("garbage")})
+	testkit.Eventually(t, 30*time.Second, "the dead letter to fail", func() bool { return failed.Get() > before })
+	if n := committed(t, emb.Addrs()); n > 0 {
+		t.Fatalf("committed %d before the dead letter was written", n)
+	}
+	cl := producer(t, emb.Addrs())
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, nil, late); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the dead letter written and the record committed", func() bool {
+		return endOffsetSum(t, cl, late) == 1 && committed(t, emb.Addrs()) == 1
+	})
 }
