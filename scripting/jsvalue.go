@@ -410,44 +410,36 @@ func appendJSNumber(dst []byte, v *fastjson.Value) []byte {
 }
 
 // appendExact appends v as JSON.stringify writes its JavaScript conversion (as tree
-// does), when that keeps v's structure: ok is false for an object whose keys JavaScript
-// would reorder or merge and for text that is not valid UTF-8. depth is how deep v
-// nests.
-func appendExact(dst []byte, v *fastjson.Value) (out []byte, depth int, ok bool) {
-	x := exactWriter{buf: dst, ok: true}
+// does) when that keeps v's structure, and reports exact. Otherwise — an object whose
+// keys JavaScript would reorder or merge, text that is not valid UTF-8 — it still writes
+// valid JSON of the same structure (members in order, duplicates kept, invalid UTF-8 as
+// U+FFFD, which goja makes of it too), and exact is false. depth is how deep v nests.
+func appendExact(dst []byte, v *fastjson.Value) (out []byte, depth int, exact bool) {
+	x := exactWriter{buf: dst, exact: true}
 	x.value(v, 0)
-	return x.buf, x.depth, x.ok
+	return x.buf, x.depth, x.exact
 }
 
 // exactWriter is appendExact's state.
 type exactWriter struct {
 	buf   []byte
 	depth int
-	ok    bool
+	exact bool
 }
 
 func (x *exactWriter) value(v *fastjson.Value, depth int) {
-	if depth > maxJSONDepth {
-		x.ok = false
-		return
-	}
 	x.depth = max(x.depth, depth)
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
-		if !plainKeys(o) {
-			x.ok = false
-			return
-		}
+		x.exact = x.exact && plainKeys(o)
 		x.buf = append(x.buf, '{')
 		o.Visit(func(k []byte, e *fastjson.Value) {
-			if x.ok {
-				if x.buf[len(x.buf)-1] != '{' {
-					x.buf = append(x.buf, ',')
-				}
-				x.buf = append(appendJSONString(x.buf, k), ':')
-				x.value(e, depth+1)
+			if x.buf[len(x.buf)-1] != '{' {
+				x.buf = append(x.buf, ',')
 			}
+			x.buf = append(appendJSONString(x.buf, k), ':')
+			x.value(e, depth+1)
 		})
 		x.buf = append(x.buf, '}')
 	case fastjson.TypeArray:
@@ -462,7 +454,7 @@ func (x *exactWriter) value(v *fastjson.Value, depth int) {
 		x.buf = append(x.buf, ']')
 	case fastjson.TypeString:
 		s := v.GetStringBytes()
-		x.ok = x.ok && utf8.Valid(s)
+		x.exact = x.exact && utf8.Valid(s)
 		x.buf = appendJSONString(x.buf, s)
 	case fastjson.TypeNumber:
 		x.buf = appendJSNumber(x.buf, v)

@@ -48,9 +48,6 @@ type lazyInput struct {
 func newLazyInput(rt *Runtime, data *fastjson.Value, scratch []byte) (*lazyInput, []byte) {
 	in := &lazyInput{rt: rt, call: rt.calls, root: data}
 	raw, depth, exact := appendExact(scratch[:0], data)
-	if !exact { // any JSON of the same structure will do to parse again
-		raw = data.MarshalTo(scratch[:0])
-	}
 	in.raw, in.exact, in.depth = bytes.Clone(raw), exact, depth
 	return in, raw
 }

@@ -138,6 +138,28 @@ return (d) => {
 	}
 }
 
+// TestLazyObjectKeptAcrossCallsInexact: data that JavaScript reorders (an index key)
+// and whose strings were read before the call keeps its values once its call is over.
+func TestLazyObjectKeptAcrossCallsInexact(t *testing.T) {
+	rt := NewRuntime(RuntimeConfig{})
+	l := mustLambda(t, `let kept = null;
+return (d) => {
+  if (kept === null) { kept = d; return null; }
+  return [kept.m, Object.keys(kept.x), kept["k\u0007"]];
+}`)
+	for i, ev := range []string{`{"m":"bell\u0007\u00ff","x":{"1":0,"a":1},"k\u0007":"v"}`, `{"other":"event, longer than the first so the parser's memory moves"}`} {
+		data := fastjson.MustParse(ev)
+		data.GetObject().Visit(func(_ []byte, v *fastjson.Value) { _, _ = v.StringBytes() }) // unescaped, as a gate would
+		out, _, err := rt.CallRequest(l, "h", data, "e", "s", time.Second, &Request{}, func(*Request) bool { return false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `["bell\u0007ÿ",["1","a"],"v"]`; i == 1 && string(out) != want {
+			t.Errorf("got %s, want %s", out, want)
+		}
+	}
+}
+
 // lazyInputSeeds are inputs whose JavaScript form differs from their text: key order,
 // duplicates, numbers, escapes and invalid UTF-8, depth.
 var lazyInputSeeds = []string{

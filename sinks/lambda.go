@@ -134,9 +134,6 @@ const (
 	resultRequests
 )
 
-// emptyData is the data of an event without any. It is only read.
-var emptyData = fastjson.MustParse(`{}`)
-
 // Deliver implements Sink: it runs the chain on ev and acts on the final value.
 func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) Result {
 	start := time.Now()
@@ -154,8 +151,8 @@ func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 
 func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) Result {
 	data := ev.Data
-	if data == nil {
-		data = emptyData
+	if data == nil { // a hand-built event: fastjson values are not for sharing, even read
+		data = fastjson.MustParse(`{}`)
 	}
 	limit := s.script
 	if d, ok := ctx.Deadline(); ok {
