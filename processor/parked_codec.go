@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -47,33 +48,82 @@ func appendIntField(dst []byte, name string, v int64) []byte {
 	return append(strconv.AppendInt(dst, v, 10), ',')
 }
 
-var errNotParkedEntry = errors.New("not a parked delivery: its last headers are not eh-hook-id, eh-reason, eh-delivery")
+var errNotParkedEntry = errors.New("not a parked delivery: no eh-hook-id, eh-reason, eh-delivery headers")
 
-// parseParkedEntry reads a record that parkedEntry.record wrote.
+// parseParkedEntry reads a record that parkedEntry.record wrote: ours are the last
+// eh-delivery header and the two before it (headers a tool appended after them are
+// dropped). A record without them is read as the JSON entry of earlier versions.
 func parseParkedEntry(r *kgo.Record, e *parkedEntry) error {
-	n := len(r.Headers)
-	if n < 3 || r.Headers[n-3].Key != headerHookID || r.Headers[n-2].Key != headerReason || r.Headers[n-1].Key != headerDelivery {
+	n := len(r.Headers) - 1
+	for n >= 0 && r.Headers[n].Key != headerDelivery {
+		n--
+	}
+	if n < 0 {
+		return parseLegacyEntry(r.Value, e)
+	}
+	if n < 2 || r.Headers[n-2].Key != headerHookID || r.Headers[n-1].Key != headerReason {
 		return errNotParkedEntry
 	}
 	var p fastjson.Parser
-	v, err := p.ParseBytes(r.Headers[n-1].Value)
+	v, err := p.ParseBytes(r.Headers[n].Value)
 	if err != nil {
 		return fmt.Errorf("%s header: %w", headerDelivery, err)
 	}
 	if v.Type() != fastjson.TypeObject {
 		return fmt.Errorf("%s header: %w", headerDelivery, errNotParkedEntry)
 	}
+	readHistory(v, e)
+	e.HookID, e.Reason = string(r.Headers[n-2].Value), string(r.Headers[n-1].Value)
+	e.Key, e.Value = r.Key, r.Value
+	if n > 2 {
+		e.Headers = r.Headers[: n-2 : n-2]
+	}
+	return nil
+}
+
+// readHistory sets *e to the delivery history in v, an eh-delivery object (or an entry
+// of earlier versions, which has the same fields).
+func readHistory(v *fastjson.Value, e *parkedEntry) {
 	*e = parkedEntry{
-		HookID: string(r.Headers[n-3].Value), Reason: string(r.Headers[n-2].Value),
 		Attempts: v.GetInt("attempts"), LastStatus: v.GetInt("last_status"),
 		LastError:      string(v.GetStringBytes("last_error")),
 		FirstAttemptMs: v.GetInt64("first_attempt_ms"), LastAttemptMs: v.GetInt64("last_attempt_ms"),
 		DueMs: v.GetInt64("due_ms"), Topic: string(v.GetStringBytes("topic")),
 		Partition: int32(v.GetInt("partition")), Offset: v.GetInt64("offset"), TimestampMs: v.GetInt64("timestamp_ms"),
-		Key: r.Key, Value: r.Value, Headers: r.Headers[: n-3 : n-3],
 	}
-	if len(e.Headers) == 0 {
-		e.Headers = nil
+}
+
+// parseLegacyEntry reads the entry earlier versions wrote as the record's value: the
+// history and the hook, with the original key, value and headers in base64.
+func parseLegacyEntry(b []byte, e *parkedEntry) error {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(b)
+	if err != nil || v.Type() != fastjson.TypeObject || v.Get("value") == nil {
+		return errNotParkedEntry
+	}
+	readHistory(v, e)
+	e.HookID, e.Reason = string(v.GetStringBytes("hook_id")), string(v.GetStringBytes("reason"))
+	if e.Key, err = base64Field(v, "key"); err != nil {
+		return err
+	}
+	if e.Value, err = base64Field(v, "value"); err != nil {
+		return err
+	}
+	for _, h := range v.GetArray("headers") {
+		val, err := base64Field(h, "value")
+		if err != nil {
+			return err
+		}
+		e.Headers = append(e.Headers, kgo.RecordHeader{Key: string(h.GetStringBytes("key")), Value: val})
 	}
 	return nil
+}
+
+// base64Field decodes a base64 string field; null or absent is nil.
+func base64Field(v *fastjson.Value, name string) ([]byte, error) {
+	s := v.GetStringBytes(name)
+	if s == nil {
+		return nil, nil
+	}
+	return base64.StdEncoding.AppendDecode(make([]byte, 0, base64.StdEncoding.DecodedLen(len(s))), s)
 }

@@ -56,6 +56,24 @@ func TestParkedEntryCodec(t *testing.T) {
 			t.Errorf("parseParkedEntry = %+v, %v; want %+v", back, err, e)
 		}
 	}
+	// A header a tool appended after ours is dropped.
+	rec := entries[1].record("dlq")
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "traceparent", Value: []byte("00-1")})
+	var back parkedEntry
+	if err := parseParkedEntry(rec, &back); err != nil || !reflect.DeepEqual(back, entries[1]) {
+		t.Errorf("with a header appended: %+v, %v", back, err)
+	}
+	// The entry of earlier versions: the record's value, the event in base64.
+	legacy := &kgo.Record{Value: []byte(`{"hook_id":"h-1","reason":"max_attempts","attempts":10,"last_status":503,` +
+		`"last_error":"deliver hook h-1: \"busy\"\n","first_attempt_ms":1,"last_attempt_ms":2,"due_ms":3,` +
+		`"topic":"eventhooks-events","partition":7,"offset":42,"timestamp_ms":1700000000000,"key":"dS0x",` +
+		`"value":"eyJzb3VyY2UiOiJzIiwiZXZlbnQiOiJlIiwiZGF0YSI6e319",` +
+		`"headers":[{"key":"eh-source","value":"cw=="},{"key":"ce_id","value":"AP8="}]}`),
+		Headers: []kgo.RecordHeader{{Key: headerHookID, Value: []byte("h-1")}, {Key: headerReason, Value: []byte("max_attempts")}}}
+	back = parkedEntry{}
+	if err := parseParkedEntry(legacy, &back); err != nil || !reflect.DeepEqual(back, entries[1]) {
+		t.Errorf("legacy entry: %+v, %v; want %+v", back, err, entries[1])
+	}
 	for _, bad := range []*kgo.Record{
 		{Value: []byte(`{}`)},
 		{Headers: []kgo.RecordHeader{{Key: headerHookID}, {Key: headerReason}, {Key: headerDelivery, Value: []byte(`[1]`)}}},
