@@ -48,7 +48,8 @@ type Result struct {
 	RetryAfter time.Duration
 	// ProbeDone, for an attempt rejected while the destination's probe is in flight, is
 	// closed when that probe has its answer: a caller that waits for the breaker can
-	// wait on it. Nil otherwise.
+	// wait on it — for RetryAfter at most when that is set (an attempt on a Lane that
+	// avoids probes, to a destination that has not answered yet). Nil otherwise.
 	ProbeDone <-chan struct{}
 	// Duration is the time the attempt took, request building included.
 	Duration time.Duration
