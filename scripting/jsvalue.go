@@ -400,6 +400,11 @@ func plainKeys(o *fastjson.Object) bool {
 
 // appendJSNumber appends the number v as JSON.stringify writes its conversion.
 func appendJSNumber(dst []byte, v *fastjson.Value) []byte {
+	start := len(dst)
+	if dst = v.MarshalTo(dst); plainInt(dst[start:]) { // the number's text, as JavaScript writes it
+		return dst
+	}
+	dst = dst[:start]
 	switch i, f, kind := jsNumber(v); kind {
 	case numberInt:
 		return strconv.AppendInt(dst, i, 10)
@@ -407,6 +412,26 @@ func appendJSNumber(dst []byte, v *fastjson.Value) []byte {
 		return appendJSONFloat(dst, f)
 	}
 	return append(dst, "null"...)
+}
+
+// plainInt reports whether b is an integer JavaScript writes as it is: up to 15 digits
+// (below 2^53), no leading zero, not -0.
+func plainInt(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+		if len(b) == 1 && b[0] == '0' {
+			return false
+		}
+	}
+	if len(b) == 0 || len(b) > 15 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // appendExact appends v as JSON.stringify writes its JavaScript conversion (as tree

@@ -233,3 +233,14 @@ func TestLazyForwardAllocs(t *testing.T) {
 		t.Errorf("CallRequest allocates %v times, want at most 60", n)
 	}
 }
+
+func TestPlainInt(t *testing.T) {
+	for in, want := range map[string]bool{
+		"0": true, "7": true, "-7": true, "123456789012345": true, "-123456789012345": true,
+		"-0": false, "01": false, "1234567890123456": false, "1.0": false, "1e3": false, "": false, "-": false, "NaN": false,
+	} {
+		if got := plainInt([]byte(in)); got != want {
+			t.Errorf("plainInt(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
