@@ -49,8 +49,8 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 }
 
 // delivery is where one delivery runs: the goroutine's context, the event and the sinks'
-// lane state, and, on a live events lane, that lane (whose record may be finished by an
-// asynchronous park).
+// lane state, and, on a consumer's lane (events or retry), that lane, whose record may
+// be finished by an asynchronous write (see write).
 type delivery struct {
 	ctx   context.Context
 	ev    *hooks.Event
@@ -200,7 +200,7 @@ func (p *Processor) deadLetter(ctx context.Context, live *lane, e *parkedEntry) 
 	return p.write(ctx, live, e.record(p.cfg.DLQTopic), e.HookID)
 }
 
-// write produces a retry or DLQ record with acks=all. On a live lane it is
+// write produces a retry or DLQ record with acks=all. On a consumer's lane it is
 // asynchronous: the lane moves on, and its record is done once every such write is
 // acknowledged (so a failing endpoint costs the lane no broker round trip, nor the
 // producer's linger, per event). Elsewhere it waits for the acknowledgement, and reports

@@ -100,7 +100,7 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	var e parkedEntry
 	if err := parseParkedEntry(r, &e); err != nil {
 		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
-		return p.deadLetter(ctx, nil, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
+		return p.deadLetter(ctx, l, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
 	}
 	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
 		return false
@@ -108,7 +108,7 @@ func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
 	// While the destination's circuit stays open, the retry lane waits on it rather than
 	// parking the entry again: it is durable here already, and re-parking every entry on
 	// each cooldown would cost the broker as much as the live traffic.
-	return p.redeliver(delivery{ctx: ctx, ev: &l.ev, sinks: &l.sinks, holdOnOpenCircuit: true}, &l.dec, &e, 1).settled()
+	return p.redeliver(delivery{ctx: ctx, ev: &l.ev, sinks: &l.sinks, live: l, holdOnOpenCircuit: true}, &l.dec, &e, 1).settled()
 }
 
 // redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
