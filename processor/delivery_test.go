@@ -2,7 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,12 +70,8 @@ func byKeyStatus(script ...int) func(int, *testkit.Request) int {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	return func(_ int, r *testkit.Request) int {
-		var body struct {
-			Upstream string `json:"upstream_id"`
-			Seq      int    `json:"seq"`
-		}
-		_ = json.Unmarshal(r.Body, &body)
-		k := body.Upstream + "/" + strconv.Itoa(body.Seq)
+		upstream, seq, _ := healthBody(r.Body)
+		k := upstream + "/" + strconv.Itoa(seq)
 		mu.Lock()
 		defer mu.Unlock()
 		n := seen[k]
@@ -96,32 +91,25 @@ func TestRetryableFailuresAreRetriedInOrderWithStableID(t *testing.T) {
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"initial_backoff_ms":5,"max_backoff_ms":20},
 		"config":{"url":"`+rc.URL+`","secret":"s3cret"}}`)
 	const keys, perKey = 3, 5
-	var recs []*kgo.Record
-	for seq := range perKey {
-		for k := range keys {
-			recs = append(recs, healthEvent("u-"+strconv.Itoa(k), seq))
-		}
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
 	reqs := rc.WaitFor(t, keys*perKey*3, 30*time.Second)
 
 	ids := map[string]map[string]bool{} // event → webhook-ids seen
 	last := map[string]int{}
 	for _, r := range reqs {
-		var body struct {
-			Upstream string `json:"upstream_id"`
-			Seq      int    `json:"seq"`
+		upstream, seq, err := healthBody(r.Body)
+		if err != nil {
+			t.Fatal(err)
 		}
-		mustJSON(t, r.Body, &body)
-		ev := body.Upstream + "/" + strconv.Itoa(body.Seq)
+		ev := upstream + "/" + strconv.Itoa(seq)
 		if ids[ev] == nil {
 			ids[ev] = map[string]bool{}
 		}
 		ids[ev][r.Headers["Webhook-Id"]] = true
-		if prev, ok := last[body.Upstream]; ok && body.Seq < prev {
-			t.Fatalf("key %s: seq %d attempted after %d: a failing delivery did not block its key", body.Upstream, body.Seq, prev)
+		if prev, ok := last[upstream]; ok && seq < prev {
+			t.Fatalf("key %s: seq %d attempted after %d: a failing delivery did not block its key", upstream, seq, prev)
 		}
-		last[body.Upstream] = body.Seq
+		last[upstream] = seq
 	}
 	for ev, set := range ids {
 		if len(set) != 1 {
@@ -195,11 +183,7 @@ func TestOrderingNoneParksAndTheRetryWorkerRedelivers(t *testing.T) {
 	in := startInstance(t, emb.Addrs())
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none","retry":{"initial_backoff_ms":10,"max_backoff_ms":50},"config":{"url":"`+rc.URL+`"}}`)
 	const n = 20
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%4), i))
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(4, n/4)...)
 	testkit.Eventually(t, 30*time.Second, "all events delivered after parking", func() bool {
 		ok := 0
 		for _, r := range rc.Requests() {
@@ -235,11 +219,7 @@ func TestOrderingNoneWaitsForANewDestinationsFirstAnswer(t *testing.T) {
 	in := startInstance(t, emb.Addrs())
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none","config":{"url":"`+rc.URL+`"}}`)
 	const n = 64
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, healthEvent("u-"+strconv.Itoa(i), i)) // a key each: every lane at once
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(n, 1)...) // a key each: every lane at once
 	rc.WaitFor(t, n, 30*time.Second)
 	if parked := readRetryTopic(t, emb.Addrs()); parked != 0 {
 		t.Fatalf("%d deliveries to a healthy receiver were parked", parked)

@@ -135,6 +135,28 @@ func healthEvent(key string, seq int) *kgo.Record {
 	return &kgo.Record{Key: []byte(key), Value: []byte(v)}
 }
 
+// healthEvents returns perKey events for each of keys keys "u-0"…, interleaved: seq
+// 0 of every key, then seq 1, and so on.
+func healthEvents(keys, perKey int) []*kgo.Record {
+	recs := make([]*kgo.Record, 0, keys*perKey)
+	for seq := range perKey {
+		for k := range keys {
+			recs = append(recs, healthEvent("u-"+strconv.Itoa(k), seq))
+		}
+	}
+	return recs
+}
+
+// healthBody reads the key and seq of a delivered health event's body.
+func healthBody(body []byte) (upstream string, seq int, err error) {
+	var b struct {
+		Upstream string `json:"upstream_id"`
+		Seq      int    `json:"seq"`
+	}
+	err = json.Unmarshal(body, &b)
+	return b.Upstream, b.Seq, err
+}
+
 func TestWebhookDeliversKongBodyWithBothSignatures(t *testing.T) {
 	emb := testkit.Broker(t, 4)
 	rc := testkit.NewReceiver(t)
@@ -199,26 +221,19 @@ func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
 	const keys, perKey = 8, 40
-	var recs []*kgo.Record
-	for seq := range perKey {
-		for k := range keys {
-			recs = append(recs, healthEvent("u-"+strconv.Itoa(k), seq))
-		}
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
 	reqs := rc.WaitFor(t, keys*perKey, 60*time.Second)
 
 	last := map[string]int{}
 	for _, r := range reqs {
-		var body struct {
-			Upstream string `json:"upstream_id"`
-			Seq      int    `json:"seq"`
+		upstream, seq, err := healthBody(r.Body)
+		if err != nil {
+			t.Fatal(err)
 		}
-		mustJSON(t, r.Body, &body)
-		if prev, ok := last[body.Upstream]; ok && body.Seq != prev+1 {
-			t.Fatalf("key %s: seq %d arrived after %d", body.Upstream, body.Seq, prev)
+		if prev, ok := last[upstream]; ok && seq != prev+1 {
+			t.Fatalf("key %s: seq %d arrived after %d", upstream, seq, prev)
 		}
-		last[body.Upstream] = body.Seq
+		last[upstream] = seq
 	}
 	if len(last) != keys {
 		t.Fatalf("got %d keys", len(last))
@@ -277,11 +292,7 @@ func TestTwoInstancesShareHooksAndSplitPartitions(t *testing.T) {
 		return ok
 	})
 	const n = 400
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%50), i))
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(50, n/50)...)
 	reqs := rc.WaitFor(t, n, 60*time.Second)
 	seen := map[string]bool{}
 	for _, r := range reqs {
@@ -308,11 +319,7 @@ func TestRestartResumesFromCommittedOffsets(t *testing.T) {
 	first := startInstance(t, emb.Addrs())
 	first.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	const n = 2000
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%100), i))
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(100, n/100)...)
 	rc.WaitFor(t, n/4, 60*time.Second)
 	first.stop()
 	slow.Store(false)

@@ -2,7 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
@@ -39,11 +38,7 @@ func TestReplayBackfillsANewHook(t *testing.T) {
 	rc := testkit.NewReceiver(t)
 	in := startInstance(t, emb.Addrs())
 	const n = 60
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%6), i))
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(6, n/6)...)
 	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	time.Sleep(300 * time.Millisecond) // the live processor had nothing to deliver: the hook came late
 	live := len(rc.Requests())
@@ -112,11 +107,7 @@ func TestReplayHonoursGatesOnRequest(t *testing.T) {
 	emb := testkit.Broker(t, 2)
 	rc := testkit.NewReceiver(t)
 	in := startInstance(t, emb.Addrs())
-	var recs []*kgo.Record
-	for i := range 60 {
-		recs = append(recs, healthEvent("u-"+strconv.Itoa(i%6), i))
-	}
-	produce(t, producer(t, emb.Addrs()), recs...)
+	produce(t, producer(t, emb.Addrs()), healthEvents(6, 10)...)
 	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","snooze":3600,"config":{"url":"`+rc.URL+`"}}`)
 	gated, err := in.proc.Replay(context.Background(), processor.ReplayConfig{HookIDs: []string{h.ID}, DryRun: true, HonourGates: true})
 	if err != nil || gated.Served[h.ID] != 6 || gated.Gated != 54 {
