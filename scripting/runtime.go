@@ -10,6 +10,8 @@ import (
 
 	"github.com/dop251/goja"
 	"github.com/valyala/fastjson"
+
+	"github.com/eventhooks/eventhooks/internal/defaults"
 )
 
 var typePromise = reflect.TypeOf((*goja.Promise)(nil))
@@ -59,15 +61,9 @@ func (c RuntimeConfig) withDefaults() RuntimeConfig {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.MaxCallStack <= 0 {
-		c.MaxCallStack = DefaultMaxCallStack
-	}
-	if c.MaxOutputBytes <= 0 {
-		c.MaxOutputBytes = DefaultMaxOutputBytes
-	}
-	if c.MaxInputBytes <= 0 {
-		c.MaxInputBytes = DefaultMaxInputBytes
-	}
+	defaults.Positive(&c.MaxCallStack, DefaultMaxCallStack)
+	defaults.Positive(&c.MaxOutputBytes, DefaultMaxOutputBytes)
+	defaults.Positive(&c.MaxInputBytes, DefaultMaxInputBytes)
 	return c
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/eventhooks/eventhooks/internal/defaults"
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
@@ -95,46 +96,24 @@ const (
 )
 
 func (c *PoolConfig) applyDefaults() {
-	if c.MaxConnsPerHost <= 0 {
-		c.MaxConnsPerHost = DefaultMaxConnsPerHost
-	}
-	if c.MaxConnWaitTimeout <= 0 {
-		c.MaxConnWaitTimeout = DefaultMaxConnWaitTimeout
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.MaxResponseBodySize <= 0 {
-		c.MaxResponseBodySize = DefaultMaxResponseBodySize
-	}
-	if c.MaxIdleConnDuration <= 0 {
-		c.MaxIdleConnDuration = DefaultMaxIdleConnDuration
-	}
-	if c.BreakerThreshold <= 0 {
-		c.BreakerThreshold = DefaultBreakerThreshold
-	}
-	if c.BreakerCooldown <= 0 {
-		c.BreakerCooldown = DefaultBreakerCooldown
-	}
-	if c.BreakerMaxCooldown <= 0 {
-		c.BreakerMaxCooldown = DefaultBreakerMaxCooldown
-	}
+	defaults.Positive(&c.MaxConnsPerHost, DefaultMaxConnsPerHost)
+	defaults.Positive(&c.MaxConnWaitTimeout, DefaultMaxConnWaitTimeout)
+	defaults.Positive(&c.ReadTimeout, DefaultReadTimeout)
+	defaults.Positive(&c.WriteTimeout, DefaultWriteTimeout)
+	defaults.Positive(&c.MaxResponseBodySize, DefaultMaxResponseBodySize)
+	defaults.Positive(&c.MaxIdleConnDuration, DefaultMaxIdleConnDuration)
+	defaults.Positive(&c.BreakerThreshold, DefaultBreakerThreshold)
+	defaults.Positive(&c.BreakerCooldown, DefaultBreakerCooldown)
+	defaults.Positive(&c.BreakerMaxCooldown, DefaultBreakerMaxCooldown)
 	c.BreakerMaxCooldown = max(c.BreakerMaxCooldown, c.BreakerCooldown)
-	if c.MaxDestinations <= 0 {
-		c.MaxDestinations = DefaultMaxDestinations
-	}
+	defaults.Positive(&c.MaxDestinations, DefaultMaxDestinations)
 	if c.LambdaRuntimes <= 0 {
 		c.LambdaRuntimes = 2 * runtime.GOMAXPROCS(0)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.LambdaTimeout <= 0 {
-		c.LambdaTimeout = DefaultLambdaTimeout
-	}
+	defaults.Positive(&c.LambdaTimeout, DefaultLambdaTimeout)
 }
 
 // destination identifies one HostClient: TLS or not, host:port, certificate checking.
