@@ -250,7 +250,7 @@ func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) bool {
 			return false
 		}
 		produceErrors.Inc()
-		p.logs.warn(p.log, "produce:"+rec.Topic, "cannot park delivery; retrying", "topic", rec.Topic, "err", err)
+		p.logs.warn(p.log, "produce:"+rec.Topic, "cannot write delivery; retrying", "topic", rec.Topic, "err", err)
 		if !sleepCtx(ctx, backoff(produceRetry, attempt, 0)) {
 			return false
 		}
