@@ -126,7 +126,7 @@ func TestProducedEvents(t *testing.T) {
 		if !ok || ts < before || ts > after {
 			t.Errorf("ts %d not within the Produce call [%d, %d]", ts, before, after)
 		}
-		if got := string(ev.Data.GetStringBytes("upstream_id")); got != string(r.Key) {
+		if got := string(ev.Data().GetStringBytes("upstream_id")); got != string(r.Key) {
 			t.Errorf("upstream_id %q, key %q", got, r.Key)
 		}
 		keys[string(r.Key)]++

@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -54,7 +53,7 @@ func DecodeErrorKind(err error) string {
 	return "other"
 }
 
-// Event is one decoded event. Data and the byte slices point into the Decoder and the
+// Event is one decoded event. Its data and byte slices point into the Decoder and the
 // record: they are valid until the Decoder decodes the next record.
 type Event struct {
 	Record *kgo.Record
@@ -66,7 +65,44 @@ type Event struct {
 	Event  string
 	// Time is the envelope's time, or the record timestamp when the envelope has none.
 	Time time.Time
-	Data *fastjson.Value
+
+	data    *fastjson.Value  // parsed data, nil until Data parses rawData
+	rawData []byte           // the data object's JSON text, validated
+	flat    bool             // rawData's members can be copied as they are
+	parser  *fastjson.Parser // the decoder's, which parses rawData
+}
+
+// emptyObject stands in for data that does not parse, which the decoder's validation
+// (fastjson's nesting limit included) rules out.
+var emptyObject = fastjson.MustParse(`{}`)
+
+// Data returns the event's data object. A decoded event's data is parsed on the first
+// call: a webhook that copies the data as it arrived (DataMembers) never parses it.
+func (e *Event) Data() *fastjson.Value {
+	if e.data == nil && e.rawData != nil {
+		v, err := e.parser.ParseBytes(e.rawData)
+		if err != nil {
+			v = emptyObject
+		}
+		e.data = v
+	}
+	return e.data
+}
+
+// SetData sets the data of an event built by hand (Admin API tests, tools).
+func (e *Event) SetData(v *fastjson.Value) {
+	e.data, e.rawData, e.flat = v, nil, false
+}
+
+// DataMembers returns the data object's members as the record holds them, the text
+// between its braces, when a body can take them as they are: the object has no
+// whitespace between tokens, is valid UTF-8 and has no "source" or "event" member (which
+// Kong's body replaces). ok is false otherwise; the caller then writes Data.
+func (e *Event) DataMembers() (members []byte, ok bool) {
+	if !e.flat {
+		return nil, false
+	}
+	return e.rawData[1 : len(e.rawData)-1], true
 }
 
 // Decoder turns records into Events. One Decoder belongs to one goroutine (a lane): it
@@ -203,33 +239,41 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	if h.cloudEvent() {
 		return d.decodeCloudEvent(r, &h, ev)
 	}
-	v, err := d.parseObject(r.Value, ErrNotObject)
-	if err != nil {
-		return err
+	scan := jsonScanner{readEnv: true, keysAt: 2}
+	top, ok := scan.scanValue(r.Value)
+	if !ok {
+		return ErrNotJSON
 	}
-	src := v.GetStringBytes("source")
+	if top[0] != '{' {
+		return ErrNotObject
+	}
+	env := &scan.env
+	if env.slow {
+		if err := d.readThroughTree(top, env); err != nil {
+			return err
+		}
+	}
+	src, evName := env.source.str(), env.event.str()
 	if len(src) == 0 {
 		return ErrMissingSource
 	}
-	evName := v.GetStringBytes("event")
 	if len(evName) == 0 {
 		return ErrMissingEvent
 	}
-	data := v.Get("data")
-	if data == nil || data.Type() != fastjson.TypeObject {
+	if env.data.kind != '{' {
 		return ErrMissingData
 	}
 	ev.Source, ev.Event = d.internPair(src, evName)
-	ev.Data = data
-	if id := v.GetStringBytes("id"); len(id) > 0 {
+	if env.data.tree != nil {
+		ev.data = env.data.tree
+	} else {
+		ev.rawData, ev.flat, ev.parser = env.data.text, env.flat, &d.parser
+	}
+	if id := env.id.str(); len(id) > 0 {
 		ev.ID = id
 	}
-	if t := v.GetStringBytes("time"); len(t) > 0 {
-		parsed, err := time.Parse(time.RFC3339Nano, string(t))
-		if err != nil {
-			return ErrBadTime
-		}
-		ev.Time = parsed
+	if err := setTime(ev, env.time.str()); err != nil {
+		return err
 	}
 	if len(h.src) > 0 && len(h.ev) > 0 && (string(h.src) != ev.Source || string(h.ev) != ev.Event) {
 		return ErrHeaderMismatch
@@ -238,37 +282,40 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	return nil
 }
 
-// parseObject parses strict JSON that must be an object (notObject otherwise). fastjson's
-// parser is lenient (NaN, 01, raw control characters): validating first makes what a hook
-// receives JSON.
-func (d *Decoder) parseObject(b []byte, notObject error) (*fastjson.Value, error) {
-	if !strictValid(b) {
-		return nil, ErrNotJSON
-	}
-	v, err := d.parser.ParseBytes(b)
+// readThroughTree reads the envelope's members through fastjson, which unescapes keys
+// and strings: for the rare envelope with escapes where names are read.
+func (d *Decoder) readThroughTree(top []byte, env *envelope) error {
+	v, err := d.parser.ParseBytes(top)
 	if err != nil {
-		return nil, ErrNotJSON
+		return ErrNotJSON
 	}
-	if v.Type() != fastjson.TypeObject {
-		return nil, notObject
-	}
-	return v, nil
-}
-
-// strictValid reports whether b is JSON. fastjson's validator lets a raw control character
-// through in a string that also has an escape; JSON never contains bytes below 0x20 but
-// whitespace outside strings, so only a value with such bytes pays for encoding/json's
-// strict check.
-func strictValid(b []byte) bool {
-	if fastjson.ValidateBytes(b) != nil {
-		return false
-	}
-	for _, c := range b {
-		if c < 0x20 {
-			return json.Valid(b)
+	for _, m := range []struct {
+		name string
+		m    *envMember
+	}{{"source", &env.source}, {"event", &env.event}, {"id", &env.id}, {"time", &env.time}} {
+		*m.m = envMember{}
+		if s := v.Get(m.name); s != nil && s.Type() == fastjson.TypeString {
+			m.m.kind, m.m.text = '"', s.GetStringBytes()
 		}
 	}
-	return true
+	env.data = envMember{}
+	if data := v.Get("data"); data != nil && data.Type() == fastjson.TypeObject {
+		env.data.kind, env.data.tree = '{', data
+	}
+	return nil
+}
+
+// setTime sets ev.Time from an RFC 3339 time, when there is one.
+func setTime(ev *Event, t []byte) error {
+	if len(t) == 0 {
+		return nil
+	}
+	parsed, err := time.Parse(time.RFC3339Nano, string(t))
+	if err != nil {
+		return ErrBadTime
+	}
+	ev.Time = parsed
+	return nil
 }
 
 // decodeCloudEvent handles CloudEvents binary mode: attributes in ce_* headers, the value
@@ -280,21 +327,22 @@ func (d *Decoder) decodeCloudEvent(r *kgo.Record, ce *recordHeaders, ev *Event) 
 	if len(ce.ceType) == 0 {
 		return ErrMissingEvent
 	}
-	v, err := d.parseObject(r.Value, ErrMissingData)
-	if err != nil {
-		return err
+	scan := jsonScanner{keysAt: 1}
+	data, ok := scan.scanValue(r.Value)
+	if !ok {
+		return ErrNotJSON
+	}
+	if data[0] != '{' {
+		return ErrMissingData
 	}
 	ev.Source, ev.Event = d.internPair(ce.ceSource, ce.ceType)
-	ev.Data = v
+	ev.rawData, ev.parser = data, &d.parser
+	ev.flat = scan.flat(data)
 	if len(ce.ceID) > 0 {
 		ev.ID = ce.ceID
 	}
-	if len(ce.ceT) > 0 {
-		parsed, err := time.Parse(time.RFC3339Nano, string(ce.ceT))
-		if err != nil {
-			return ErrBadTime
-		}
-		ev.Time = parsed
+	if err := setTime(ev, ce.ceT); err != nil {
+		return err
 	}
 	d.notePair(ev.Source, ev.Event)
 	return nil

@@ -415,7 +415,7 @@ func replayGate(gates *gateSet, ch *compiledHook, ev *hooks.Event) (key []byte, 
 		key = ev.Key
 	}
 	if ch.gate.needsFingerprint() {
-		fp = fingerprint(ev.Data, ch.gate.unique)
+		fp = fingerprint(ev.Data(), ch.gate.unique)
 	}
 	return key, fp, true
 }

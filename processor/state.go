@@ -40,7 +40,7 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 	now := p.cfg.Now()
 	var fp uint64
 	if spec.needsFingerprint() {
-		fp = fingerprint(l.ev.Data, spec.unique)
+		fp = fingerprint(l.ev.Data(), spec.unique)
 	}
 	key := l.ev.Key
 	if spec.hookScoped() {

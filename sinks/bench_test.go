@@ -17,7 +17,7 @@ const benchSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 // buildAndSign is the CPU part of a webhook delivery: Kong's body and both signatures.
 func buildAndSign(s *webhookSink, ev *hooks.Event, unix int64) int {
 	buf := getBuffer()
-	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
+	buf.B = appendEventBody(buf.B[:0], ev)
 	sg := s.signers.Get().(*signer)
 	sig := sg.signRequest(s.hookID, ev, -1, unix, buf.B, true)
 	n := len(buf.B) + len(sig.std) + len(sig.kong) + len(sig.id) + len(sig.ts)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
@@ -27,6 +28,29 @@ func putBuffer(b *buffer) {
 	bufferPool.Put(b)
 }
 
+// appendEventBody appends Kong's webhook body for ev (see appendWebhookBody), copying the
+// data's members as the record holds them when it can (hooks.Event.DataMembers): a
+// webhook then never parses the event.
+func appendEventBody(dst []byte, ev *hooks.Event) []byte {
+	members, ok := ev.DataMembers()
+	if !ok {
+		return appendWebhookBody(dst, ev.Source, ev.Event, ev.Data())
+	}
+	dst = appendBodyHead(dst, ev.Source, ev.Event)
+	if len(members) > 0 {
+		dst = append(append(dst, ','), members...)
+	}
+	return append(dst, '}')
+}
+
+// appendBodyHead opens Kong's body with its "source" and "event" members.
+func appendBodyHead(dst []byte, source, event string) []byte {
+	dst = append(dst, `{"source":`...)
+	dst = appendJSONString(dst, source)
+	dst = append(dst, `,"event":`...)
+	return appendJSONString(dst, event)
+}
+
 // appendWebhookBody appends Kong's webhook body to dst: the data object with "source" and
 // "event" added first. Top-level "source"/"event" keys of data are dropped (replaced, not
 // duplicated). A nil or non-object data yields just the two keys.
@@ -35,10 +59,7 @@ func putBuffer(b *buffer) {
 // (strconv.AppendQuote) emits \x01, \a and \v, which are not JSON; and it re-checks
 // numbers, because fastjson's parser accepts NaN, Inf and "1-2" as numbers.
 func appendWebhookBody(dst []byte, source, event string, data *fastjson.Value) []byte {
-	dst = append(dst, `{"source":`...)
-	dst = appendJSONString(dst, source)
-	dst = append(dst, `,"event":`...)
-	dst = appendJSONString(dst, event)
+	dst = appendBodyHead(dst, source, event)
 	if data != nil && data.Type() == fastjson.TypeObject {
 		o, _ := data.Object() // cannot fail: the type was just checked
 		o.Visit(func(k []byte, v *fastjson.Value) {

@@ -40,23 +40,37 @@ func FuzzWebhookBody(f *testing.F) {
 		if !json.Valid([]byte(data)) || hasSurrogateEscape(data) {
 			return
 		}
-		var want map[string]any
-		dec := json.NewDecoder(bytesReader(data))
-		dec.UseNumber()
-		if err := dec.Decode(&want); err != nil {
+		want, ok := decodeNumbers(data)
+		if !ok {
 			return
 		}
-		var got map[string]any
-		dec = json.NewDecoder(bytesReader(string(body)))
-		dec.UseNumber()
-		if err := dec.Decode(&got); err != nil {
-			t.Fatal(err)
+		got, ok := decodeNumbers(string(body))
+		if !ok {
+			t.Fatalf("body %s does not decode", body)
 		}
 		want["source"], want["event"] = got["source"], got["event"]
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("body %s\ndecodes to %#v\nwant       %#v", body, got, want)
 		}
+		// Decoded from a record, the body copies the data as it arrived where it can: it
+		// must say what the body written from the parsed data says.
+		if ev, err := decodeEvent(source, event, data); err == nil {
+			tree := appendWebhookBody(nil, ev.Source, ev.Event, ev.Data())
+			copied := appendEventBody(nil, ev)
+			want, _ := decodeNumbers(string(tree))
+			if got, ok := decodeNumbers(string(copied)); !ok || !reflect.DeepEqual(got, want) {
+				t.Fatalf("body %s\nwritten from the parsed data: %s", copied, tree)
+			}
+		}
 	})
+}
+
+// decodeNumbers decodes a JSON object keeping numbers as their text.
+func decodeNumbers(s string) (map[string]any, bool) {
+	var m map[string]any
+	dec := json.NewDecoder(bytesReader(s))
+	dec.UseNumber()
+	return m, dec.Decode(&m) == nil
 }
 
 // hasSurrogateEscape reports whether s contains a \uD800-\uDFFF escape.

@@ -29,9 +29,9 @@
 //     Admin API test call has its own and passes it to every Deliver it makes. It holds
 //     the goja runtime (single-goroutine by nature), the template context of the event
 //     being delivered, shared by that event's hooks, and scratch buffers.
-//   - An Event is not safe for concurrent use: fastjson unescapes strings lazily and in
-//     place, so reading ev.Data writes to it. Two goroutines must not Deliver the same
-//     *hooks.Event at the same time (deliver one event to its hooks sequentially on the
+//   - An Event is not safe for concurrent use: ev.Data parses on its first call and
+//     fastjson unescapes strings lazily and in place, so reading the data writes to the
+//     event. Two goroutines must not Deliver the same *hooks.Event at the same time (deliver one event to its hooks sequentially on the
 //     lane that owns it, or give each goroutine its own copy).
 //   - Pool creates a HostClient and a circuit breaker under its mutex the first time a
 //     destination is used and publishes an immutable map snapshot; lookups are a

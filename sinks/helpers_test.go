@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -124,17 +125,41 @@ const consumerData = `{"operation":"create","schema":"consumers",` +
 // newEvent parses data and returns an event as the Decoder would produce it.
 func newEvent(t testing.TB, source, event, data string) *hooks.Event {
 	t.Helper()
+	ev, err := decodeEvent(source, event, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// decodeEvent decodes a record of an envelope with source, event and data, as the
+// processor would.
+func decodeEvent(source, event, data string) (*hooks.Event, error) {
+	src, _ := json.Marshal(source)
+	name, _ := json.Marshal(event)
+	rec := &kgo.Record{
+		Topic: "eventhooks-events", Partition: 3, Offset: 5, Key: []byte("0fd2b1c6"),
+		Value: []byte(`{"id":"01JDQ4Z9X8Y7W6V5T4S3R2Q1P0","source":` + string(src) + `,"event":` + string(name) + `,"data":` + data + `}`),
+	}
+	ev := new(hooks.Event)
+	if err := new(hooks.Decoder).Decode(rec, ev); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", rec.Value, err)
+	}
+	return ev, nil
+}
+
+// handBuiltEvent is newEvent for data the decoder rejects (fastjson's lenient JSON, as a
+// hand-built event may hold).
+func handBuiltEvent(t testing.TB, source, event, data string) *hooks.Event {
+	t.Helper()
 	var p fastjson.Parser
 	v, err := p.Parse(data)
 	if err != nil {
 		t.Fatalf("parse %s: %v", data, err)
 	}
-	return &hooks.Event{
-		Source: source, Event: event, Data: v,
-		Key:    []byte("0fd2b1c6"),
-		ID:     []byte("01JDQ4Z9X8Y7W6V5T4S3R2Q1P0"),
-		Record: &kgo.Record{Topic: "eventhooks-events", Partition: 3, Offset: 5},
-	}
+	ev := &hooks.Event{Source: source, Event: event, Key: []byte("0fd2b1c6")}
+	ev.SetData(v)
+	return ev
 }
 
 // newPool returns a pool closed at the end of the test.

@@ -150,7 +150,7 @@ func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 }
 
 func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) Result {
-	data := ev.Data
+	data := ev.Data()
 	if data == nil { // a hand-built event: fastjson values are not for sharing, even read
 		data = fastjson.MustParse(`{}`)
 	}

@@ -54,12 +54,12 @@ const maxLaneScratch = 1 << 20
 // tests, hand-built events) are not cached.
 func (l *Lane) eventContext(ev *hooks.Event) map[string]any {
 	if ev.Record == nil {
-		return scripting.EventContext(ev.Source, ev.Event, ev.Data)
+		return scripting.EventContext(ev.Source, ev.Event, ev.Data())
 	}
 	if l.ctxMap != nil && l.ctxRec == ev.Record && l.ctxOff == ev.Record.Offset {
 		return l.ctxMap
 	}
-	l.ctxMap = scripting.EventContext(ev.Source, ev.Event, ev.Data)
+	l.ctxMap = scripting.EventContext(ev.Source, ev.Event, ev.Data())
 	l.ctxRec, l.ctxOff = ev.Record, ev.Record.Offset
 	return l.ctxMap
 }

@@ -31,8 +31,8 @@ func (s *logSink) Deliver(ctx context.Context, ev *hooks.Event, _ *Lane) Result 
 		return res
 	}
 	buf := getBuffer()
-	if ev.Data != nil {
-		buf.B = appendJSONValue(buf.B[:0], ev.Data)
+	if data := ev.Data(); data != nil {
+		buf.B = appendJSONValue(buf.B[:0], data)
 	} else {
 		buf.B = append(buf.B[:0], "null"...)
 	}

@@ -174,7 +174,8 @@ func (t Tester) Test(ctx context.Context, h *hooks.Hook, data []byte) (any, erro
 		}
 	}
 	out := &TestResult{Data: appendWebhookBody(nil, h.Source, event, v)}
-	ev := &hooks.Event{Source: h.Source, Event: event, Time: time.Now(), Data: v}
+	ev := &hooks.Event{Source: h.Source, Event: event, Time: time.Now()}
+	ev.SetData(v)
 	lane := &Lane{capture: &capture{}}
 	res := sink.Deliver(ctx, ev, lane)
 	last := lane.capture.last()

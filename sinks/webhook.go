@@ -183,7 +183,7 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) 
 		return res
 	}
 	buf := getBuffer()
-	buf.B = appendWebhookBody(buf.B[:0], ev.Source, ev.Event, ev.Data)
+	buf.B = appendEventBody(buf.B[:0], ev)
 	res := s.post(ctx, ev, lane, buf.B, start)
 	putBuffer(buf)
 	return res

@@ -58,7 +58,7 @@ func TestWebhookKongBody(t *testing.T) {
 
 func TestWebhookBodyReplacesSourceAndEvent(t *testing.T) {
 	ev := newEvent(t, "balancer", "health", `{"source":"spoofed","upstream_id":"u-1","event":"x","n":1}`)
-	got := appendWebhookBody(nil, ev.Source, ev.Event, ev.Data)
+	got := appendWebhookBody(nil, ev.Source, ev.Event, ev.Data())
 	want := `{"source":"balancer","event":"health","upstream_id":"u-1","n":1}`
 	if string(got) != want {
 		t.Fatalf("body = %s, want %s", got, want)
@@ -67,8 +67,8 @@ func TestWebhookBodyReplacesSourceAndEvent(t *testing.T) {
 
 func TestWebhookBodyEscaping(t *testing.T) {
 	// Inputs fastjson accepts but would re-marshal as invalid JSON.
-	ev := newEvent(t, "s\"rc", "ev\n", "{\"k\\u0001\":\"a\\u0000b\\u0007\\u000b\u2028\",\"nan\":NaN,\"weird\":1-2,\"raw\":\"\x01\",\"bad\":\"\xff\"}")
-	got := appendWebhookBody(nil, ev.Source, ev.Event, ev.Data)
+	ev := handBuiltEvent(t, "s\"rc", "ev\n", "{\"k\\u0001\":\"a\\u0000b\\u0007\\u000b\u2028\",\"nan\":NaN,\"weird\":1-2,\"raw\":\"\x01\",\"bad\":\"\xff\"}")
+	got := appendWebhookBody(nil, ev.Source, ev.Event, ev.Data())
 	if !json.Valid(got) {
 		t.Fatalf("invalid JSON: %q", got)
 	}

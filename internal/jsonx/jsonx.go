@@ -71,9 +71,15 @@ func AppendString[T string | []byte](dst []byte, s T, jsSafe bool) []byte {
 // plain8 reports whether eight bytes are all ASCII that JSON writes as it is (no control
 // character, quote or backslash), testing them at once (SWAR).
 func plain8(b0, b1, b2, b3, b4, b5, b6, b7 byte) bool {
+	return PlainWord(uint64(b0) | uint64(b1)<<8 | uint64(b2)<<16 | uint64(b3)<<24 |
+		uint64(b4)<<32 | uint64(b5)<<40 | uint64(b6)<<48 | uint64(b7)<<56)
+}
+
+// PlainWord reports whether the eight bytes of x are all ASCII that a JSON string holds as
+// they are (no control character, quote or backslash): string scanners step over such
+// runs eight bytes at a time.
+func PlainWord(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	x := uint64(b0) | uint64(b1)<<8 | uint64(b2)<<16 | uint64(b3)<<24 |
-		uint64(b4)<<32 | uint64(b5)<<40 | uint64(b6)<<48 | uint64(b7)<<56
 	quote, backslash := x^(ones*'"'), x^(ones*'\\')
 	special := (x - ones*0x20) | (quote-ones)&^quote | (backslash-ones)&^backslash
 	return (x|special)&highs == 0
