@@ -20,10 +20,7 @@ import (
 // valid after the event's parser is reused. A nil or non-object data yields only source
 // and event.
 func EventContext(source, event string, data *fastjson.Value) map[string]any {
-	var obj *fastjson.Object
-	if data != nil && data.Type() == fastjson.TypeObject {
-		obj, _ = data.Object()
-	}
+	obj := data.GetObject() // nil for a nil or non-object data
 	n := 2
 	if obj != nil {
 		n += obj.Len()
@@ -37,6 +34,76 @@ func EventContext(source, event string, data *fastjson.Value) map[string]any {
 	m["source"] = source
 	m["event"] = event
 	return m
+}
+
+// EventData is what a template reads of one event. A template made only of text and field
+// paths (the common Kong case) looks its fields up in the parsed data; any other template
+// reads the map EventContext builds, made on its first need and kept for the event's
+// other templates.
+//
+// It points into the parsed data: it is valid until the event's parser is reused, and,
+// like the data, not safe for concurrent use (fastjson unescapes strings in place).
+type EventData struct {
+	source, event string
+	data          *fastjson.Value // an object, or nil
+	ctx           map[string]any   // EventContext's, once built
+}
+
+// Reset makes d the data of another event.
+func (d *EventData) Reset(source, event string, data *fastjson.Value) {
+	*d = EventData{source: source, event: event}
+	if data != nil && data.Type() == fastjson.TypeObject {
+		d.data = data
+	}
+}
+
+// context returns EventContext's map of the event, built once.
+func (d *EventData) context() map[string]any {
+	if d.ctx == nil {
+		d.ctx = EventContext(d.source, d.event, d.data)
+	}
+	return d.ctx
+}
+
+// appendField appends what the action {{ .path }} prints for the event: what Render does
+// with the map, without building it.
+func (d *EventData) appendField(dst []byte, path []string) []byte {
+	switch {
+	case path[0] != "source" && path[0] != "event":
+	case len(path) > 1: // they win over data fields; a field of a string is nothing
+		return dst
+	case path[0] == "source":
+		return append(dst, d.source...)
+	default:
+		return append(dst, d.event...)
+	}
+	v := d.data
+	for _, k := range path {
+		if v == nil || v.Type() != fastjson.TypeObject {
+			return dst // a field of a missing value, a null or a non-object
+		}
+		v, _ = lastMember(v, k) // the last of duplicates, as in EventContext's map
+	}
+	if v == nil {
+		return dst
+	}
+	return appendJSONField(dst, v)
+}
+
+// appendJSONField appends a field's value as a template prints the value
+// fromFastJSON converts it to.
+func appendJSONField(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeString:
+		return append(dst, v.GetStringBytes()...)
+	case fastjson.TypeNull:
+		return dst
+	case fastjson.TypeTrue:
+		return append(dst, "true"...)
+	case fastjson.TypeFalse:
+		return append(dst, "false"...)
+	}
+	return appendValue(dst, fromFastJSON(v))
 }
 
 // fromFastJSON converts a parsed JSON value into plain Go values. Recursion depth is

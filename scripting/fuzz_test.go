@@ -51,6 +51,14 @@ func FuzzTemplate(f *testing.F) {
 		if elapsed := time.Since(start); elapsed > 2*time.Second {
 			t.Fatalf("render took %v", elapsed)
 		}
+		if tm.tmpl == nil { // a template of paths renders the same from the parsed data
+			var d EventData
+			d.Reset("s", "e", v)
+			fromData, derr := tm.RenderEvent([]byte("x"), &d)
+			if string(fromData) != string(out) || (derr == nil) != (err == nil) {
+				t.Fatalf("RenderEvent = %q, %v; Render = %q, %v", fromData, derr, out, err)
+			}
+		}
 		if err != nil && string(out) != "x" {
 			t.Fatalf("failed render changed dst: %q", out)
 		}

@@ -164,6 +164,27 @@ func (t *Template) Render(dst []byte, ctx map[string]any) ([]byte, error) {
 	return dst[:start], fmt.Errorf("cannot render template %s: %w", t.name, err)
 }
 
+// RenderEvent is Render for an event's EventData: a template of text and field paths
+// reads the parsed data directly, any other renders with EventContext's map, built once
+// per EventData.
+func (t *Template) RenderEvent(dst []byte, d *EventData) ([]byte, error) {
+	if t.tmpl != nil {
+		return t.Render(dst, d.context())
+	}
+	start := len(dst)
+	for _, s := range t.segs {
+		if s.path == nil {
+			dst = append(dst, s.text...)
+		} else {
+			dst = d.appendField(dst, s.path)
+		}
+		if len(dst)-start > t.limits.MaxOutputBytes {
+			return dst[:start], t.tooLarge()
+		}
+	}
+	return dst, nil
+}
+
 func (t *Template) tooLarge() error {
 	return fmt.Errorf("cannot render template %s: %w (%d bytes)", t.name, ErrOutputTooLarge, t.limits.MaxOutputBytes)
 }

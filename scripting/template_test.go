@@ -322,3 +322,40 @@ func TestAppendFloatLikeJavaScript(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderEventMatchesRender: a template of text and paths reads the parsed data as
+// Render reads EventContext's map.
+func TestRenderEventMatchesRender(t *testing.T) {
+	const data = `{"s":"x\"y\u00e9","i":8000,"f":0.5,"big":12345678901234567890,"e":1e21,"neg":-0,` +
+		`"t":true,"n":null,"o":{"a":{"b":"deep"},"l":[1,"2",{"k":null}]},"dup":1,"dup":2,` +
+		`"source":"spoofed","event":"spoofed","esc\u0061ped":"k","list":[1,2]}`
+	srcs := []string{
+		"{{ s }}|{{ i }}|{{ f }}|{{ big }}|{{ e }}|{{ neg }}|{{ t }}|{{ n }}",
+		"{{ o }}|{{ o.a }}|{{ o.a.b }}|{{ o.l }}|{{ o.missing.x }}|{{ s.x }}|{{ n.x }}|{{ list.0 }}",
+		"{{ dup }} {{ source }} {{ event }} {{ source.x }} {{ escaped }} {{ missing }}",
+		"{* o.a.b *} {{ .o.a.b }} text only",
+		"",
+	}
+	for _, data := range []string{data, `{}`, `[1]`, `"str"`} {
+		v := fastjson.MustParse(data)
+		for _, src := range srcs {
+			tm, err := CompileTemplate("t", src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tm.tmpl != nil {
+				t.Fatalf("%q is not a template of paths", src)
+			}
+			want, err := tm.Render(nil, EventContext("balancer", "health", v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d EventData
+			d.Reset("balancer", "health", v)
+			got, err := tm.RenderEvent(nil, &d)
+			if err != nil || string(got) != string(want) {
+				t.Errorf("data %s, %q: RenderEvent = %q, %v; Render = %q", data, src, got, err, want)
+			}
+		}
+	}
+}

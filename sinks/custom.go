@@ -74,11 +74,11 @@ type textPart struct {
 	tmpl *scripting.Template
 }
 
-func (p *textPart) appendTo(dst []byte, ctx map[string]any) ([]byte, error) {
+func (p *textPart) appendTo(dst []byte, ctx *scripting.EventData) ([]byte, error) {
 	if p.tmpl == nil {
 		return append(dst, p.lit...), nil
 	}
-	return p.tmpl.Render(dst, ctx)
+	return p.tmpl.RenderEvent(dst, ctx)
 }
 
 // customHeader is one configured header with its value: lit when literal, else value's
@@ -331,9 +331,9 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 // build fills req for ev, the body going to buf (not copied into req: buf outlives it),
 // and returns the endpoint to send it to.
 func (s *customSink) build(req *fasthttp.Request, buf *buffer, ev *hooks.Event, lane *Lane) (*endpoint, error) {
-	var tctx map[string]any
+	var tctx *scripting.EventData
 	if s.needsCtx {
-		tctx = lane.eventContext(ev)
+		tctx = lane.eventData(ev)
 	}
 	var err error
 	ep := s.ep
@@ -495,7 +495,7 @@ func (s *customSink) build(req *fasthttp.Request, buf *buffer, ev *hooks.Event, 
 
 // renderHeader appends the rendered value of a templated header to dst and checks that
 // it cannot inject headers.
-func (s *customSink) renderHeader(dst []byte, v *textPart, tctx map[string]any, name []byte) ([]byte, error) {
+func (s *customSink) renderHeader(dst []byte, v *textPart, tctx *scripting.EventData, name []byte) ([]byte, error) {
 	start := len(dst)
 	dst, err := v.appendTo(dst, tctx)
 	if err != nil {

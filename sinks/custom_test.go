@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/scripting"
 )
 
 // customHook returns a validated webhook-custom hook; config is the JSON object's body
@@ -339,23 +340,41 @@ func TestCustomLiteralsWhenFormatsOff(t *testing.T) {
 	}
 }
 
-func TestLaneSharesTemplateContextPerEvent(t *testing.T) {
+func TestLaneTemplateDataPerEvent(t *testing.T) {
+	fast, err := scripting.CompileTemplate("fast", `{{ operation }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := scripting.CompileTemplate("full", `{{ json .operation }}`) // reads the context map
+	if err != nil {
+		t.Fatal(err)
+	}
 	var lane Lane
-	rec := &kgo.Record{Offset: 7}
-	ev := newEvent(t, "crud", "admins", adminData)
-	ev.Record = rec
-	a := lane.eventContext(ev)
-	if b := lane.eventContext(ev); reflect.ValueOf(a).Pointer() != reflect.ValueOf(b).Pointer() {
-		t.Error("the hooks of one event did not share its context")
+	render := func(ev *hooks.Event) string {
+		t.Helper()
+		d := lane.eventData(ev)
+		out, err := fast.RenderEvent(nil, d)
+		if err == nil {
+			out, err = full.RenderEvent(append(out, ' '), d)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	ev := newEvent(t, "crud", "admins", `{"operation":"create"}`)
+	ev.Record = &kgo.Record{Offset: 7}
+	if got := render(ev); got != `create "create"` {
+		t.Errorf("first event renders %s", got)
 	}
 	next := newEvent(t, "crud", "admins", `{"operation":"delete"}`)
 	next.Record = &kgo.Record{Offset: 8}
-	if got := lane.eventContext(next)["operation"]; got != "delete" {
-		t.Errorf("next event's context has operation %v: stale cache", got)
+	if got := render(next); got != `delete "delete"` {
+		t.Errorf("next event renders %s: stale data", got)
 	}
 	noRecord := newEvent(t, "crud", "admins", `{"operation":"update"}`)
 	noRecord.Record = nil
-	if got := lane.eventContext(noRecord)["operation"]; got != "update" {
-		t.Errorf("event without a record: operation %v", got)
+	if got := render(noRecord); got != `update "update"` {
+		t.Errorf("event without a record renders %s", got)
 	}
 }

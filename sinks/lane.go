@@ -19,12 +19,13 @@ import (
 // JavaScript runtimes are not per lane: lambda calls borrow one from the Pool for the
 // length of the call (see runtimePool).
 type Lane struct {
-	// The template context of the last event, shared by all the webhook-custom hooks of
+	// The template data of the last event, shared by all the webhook-custom hooks of
 	// that event. ctxRec is held (not just compared) so that its address cannot be
 	// reused by another record while the cache refers to it.
-	ctxRec *kgo.Record
-	ctxOff int64
-	ctxMap map[string]any
+	ctxRec  *kgo.Record
+	ctxOff  int64
+	ctxTree *fastjson.Value
+	ctx     scripting.EventData
 
 	parser  fastjson.Parser // lambda results
 	scratch []byte          // rendered template parts, lambda request bodies
@@ -49,19 +50,19 @@ type Lane struct {
 // maxLaneScratch is the largest scratch buffer a Lane keeps between events.
 const maxLaneScratch = 1 << 20
 
-// eventContext returns the template context of ev (see scripting.EventContext), built
-// once per event: the hooks of one event share it. Events without a record (Admin API
-// tests, hand-built events) are not cached.
-func (l *Lane) eventContext(ev *hooks.Event) map[string]any {
-	if ev.Record == nil {
-		return scripting.EventContext(ev.Source, ev.Event, ev.Data())
+// eventData returns the template data of ev (see scripting.EventData), reset once per
+// event: the hooks of one event share it, and the context map a template may need.
+// Events without a record (Admin API tests, hand-built events) are not cached.
+func (l *Lane) eventData(ev *hooks.Event) *scripting.EventData {
+	data := ev.Data()
+	if ev.Record == nil || l.ctxRec != ev.Record || l.ctxOff != ev.Record.Offset || l.ctxTree != data {
+		l.ctx.Reset(ev.Source, ev.Event, data)
+		l.ctxRec, l.ctxTree = ev.Record, data
+		if ev.Record != nil {
+			l.ctxOff = ev.Record.Offset
+		}
 	}
-	if l.ctxMap != nil && l.ctxRec == ev.Record && l.ctxOff == ev.Record.Offset {
-		return l.ctxMap
-	}
-	l.ctxMap = scripting.EventContext(ev.Source, ev.Event, ev.Data())
-	l.ctxRec, l.ctxOff = ev.Record, ev.Record.Offset
-	return l.ctxMap
+	return &l.ctx
 }
 
 // trim drops scratch buffers grown past maxLaneScratch by one huge event.
