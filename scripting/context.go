@@ -46,7 +46,7 @@ func EventContext(source, event string, data *fastjson.Value) map[string]any {
 type EventData struct {
 	source, event string
 	data          *fastjson.Value // an object, or nil
-	ctx           map[string]any   // EventContext's, once built
+	ctx           map[string]any  // EventContext's, once built
 }
 
 // Reset makes d the data of another event.
