@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzLambdaInput$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzLazyStringify$$' -fuzztime $(FUZZTIME) ./scripting/
+	$(GO) test -run '^$$' -fuzz '^FuzzExactMembers$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./processor/
 
 clean:

@@ -35,7 +35,10 @@ type lazyInput struct {
 	rt   *Runtime
 	call uint64 // the value of rt.calls while root is the caller's
 	raw  []byte
+	// root is nil for data read from its text until a script reads a member: src
+	// parses it then (src is the caller's, for the call only).
 	root *fastjson.Value
+	src  Data
 	own  bool // root was parsed again after the call, into a parser of its own
 	// exact: raw is what JSON.stringify writes for the data unchanged (see appendExact),
 	// nesting depth levels deep.
@@ -50,6 +53,18 @@ func newLazyInput(rt *Runtime, data *fastjson.Value, scratch []byte) (*lazyInput
 	raw, depth, exact := appendExact(scratch[:0], data)
 	in.raw, in.exact, in.depth = bytes.Clone(raw), exact, depth
 	return in, raw
+}
+
+// newTextInput makes it from the text of the data's members, as newLazyInput does from
+// the parsed data, which src parses if a script reads a member; ok is false when the
+// text must be parsed first (see appendExactMembers).
+func newTextInput(rt *Runtime, src Data, members, scratch []byte) (in *lazyInput, out []byte, ok bool) {
+	raw, depth, exact, ok := appendExactMembers(scratch[:0], members, &rt.numParser)
+	if !ok {
+		return nil, raw, false
+	}
+	in = &lazyInput{rt: rt, call: rt.calls, src: src, raw: bytes.Clone(raw), exact: exact, depth: depth}
+	return in, raw, true
 }
 
 // unchangedJSON returns the JSON of o when JSON.stringify may copy it: o is the data
@@ -68,14 +83,27 @@ func (o *lazyObject) unchangedJSON(depth int) ([]byte, bool) {
 	return in.raw, true
 }
 
-// tree returns the root of the parsed data, parsing it again once its call is over.
+// tree returns the root of the parsed data, parsing it on first use when it was given as
+// text, and again once its call is over.
 func (in *lazyInput) tree() *fastjson.Value {
 	if !in.own && in.call != in.rt.calls {
 		var p fastjson.Parser
-		in.root, _ = p.ParseBytes(in.raw) // it parsed before, so it parses again
+		in.root, _ = p.ParseBytes(in.raw) // JSON written from parsed JSON or its text
 		in.own = true
 	}
+	if in.root == nil {
+		in.root = in.src.Data()
+	}
 	return in.root
+}
+
+// rootValue converts the data for a script. Data given as text is an object, whose node
+// its lazy object finds when it first needs it (see lazyObject.tree).
+func (in *lazyInput) rootValue() goja.Value {
+	if in.root == nil {
+		return in.rt.vm.NewDynamicObject(&lazyObject{in: in})
+	}
+	return in.value(in.root, nil, 0, nil)
 }
 
 // value converts v, found at the member-th member of parent (the root when parent is
@@ -154,7 +182,7 @@ func (o *lazyObject) plainKeys() bool {
 // tree returns the object's node in the input's current tree.
 func (o *lazyObject) tree() *fastjson.Value {
 	root := o.in.tree()
-	if o.nodeOwn == o.in.own {
+	if o.node != nil && o.nodeOwn == o.in.own {
 		return o.node
 	}
 	v := root

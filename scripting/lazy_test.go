@@ -1,11 +1,13 @@
 package scripting
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dop251/goja"
 	"github.com/valyala/fastjson"
@@ -150,7 +152,7 @@ return (d) => {
 	for i, ev := range []string{`{"m":"bell\u0007\u00ff","x":{"1":0,"a":1},"k\u0007":"v"}`, `{"other":"event, longer than the first so the parser's memory moves"}`} {
 		data := fastjson.MustParse(ev)
 		data.GetObject().Visit(func(_ []byte, v *fastjson.Value) { _, _ = v.StringBytes() }) // unescaped, as a gate would
-		out, _, err := rt.CallRequest(l, "h", data, "e", "s", time.Second, &Request{}, func(*Request) bool { return false })
+		out, _, err := rt.CallRequest(l, "h", parsedData{data}, "e", "s", time.Second, &Request{}, func(*Request) bool { return false })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +166,7 @@ return (d) => {
 // duplicates, numbers, escapes and invalid UTF-8, depth.
 var lazyInputSeeds = []string{
 	lazyData, slackData, `{}`, `[]`, `null`, `"s"`, `1e400`, `-0`, `{"__proto__":{"x":1}}`,
-	`{"a":1,"a":2,"b":{"c":1,"c":[{"d":1,"d":2}]}}`, `{"10":1,"9":2,"x":3,"01":4,"4294967295":5,"4294967294":6,"-1":7}`,
+	`{"a":1,"a":2,"b":{"c":1,"c":[{"d":1,"d":2}]}}`, `{"n":null,"t":true,"n":null,"f":false,"t":true}`, `{"10":1,"9":2,"x":3,"01":4,"4294967295":5,"4294967294":6,"-1":7}`,
 	`{"n":[0,-0,1.0,1e21,1e-7,1.5e-7,123e-20,9007199254740993,-9007199254740993,12345678901234567890,1e400,-1e400,0.1]}`,
 	`{"u":"\ud800\udc00\u0000é\u2028","\ud800":"lone","k\"ey":"\"quoted\""}`, "{\"bad\":\"\xff\xfe\",\"\xc3\":1}",
 	`[{"a":[{"b":{}}]},[[{}]]]`, strings.Repeat(`{"a":`, 299) + `1` + strings.Repeat(`}`, 299),
@@ -209,6 +211,57 @@ func FuzzLazyStringify(f *testing.F) {
 	})
 }
 
+// TestExactMembers checks that appendExactMembers writes what appendExact writes for the
+// parsed object, and that it reads compact UTF-8 data without escapes from its text.
+func TestExactMembers(t *testing.T) {
+	var p fastjson.Parser
+	for _, s := range append(lazyInputSeeds, benchData, forwardData, `{"x":{"a":1,"a":2}}`, `{"a":"\u00e9"}`, `{"`+strings.Repeat("k", 20)+`":[]}`) {
+		v, err := p.Parse(s)
+		if err != nil || v.Type() != fastjson.TypeObject {
+			continue
+		}
+		want, wantDepth, wantExact := appendExact(nil, v)
+		got, depth, exact, ok := appendExactMembers(nil, []byte(s[1:len(s)-1]), &fastjson.Parser{})
+		switch {
+		case !utf8.ValidString(s): // not what appendExactMembers is given
+		case !ok && !strings.Contains(s, `\`):
+			t.Errorf("%s: not read from its text", s)
+		case ok && (string(got) != string(want) || depth != wantDepth || exact != wantExact):
+			t.Errorf("%s:\ngot  %s %d %v\nwant %s %d %v", s, got, depth, exact, want, wantDepth, wantExact)
+		}
+	}
+}
+
+// FuzzExactMembers checks appendExactMembers on arbitrary text: it never panics, and
+// what it reads of valid JSON and UTF-8 it writes as appendExact writes the parsed
+// object.
+func FuzzExactMembers(f *testing.F) {
+	for _, s := range lazyInputSeeds {
+		if strings.HasPrefix(s, "{") {
+			f.Add([]byte(s[1 : len(s)-1]))
+		}
+	}
+	var p, num fastjson.Parser
+	f.Fuzz(func(t *testing.T, members []byte) {
+		got, depth, exact, ok := appendExactMembers(nil, members, &num)
+		if !ok {
+			return
+		}
+		text := append(append([]byte{'{'}, members...), '}')
+		if !json.Valid(text) || !utf8.Valid(text) {
+			return // not what appendExactMembers is given
+		}
+		v, err := p.ParseBytes(text)
+		if err != nil {
+			t.Fatalf("%q read, but it does not parse: %v", members, err)
+		}
+		want, wantDepth, wantExact := appendExact(nil, v)
+		if string(got) != string(want) || depth != wantDepth || exact != wantExact {
+			t.Fatalf("%q:\ngot  %s %d %v\nwant %s %d %v", members, got, depth, exact, want, wantDepth, wantExact)
+		}
+	})
+}
+
 // forwardData is like the bench command's events.
 const forwardData = `{"upstream_id":"u-42","ip":"10.0.0.42","port":8000,"hostname":"u-42.internal",` +
 	`"health":"unhealthy","ts":1795000000123456789,"tags":["a",{"b":1}],"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
@@ -225,7 +278,7 @@ func TestLazyForwardAllocs(t *testing.T) {
 	use := func(*Request) bool { return true }
 	data := fastjson.MustParse(forwardData)
 	n := testing.AllocsPerRun(50, func() {
-		if _, ok, err := rt.CallRequest(l, "hook-1", data, "e", "s", time.Second, &req, use); err != nil || !ok {
+		if _, ok, err := rt.CallRequest(l, "hook-1", parsedData{data}, "e", "s", time.Second, &req, use); err != nil || !ok {
 			t.Fatal(ok, err)
 		}
 	})

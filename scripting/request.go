@@ -21,6 +21,23 @@ type Request struct {
 	HasHeaders bool
 }
 
+// Data is the event data of a CallRequest, as hooks.Event holds it: an object, which the
+// runtime reads from its text when it can and parses only if a script reads a member.
+type Data interface {
+	// Data returns the data parsed (nil for none: the data is then {}). It is only
+	// read, and only during the call, so the caller may reuse it afterwards.
+	Data() *fastjson.Value
+	// DataMembers returns the JSON text between the object's braces, with no
+	// whitespace between tokens and valid UTF-8, if the caller has it: what Data parses.
+	DataMembers() (members []byte, ok bool)
+}
+
+// parsedData is Data that is already parsed, without its text.
+type parsedData struct{ v *fastjson.Value }
+
+func (d parsedData) Data() *fastjson.Value                  { return d.v }
+func (d parsedData) DataMembers() (members []byte, ok bool) { return nil, false }
+
 // CallRequest runs l as Call does. When the final value is a plain request object, one
 // whose own enumerable properties are url, method and body (strings; body may be null),
 // headers (a plain object of strings) and ssl_verify (a boolean) only, each read once, it
@@ -31,9 +48,8 @@ type Request struct {
 // JSON fields, so use sees what parsing Call's result would give. (A getter on the
 // object runs again when the value is serialized after use returns false.)
 //
-// data is the event data parsed (an object, as hooks.Event.Data): it is only read, and
-// only during the call, so the caller may reuse it afterwards.
-func (rt *Runtime) CallRequest(l *Lambda, hookID string, data *fastjson.Value, event, source string, timeout time.Duration, req *Request, use func(*Request) bool) ([]byte, bool, error) {
+// data is the event data (see Data), read only during the call.
+func (rt *Runtime) CallRequest(l *Lambda, hookID string, data Data, event, source string, timeout time.Duration, req *Request, use func(*Request) bool) ([]byte, bool, error) {
 	if l == nil || len(l.fns) == 0 {
 		return nil, false, errNoFunctions
 	}
@@ -57,7 +73,7 @@ func (rt *Runtime) CallRequest(l *Lambda, hookID string, data *fastjson.Value, e
 		}
 	}
 	rt.disarm()
-	rt.hookID = ""
+	rt.hookID, in.src = "", nil
 	if used {
 		return nil, true, nil
 	}
@@ -72,7 +88,7 @@ func (rt *Runtime) readRequest(v goja.Value, req *Request) bool {
 		return false
 	}
 	rt.req, rt.reqOK = req, false
-	_, err := rt.readReq(goja.Undefined(), obj)
+	_, err := rt.invoke(rt.readReq, obj)
 	rt.req = nil
 	return err == nil && rt.reqOK
 }

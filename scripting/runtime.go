@@ -115,6 +115,10 @@ type Runtime struct {
 	scratch  []byte          // the JSON of a call's data, before lazyInput copies it
 	jsParser fastjson.Parser // JSON.parse in scripts
 
+	// numParser parses the numbers appendExactMembers rewrites, and the empty data of
+	// an event without any.
+	numParser fastjson.Parser
+
 	// Result serialization, run inside the VM by the serialize native function.
 	out        []byte
 	jw         jsonWriter
@@ -129,6 +133,9 @@ type Runtime struct {
 	readReq goja.Callable
 	req     *Request
 	reqOK   bool
+
+	// args holds the arguments of invoke.
+	args [3]goja.Value
 
 	objectProto *goja.Object
 	rangeError  *goja.Object
@@ -203,7 +210,7 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 	if err != nil {
 		return nil, err
 	}
-	in, err := rt.input(data)
+	in, err := rt.input(parsedData{data})
 	if err != nil {
 		return nil, err
 	}
@@ -230,10 +237,25 @@ func (rt *Runtime) parse(dataJSON []byte) (*fastjson.Value, error) {
 	return v, nil
 }
 
-// input makes the event data of a new call (see lazyInput).
-func (rt *Runtime) input(data *fastjson.Value) (*lazyInput, error) {
+// input makes the event data of a new call (see lazyInput): from the text of its members
+// when src has it, so that it is parsed only if a script reads a member.
+func (rt *Runtime) input(src Data) (*lazyInput, error) {
 	rt.calls++ // the data of earlier calls is gone: their lazy objects must parse again
-	in, raw := newLazyInput(rt, data, rt.scratch)
+	var (
+		in   *lazyInput
+		raw  []byte
+		text bool
+	)
+	if members, ok := src.DataMembers(); ok {
+		in, raw, text = newTextInput(rt, src, members, rt.scratch)
+	}
+	if !text {
+		data := src.Data()
+		if data == nil { // a hand-built event: fastjson values are not for sharing, even read
+			data, _ = rt.numParser.Parse(`{}`)
+		}
+		in, raw = newLazyInput(rt, data, rt.scratch)
+	}
 	if cap(raw) <= maxRuntimeScratch {
 		rt.scratch = raw[:0]
 	}
@@ -264,11 +286,11 @@ func (rt *Runtime) run(l *Lambda, data *lazyInput, event, source string) (goja.V
 		}
 		rt.cache.put(l, fns)
 	}
-	v := data.value(data.root, nil, 0, nil)
+	v := data.rootValue()
 	ev, src := rt.names(event, source)
 	for i, f := range fns {
 		rt.fn = i
-		res, err := f(goja.Undefined(), v, ev, src)
+		res, err := rt.invoke(f, v, ev, src)
 		if err != nil {
 			return nil, rt.callError(l, i, err)
 		}
@@ -288,6 +310,16 @@ func (rt *Runtime) names(event, source string) (goja.Value, goja.Value) {
 		rt.lastSource, rt.sourceValue = source, rt.vm.ToValue(source)
 	}
 	return rt.eventValue, rt.sourceValue
+}
+
+// invoke calls f(undefined, args...) with args held in rt.args: a variadic call of a
+// goja.Callable would allocate their slice on every call. No function keeps it: goja
+// copies arguments onto its stack, and gives native functions a slice of that stack.
+func (rt *Runtime) invoke(f goja.Callable, args ...goja.Value) (goja.Value, error) {
+	n := copy(rt.args[:], args)
+	res, err := f(goja.Undefined(), rt.args[:n]...)
+	rt.args = [len(rt.args)]goja.Value{} // keeps no value of the call alive
+	return res, err
 }
 
 // evaluate runs each function's program in this VM and returns the functions.
@@ -331,7 +363,7 @@ func (rt *Runtime) settle(l *Lambda, i int, v goja.Value) (goja.Value, error) {
 func (rt *Runtime) result(l *Lambda, v goja.Value) ([]byte, error) {
 	rt.jw = jsonWriter{vm: rt.vm, buf: rt.out[:0], max: rt.cfg.MaxOutputBytes, tooBig: ErrOutputTooLarge}
 	rt.serEmitted, rt.serErr = false, nil
-	_, err := rt.serialize(goja.Undefined(), v)
+	_, err := rt.invoke(rt.serialize, v)
 	rt.out, rt.jw = rt.jw.buf, jsonWriter{}
 	last := len(l.fns) - 1
 	switch {
@@ -390,7 +422,7 @@ func (rt *Runtime) describeValue(v goja.Value) string {
 		return v.String()
 	}
 	rt.described = ""
-	if _, err := rt.describe(goja.Undefined(), v); err != nil || rt.described == "" {
+	if _, err := rt.invoke(rt.describe, v); err != nil || rt.described == "" {
 		return "uncaught exception (its message cannot be read)"
 	}
 	return rt.described

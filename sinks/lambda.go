@@ -150,10 +150,6 @@ func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 }
 
 func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) Result {
-	data := ev.Data()
-	if data == nil { // a hand-built event: fastjson values are not for sharing, even read
-		data = fastjson.MustParse(`{}`)
-	}
 	limit := s.script
 	if d, ok := ctx.Deadline(); ok {
 		limit = max(min(limit, time.Until(d)), time.Millisecond)
@@ -168,6 +164,10 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		used bool
 	)
 	if lane.capture != nil { // the Tester shows the result as JSON
+		data := ev.Data()
+		if data == nil { // a hand-built event: fastjson values are not for sharing, even read
+			data = fastjson.MustParse(`{}`)
+		}
 		buf := getBuffer()
 		buf.B = appendJSONValue(buf.B[:0], data)
 		out, err = rt.Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
@@ -176,7 +176,9 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		if lane.takeReq == nil {
 			lane.takeReq = lane.takeRequest
 		}
-		out, used, err = rt.CallRequest(s.fn, s.hookID, data, ev.Event, ev.Source, limit, &lane.jsReq, lane.takeReq)
+		// The event is the data: the runtime reads its text, parsing it only if the
+		// script reads a member.
+		out, used, err = rt.CallRequest(s.fn, s.hookID, ev, ev.Event, ev.Source, limit, &lane.jsReq, lane.takeReq)
 	}
 	s.pool.js.put(rt)
 	lambdaDuration.UpdateDuration(callStart)

@@ -84,3 +84,44 @@ func PlainWord(x uint64) bool {
 	special := (x - ones*0x20) | (quote-ones)&^quote | (backslash-ones)&^backslash
 	return (x|special)&highs == 0
 }
+
+// NumberLen returns the length of the JSON number b starts with, 0 if it does not start
+// with one: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (RFC 8259). What may follow
+// it is the caller's to check.
+func NumberLen(b []byte) int {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(b, i)
+	default:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		if i = digits(b, i+1); b[i-1] == '.' {
+			return 0
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		j := i + 1
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		if i = digits(b, j); i == j {
+			return 0
+		}
+	}
+	return i
+}
+
+// digits returns the index of the first byte at or after i that is not a digit.
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}

@@ -71,3 +71,18 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+func TestNumberLen(t *testing.T) {
+	for _, in := range []string{
+		"0", "-0", "7", "-12", "1.5", "0.0e0", "1E+5", "2e-3", "123456789012345678901234567890",
+		"-", "", "01", "1.", ".5", "1e", "1e+", "+1", "--1", "0x1", "NaN", "1.5.", "1ee2",
+	} {
+		n := NumberLen([]byte(in))
+		if valid := json.Valid([]byte(in)) && in != ""; (n == len(in) && n > 0) != valid {
+			t.Errorf("NumberLen(%q) = %d, JSON number: %v", in, n, valid)
+		}
+	}
+	if n := NumberLen([]byte("12,3")); n != 2 {
+		t.Errorf("NumberLen stops before what follows: %d", n)
+	}
+}
