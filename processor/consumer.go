@@ -51,6 +51,10 @@ func (c *groupConsumer) run(ctx context.Context) error {
 		// Bound what the client buffers ahead of the lanes (default 50 MiB): draining a
 		// backlog then costs no more memory than the steady state.
 		kgo.FetchMaxBytes(16 << 20),
+		// Up to 4 MiB of a partition per fetch (default 1 MiB): draining a backlog takes
+		// fewer, larger fetches, 5-8 % more events/s in the bench at the same CPU per
+		// event. A partition's queue (PartitionBuffer batches) can then hold 16 MiB.
+		kgo.FetchMaxPartitionBytes(4 << 20),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
