@@ -283,25 +283,31 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 }
 
 // readThroughTree reads the envelope's members through fastjson, which unescapes keys
-// and strings: for the rare envelope with escapes where names are read.
+// and strings: for the rare envelope with escapes where names are read. The first member
+// of a name counts however its key is spelled ("sourc\u0065" is "source"). Object.Get
+// would not do: it matches keys as they are until one lookup misses, and only then
+// unescapes them, so what it finds of duplicates depends on the lookups made before.
 func (d *Decoder) readThroughTree(top []byte, env *envelope) error {
 	v, err := d.parser.ParseBytes(top)
 	if err != nil {
 		return ErrNotJSON
 	}
-	for _, m := range []struct {
-		name string
-		m    *envMember
-	}{{"source", &env.source}, {"event", &env.event}, {"id", &env.id}, {"time", &env.time}} {
-		*m.m = envMember{}
-		if s := v.Get(m.name); s != nil && s.Type() == fastjson.TypeString {
-			m.m.kind, m.m.text = '"', s.GetStringBytes()
+	env.source, env.event, env.id, env.time, env.data = envMember{}, envMember{}, envMember{}, envMember{}, envMember{}
+	v.GetObject().Visit(func(k []byte, e *fastjson.Value) { // Visit unescapes the keys first
+		m := env.member(k)
+		if m == nil || m.set {
+			return
 		}
-	}
-	env.data = envMember{}
-	if data := v.Get("data"); data != nil && data.Type() == fastjson.TypeObject {
-		env.data.kind, env.data.tree = '{', data
-	}
+		m.set = true
+		switch t := e.Type(); {
+		case m == &env.data:
+			if t == fastjson.TypeObject {
+				m.kind, m.tree = '{', e
+			}
+		case t == fastjson.TypeString:
+			m.kind, m.text = '"', e.GetStringBytes()
+		}
+	})
 	return nil
 }
 

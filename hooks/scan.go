@@ -56,6 +56,23 @@ type envelope struct {
 	slow bool
 }
 
+// member returns the member named key, nil for a name the decoder does not read.
+func (e *envelope) member(key []byte) *envMember {
+	switch string(key) {
+	case "source":
+		return &e.source
+	case "event":
+		return &e.event
+	case "id":
+		return &e.id
+	case "time":
+		return &e.time
+	case "data":
+		return &e.data
+	}
+	return nil
+}
+
 // note records a member of the top-level object; the first of a name counts, as with
 // fastjson's Get.
 func (e *envelope) note(key []byte, keyEscaped bool, val []byte, s *jsonScanner) {
@@ -63,22 +80,8 @@ func (e *envelope) note(key []byte, keyEscaped bool, val []byte, s *jsonScanner)
 		e.slow = true
 		return
 	}
-	var m *envMember
-	switch string(key) {
-	case "source":
-		m = &e.source
-	case "event":
-		m = &e.event
-	case "id":
-		m = &e.id
-	case "time":
-		m = &e.time
-	case "data":
-		m = &e.data
-	default:
-		return
-	}
-	if m.set {
+	m := e.member(key)
+	if m == nil || m.set {
 		return
 	}
 	m.set, m.kind, m.text = true, val[0], val

@@ -100,6 +100,10 @@ func referenceDecode(r *kgo.Record) (source, event, id string, at time.Time, dat
 		return "", "", "", at, "", ErrNotJSON
 	}
 	v := fastjson.MustParseBytes(r.Value)
+	// Keys unescaped before any Get: the first member of a name counts however its key is
+	// spelled. (Get matches keys as they are until one lookup misses, then unescapes
+	// them: without this, which duplicate it finds depends on the lookups before.)
+	v.GetObject().Visit(func([]byte, *fastjson.Value) {})
 	parseTime := func(t []byte) error {
 		if len(t) > 0 {
 			var perr error
@@ -171,6 +175,26 @@ func checkDecode(t *testing.T, value []byte, hs []kgo.RecordHeader) {
 	}
 }
 
+// TestDecodeEscapedDuplicateKeys: with an escaped top-level key the first member of a
+// name counts however its key is spelled, whichever names are looked up before it.
+func TestDecodeEscapedDuplicateKeys(t *testing.T) {
+	for _, tt := range []struct{ value, source, data string }{
+		{`{"sourc\u0065":"t","source":"s","event":"e","data":{}}`, "t", `{}`},
+		{`{"d\u0061ta":{"x":2},"source":"s","event":"e","data":{"x":1}}`, "s", `{"x":2}`},
+		{`{"d\u0061ta":{"x":2},"source":"s","event":"e","data":{"x":1},"id":"i","time":"2026-11-27T08:00:00Z"}`, "s", `{"x":2}`},
+		{`{"data":{"x":1},"d\u0061ta":{"x":2},"source":"s","ev\u0065nt":"e"}`, "s", `{"x":1}`},
+	} {
+		var d Decoder
+		var ev Event
+		if err := d.Decode(&kgo.Record{Value: []byte(tt.value)}, &ev); err != nil {
+			t.Fatalf("%s: %v", tt.value, err)
+		}
+		if ev.Source != tt.source || ev.Data().String() != tt.data {
+			t.Errorf("%s: source %q data %s, want %q %s", tt.value, ev.Source, ev.Data(), tt.source, tt.data)
+		}
+	}
+}
+
 func TestDecodeMatchesReference(t *testing.T) {
 	for _, v := range []string{
 		`{"source":"s","event":"e","data":{}}`,
@@ -178,6 +202,10 @@ func TestDecodeMatchesReference(t *testing.T) {
 		`{"source":1,"source":"t","event":"e","data":{}}`,
 		`{"source":"s\u0031","event":"e\/f","id":"\"q\"","data":{"a":"\u00e9"}}`,
 		`{"sourc\u0065":"s","event":"e","data":{}}`,
+		`{"sourc\u0065":"t","source":"s","event":"e","data":{}}`,
+		`{"d\u0061ta":{"x":2},"source":"s","event":"e","data":{"x":1}}`,
+		`{"data":{"x":1},"d\u0061ta":{"x":2},"source":"s","ev\u0065nt":"e"}`,
+		`{"d\u0061ta":1,"source":"s","event":"e","data":{"x":1}}`,
 		`{"source":"s","event":"e","data":{},"time":"2026-11-27T08:00:00\u002e5Z"}`,
 		`{"source":"s","event":"e","data":{},"time":"2026-11-27T08:00:00.5Z"}`,
 		`{"source":"s","event":"e","data":{},"time":7}`,
