@@ -30,6 +30,7 @@ type partitionMetrics struct {
 	consumed *metrics.Counter
 	lag      *metrics.Gauge
 	pending  *metrics.Gauge
+	paused   *metrics.Counter // fetching paused: the partition's lanes were behind
 }
 
 func newPartitionMetrics(topic string, partition int32) partitionMetrics {
@@ -38,6 +39,7 @@ func newPartitionMetrics(topic string, partition int32) partitionMetrics {
 		consumed: metrics.GetOrCreateCounter(`eventhooks_records_consumed_total` + labels),
 		lag:      metrics.GetOrCreateGauge(`eventhooks_consumer_lag_records`+labels, nil),
 		pending:  metrics.GetOrCreateGauge(`eventhooks_partition_pending_records`+labels, nil),
+		paused:   metrics.GetOrCreateCounter(`eventhooks_partition_fetch_pauses_total` + labels),
 	}
 }
 

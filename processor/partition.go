@@ -127,6 +127,7 @@ func (w *partitionWorker) offer(batch []*kgo.Record) {
 	w.paused = true
 	w.bmu.Unlock()
 	if pause {
+		w.m.paused.Inc()
 		w.c.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	}
 	select {

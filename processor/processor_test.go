@@ -246,6 +246,45 @@ func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
 	}
 }
 
+// TestBacklogPausesFetchingAndLosesNothing: with queues of one batch and one record,
+// polled batches overflow into the partition's backlog and fetching is paused; every
+// event still arrives, in key order, and is committed.
+func TestBacklogPausesFetchingAndLosesNothing(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = func(int, *testkit.Request) int {
+		time.Sleep(2 * time.Millisecond)
+		return 200
+	}
+	pauses := metrics.GetOrCreateCounter(`eventhooks_partition_fetch_pauses_total{topic="` + topics.Events[0] + `",partition="0"}`)
+	before := pauses.Get()
+	in := startInstance(t, emb.Addrs(), func(c *processor.Config) {
+		c.Lanes, c.LaneBuffer, c.PartitionBuffer, c.MaxPollRecords = 2, 1, 1, 5
+	})
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+
+	const keys, perKey = 4, 30
+	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
+	reqs := rc.WaitFor(t, keys*perKey, 60*time.Second)
+	last := map[string]int{}
+	for _, r := range reqs {
+		upstream, seq, err := healthBody(r.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := last[upstream]; (ok && seq != prev+1) || (!ok && seq != 0) {
+			t.Fatalf("key %s: seq %d arrived after %d", upstream, seq, prev)
+		}
+		last[upstream] = seq
+	}
+	testkit.Eventually(t, 10*time.Second, "every offset committed", func() bool {
+		return committed(t, emb.Addrs()) == keys*perKey
+	})
+	if pauses.Get() == before {
+		t.Fatal("fetching was never paused: the backlog path did not run")
+	}
+}
+
 func TestMalformedRecordsAreCountedAndSkipped(t *testing.T) {
 	emb := testkit.Broker(t, 1)
 	rc := testkit.NewReceiver(t)
