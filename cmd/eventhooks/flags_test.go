@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"runtime/debug"
+	"testing"
+)
 
 func TestCheckAdminExposure(t *testing.T) {
 	tests := []struct {
@@ -20,6 +23,21 @@ func TestCheckAdminExposure(t *testing.T) {
 		err := checkAdminExposure(AdminFlags{AdminAddr: tt.addr, AdminToken: tt.token})
 		if (err == nil) != tt.ok {
 			t.Errorf("checkAdminExposure(%q, token=%q) = %v", tt.addr, tt.token, err)
+		}
+	}
+}
+
+func TestGCPercentDefaultsUnlessGOGCIsSet(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, tt := range []struct {
+		env  string
+		want int
+	}{{"", defaultGCPercent}, {"50", 77}} {
+		t.Setenv("GOGC", tt.env)
+		debug.SetGCPercent(77) // what the runtime would have read from GOGC
+		setGCPercent()
+		if got := debug.SetGCPercent(77); got != tt.want {
+			t.Errorf("GOGC=%q: GC percent %d, want %d", tt.env, got, tt.want)
 		}
 	}
 }
