@@ -212,10 +212,7 @@ func readRetryTopic(t *testing.T, addrs []string) int {
 func TestOrderingNoneWaitsForANewDestinationsFirstAnswer(t *testing.T) {
 	emb := testkit.Broker(t, 4)
 	rc := testkit.NewReceiver(t)
-	rc.Respond = func(int, *testkit.Request) int {
-		time.Sleep(10 * time.Millisecond)
-		return 200
-	}
+	rc.Respond = testkit.AnswerAfter(10 * time.Millisecond)
 	in := startInstance(t, emb.Addrs())
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none","config":{"url":"`+rc.URL+`"}}`)
 	const n = 64

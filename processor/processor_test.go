@@ -157,6 +157,26 @@ func healthBody(body []byte) (upstream string, seq int, err error) {
 	return b.Upstream, b.Seq, err
 }
 
+// assertKeyOrder checks that health events of keys keys arrived each key in seq order,
+// from seq 0.
+func assertKeyOrder(t *testing.T, reqs []*testkit.Request, keys int) {
+	t.Helper()
+	last := map[string]int{}
+	for _, r := range reqs {
+		upstream, seq, err := healthBody(r.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := last[upstream]; (ok && seq != prev+1) || (!ok && seq != 0) {
+			t.Fatalf("key %s: seq %d arrived after %d", upstream, seq, prev)
+		}
+		last[upstream] = seq
+	}
+	if len(last) != keys {
+		t.Fatalf("got %d keys, want %d", len(last), keys)
+	}
+}
+
 func TestWebhookDeliversKongBodyWithBothSignatures(t *testing.T) {
 	emb := testkit.Broker(t, 4)
 	rc := testkit.NewReceiver(t)
@@ -222,22 +242,7 @@ func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
 
 	const keys, perKey = 8, 40
 	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
-	reqs := rc.WaitFor(t, keys*perKey, 60*time.Second)
-
-	last := map[string]int{}
-	for _, r := range reqs {
-		upstream, seq, err := healthBody(r.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if prev, ok := last[upstream]; ok && seq != prev+1 {
-			t.Fatalf("key %s: seq %d arrived after %d", upstream, seq, prev)
-		}
-		last[upstream] = seq
-	}
-	if len(last) != keys {
-		t.Fatalf("got %d keys", len(last))
-	}
+	assertKeyOrder(t, rc.WaitFor(t, keys*perKey, 60*time.Second), keys)
 	testkit.Eventually(t, 10*time.Second, "done offsets committed", func() bool {
 		return committed(t, emb.Addrs()) == keys*perKey
 	})
@@ -252,10 +257,7 @@ func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
 func TestBacklogPausesFetchingAndLosesNothing(t *testing.T) {
 	emb := testkit.Broker(t, 1)
 	rc := testkit.NewReceiver(t)
-	rc.Respond = func(int, *testkit.Request) int {
-		time.Sleep(2 * time.Millisecond)
-		return 200
-	}
+	rc.Respond = testkit.AnswerAfter(2 * time.Millisecond)
 	pauses := metrics.GetOrCreateCounter(`eventhooks_partition_fetch_pauses_total{topic="` + topics.Events[0] + `",partition="0"}`)
 	before := pauses.Get()
 	in := startInstance(t, emb.Addrs(), func(c *processor.Config) {
@@ -265,18 +267,7 @@ func TestBacklogPausesFetchingAndLosesNothing(t *testing.T) {
 
 	const keys, perKey = 4, 30
 	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
-	reqs := rc.WaitFor(t, keys*perKey, 60*time.Second)
-	last := map[string]int{}
-	for _, r := range reqs {
-		upstream, seq, err := healthBody(r.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if prev, ok := last[upstream]; (ok && seq != prev+1) || (!ok && seq != 0) {
-			t.Fatalf("key %s: seq %d arrived after %d", upstream, seq, prev)
-		}
-		last[upstream] = seq
-	}
+	assertKeyOrder(t, rc.WaitFor(t, keys*perKey, 60*time.Second), keys)
 	testkit.Eventually(t, 10*time.Second, "every offset committed", func() bool {
 		return committed(t, emb.Addrs()) == keys*perKey
 	})

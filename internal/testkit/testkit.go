@@ -50,6 +50,15 @@ type Request struct {
 	Status int
 }
 
+// AnswerAfter is a Receiver.Respond that answers 200 after d: a healthy but not instant
+// endpoint.
+func AnswerAfter(d time.Duration) func(int, *Request) int {
+	return func(int, *Request) int {
+		time.Sleep(d)
+		return 200
+	}
+}
+
 // Receiver is a fasthttp server on a free loopback port that records every request.
 type Receiver struct {
 	URL string
