@@ -92,6 +92,7 @@ func (c *BenchCmd) Run(log *slog.Logger) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	setGCPercent() // as `run`, which it measures
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
