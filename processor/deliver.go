@@ -205,13 +205,15 @@ func (p *Processor) deadLetter(ctx context.Context, live *lane, e *parkedEntry) 
 // acknowledged (so a failing endpoint costs the lane no broker round trip, nor the
 // producer's linger, per event). Elsewhere it waits for the acknowledgement, and reports
 // false if ctx ended first.
-func (p *Processor) write(ctx context.Context, live *lane, rec *kgo.Record, hookID string) bool {
+func (p *Processor) write(ctx context.Context, live *lane, pr *parkedRecord, hookID string) bool {
 	if live == nil {
-		return p.produceDurably(ctx, rec)
+		ok := p.produceDurably(ctx, &pr.rec)
+		pr.release()
+		return ok
 	}
 	ack := live.pendingAck()
 	ack.hold()
-	p.produceAsync(ctx, rec, hookID, ack, 1)
+	p.produceAsync(ctx, pr, hookID, ack, 1)
 	return true
 }
 
@@ -219,8 +221,8 @@ func (p *Processor) write(ctx context.Context, live *lane, rec *kgo.Record, hook
 // can, but gives up on errors an operator fixes (a missing topic, a record over the
 // topic's size limit, authorization): those are produced again with backoff, as
 // produceDurably does, until ctx ends — then the record is not done.
-func (p *Processor) produceAsync(ctx context.Context, rec *kgo.Record, hookID string, ack *recordAck, attempt int) {
-	p.parker.Produce(ctx, rec, func(r *kgo.Record, err error) {
+func (p *Processor) produceAsync(ctx context.Context, pr *parkedRecord, hookID string, ack *recordAck, attempt int) {
+	p.parker.Produce(ctx, &pr.rec, func(r *kgo.Record, err error) {
 		switch {
 		case err == nil:
 		case ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed):
@@ -228,9 +230,10 @@ func (p *Processor) produceAsync(ctx context.Context, rec *kgo.Record, hookID st
 		default:
 			produceErrors.Inc()
 			p.logs.warn(p.log, "write:"+r.Topic, "cannot write delivery; retrying", "topic", r.Topic, "hook_id", hookID, "err", err)
-			time.AfterFunc(backoff(produceRetry, attempt, 0), func() { p.produceAsync(ctx, rec, hookID, ack, attempt+1) })
+			time.AfterFunc(backoff(produceRetry, attempt, 0), func() { p.produceAsync(ctx, pr, hookID, ack, attempt+1) })
 			return
 		}
+		pr.release()
 		ack.release()
 	})
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -70,27 +71,42 @@ func (e *parkedEntry) original() *kgo.Record {
 // record encodes the entry as a retry-topic or DLQ record, keyed by the entity key: the
 // original key, value and headers, then ours. Nothing of the event is copied or
 // re-encoded, so parking costs the same whatever the event's size.
-func (e *parkedEntry) record(topic string) *kgo.Record {
-	pr := new(parkedRecord)
+func (e *parkedEntry) record(topic string) *parkedRecord {
+	pr := parkedRecords.Get().(*parkedRecord)
 	hs := pr.headers[:0]
 	if n := len(e.Headers) + 3; n > len(pr.headers) {
 		hs = make([]kgo.RecordHeader, 0, n)
 	}
+	b := append(pr.values[:0], e.HookID...)
+	id := len(b)
+	b = append(b, e.Reason...)
+	reason := len(b)
+	b = e.appendJSON(b)
 	hs = append(hs, e.Headers...)
 	hs = append(hs,
-		kgo.RecordHeader{Key: headerHookID, Value: []byte(e.HookID)},
-		kgo.RecordHeader{Key: headerReason, Value: []byte(e.Reason)},
-		kgo.RecordHeader{Key: headerDelivery, Value: e.appendJSON(pr.history[:0])})
+		kgo.RecordHeader{Key: headerHookID, Value: b[:id:id]},
+		kgo.RecordHeader{Key: headerReason, Value: b[id:reason:reason]},
+		kgo.RecordHeader{Key: headerDelivery, Value: b[reason:]})
 	pr.rec = kgo.Record{Topic: topic, Key: e.Key, Value: e.Value, Headers: hs}
-	return &pr.rec
+	return pr
 }
 
-// parkedRecord holds a parked record with room for its headers and history, so that
-// parking (every event of a hook whose endpoint is down) allocates once, not four times.
+// parkedRecord holds a parked record with room for its headers' values, so that parking
+// (every event of a hook whose endpoint is down) allocates nothing in the steady state:
+// records come from a pool and go back once produced.
 type parkedRecord struct {
 	rec     kgo.Record
 	headers [5]kgo.RecordHeader // ours and up to two of the original's
-	history [224]byte
+	values  [288]byte           // hook id, reason and delivery history
+}
+
+var parkedRecords = sync.Pool{New: func() any { return new(parkedRecord) }}
+
+// release returns pr to the pool: its record was acknowledged or given up on, and the
+// producer is done with it (kgo touches a record no more once its promise ran).
+func (pr *parkedRecord) release() {
+	*pr = parkedRecord{}
+	parkedRecords.Put(pr)
 }
 
 // handleParked is the retry worker's handler: it waits until the entry is due, then
