@@ -28,7 +28,7 @@ lint: vet
 
 ## bench: hot-path Go benchmarks, then the end-to-end bench with its baselines
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/ ./scripting/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/ ./scripting/ ./internal/jsonx/
 	$(GO) run ./cmd/eventhooks bench --baseline --log-level warn
 
 ## fuzz: each fuzz target for FUZZTIME (decoders, encoders, templates, JS inputs, fingerprints)
