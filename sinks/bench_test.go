@@ -51,14 +51,7 @@ func TestBuildAndSignAllocs(t *testing.T) {
 
 func BenchmarkDeliverLocal(b *testing.B) {
 	// A bare receiver, so the numbers are the client's and the server's, not a recorder's.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(*fasthttp.RequestCtx) {}}
-	go func() { _ = srv.Serve(ln) }()
-	b.Cleanup(func() { _ = srv.Shutdown() })
-	s := mustCompile(b, webhookHook(b, "http://"+ln.Addr().String()+"/hook", `,"secret":"`+benchSecret+`"`, ""), newPool(b, PoolConfig{}))
+	s := mustCompile(b, webhookHook(b, benchReceiver(b)+"/hook", `,"secret":"`+benchSecret+`"`, ""), newPool(b, PoolConfig{}))
 	ev := benchEvent(b)
 	ctx := context.Background()
 	b.Run("serial", func(b *testing.B) {
