@@ -22,10 +22,9 @@ type Lane struct {
 	// The template data of the last event, shared by all the webhook-custom hooks of
 	// that event. ctxRec is held (not just compared) so that its address cannot be
 	// reused by another record while the cache refers to it.
-	ctxRec  *kgo.Record
-	ctxOff  int64
-	ctxTree *fastjson.Value
-	ctx     scripting.EventData
+	ctxRec *kgo.Record
+	ctxOff int64
+	ctx    scripting.EventData
 
 	parser  fastjson.Parser // lambda results
 	scratch []byte          // rendered template parts, lambda request bodies
@@ -54,10 +53,9 @@ const maxLaneScratch = 1 << 20
 // event: the hooks of one event share it, and the context map a template may need.
 // Events without a record (Admin API tests, hand-built events) are not cached.
 func (l *Lane) eventData(ev *hooks.Event) *scripting.EventData {
-	data := ev.Data()
-	if ev.Record == nil || l.ctxRec != ev.Record || l.ctxOff != ev.Record.Offset || l.ctxTree != data {
-		l.ctx.Reset(ev.Source, ev.Event, data)
-		l.ctxRec, l.ctxTree = ev.Record, data
+	if ev.Record == nil || l.ctxRec != ev.Record || l.ctxOff != ev.Record.Offset {
+		l.ctx.Reset(ev.Source, ev.Event, ev.Data())
+		l.ctxRec = ev.Record
 		if ev.Record != nil {
 			l.ctxOff = ev.Record.Offset
 		}
