@@ -51,7 +51,7 @@ func main() {
 }
 
 // defaultGCPercent is the GOGC the processor commands (run, replay, bench) use unless
-// GOGC is set. The processor's live heap is small (~10 MB) and every record allocates,
+// GOGC is set. The processor's live heap is small and every record allocates,
 // so Go's default 100 collects ~10 times a second at 50k events/s; at 400 a quarter as
 // often, for ~2x the RSS (46 -> 97 MiB over 1M events at 45k/s) and a lower p90/p99
 // delivery latency (p99 3.7 -> 2.9 ms). dev and broker keep Go's default: the embedded
