@@ -40,6 +40,27 @@ const (
 	DefaultMaxBackoffMs     = 60_000
 )
 
+// Bounds of the numeric fields. Validate refuses a hook outside them (a schema violation
+// naming the field) and Clamp brings a stored hook written by an older version within
+// them, so that no value can overflow a time.Duration or hold a partition too long.
+const (
+	// MaxRetryAttempts bounds retry.max_attempts: with the backoff capped below, 100
+	// attempts already span days of retrying one event.
+	MaxRetryAttempts = 100
+	// MaxBackoffMs bounds retry.initial_backoff_ms and retry.max_backoff_ms (24 h).
+	MaxBackoffMs = 24 * 60 * 60 * 1000
+	// MaxTimeoutMs bounds timeout_ms (30 s). On a rebalance a consumer lets its in-flight
+	// deliveries finish before it gives its partitions up, and the whole rebalance must
+	// fit in the group's rebalance timeout (franz-go's default, 60 s); half of it is left
+	// for the commit and the rest of the revoke.
+	MaxTimeoutMs = 30_000
+	// MaxSnoozeSeconds bounds snooze (365 days): a longer window is on_change in effect,
+	// and windows stay far from overflowing a time.Duration.
+	MaxSnoozeSeconds = 365 * 24 * 60 * 60
+	// MaxCreatedAt bounds created_at (unix seconds of 9999-12-31T23:59:59Z).
+	MaxCreatedAt = 253_402_300_799
+)
+
 // Hook is the event-hook entity. Its JSON form is Kong's `event_hooks` entity plus optional
 // extensions; Kong's fields keep Kong's meaning and null-ness.
 type Hook struct {
@@ -65,7 +86,10 @@ type Hook struct {
 	Revision int64 `json:"-"`
 }
 
-// Retry is the per-hook retry policy (extension).
+// Retry is the per-hook retry policy (extension). A field left at 0 takes its default,
+// bounded by the other backoff field: initial_backoff_ms defaults to
+// min(DefaultInitialBackoffMs, max_backoff_ms) and max_backoff_ms to
+// max(DefaultMaxBackoffMs, initial_backoff_ms), so initial ≤ max always holds.
 type Retry struct {
 	MaxAttempts      int   `json:"max_attempts"`
 	InitialBackoffMs int64 `json:"initial_backoff_ms"`
@@ -112,6 +136,60 @@ func (h *Hook) Clone() *Hook {
 	return &c
 }
 
+// Clamp brings the numeric fields of a hook read from the hooks topic within the bounds
+// Validate enforces (a hook written by an older version may hold any int64): values
+// above a bound become the bound, negative ones 0 (unset: the default), and an
+// initial_backoff_ms above max_backoff_ms becomes max_backoff_ms. It
+// returns the paths of the fields it changed, nil when the hook was within bounds.
+func (h *Hook) Clamp() []string {
+	var changed []string
+	clamp := func(path string, v *int64, hi int64) {
+		switch {
+		case *v < 0:
+			*v = 0
+		case *v > hi:
+			*v = hi
+		default:
+			return
+		}
+		changed = append(changed, path)
+	}
+	clamp("timeout_ms", &h.TimeoutMs, MaxTimeoutMs)
+	if h.Snooze != nil {
+		s := *h.Snooze
+		clamp("snooze", &s, MaxSnoozeSeconds)
+		h.Snooze = &s
+	}
+	if r := h.Retry; r != nil {
+		attempts := int64(r.MaxAttempts)
+		clamp("retry.max_attempts", &attempts, MaxRetryAttempts)
+		r.MaxAttempts = int(attempts)
+		clamp("retry.initial_backoff_ms", &r.InitialBackoffMs, MaxBackoffMs)
+		clamp("retry.max_backoff_ms", &r.MaxBackoffMs, MaxBackoffMs)
+		if r.MaxBackoffMs > 0 && r.InitialBackoffMs > r.MaxBackoffMs {
+			r.InitialBackoffMs = r.MaxBackoffMs
+			changed = append(changed, "retry.initial_backoff_ms")
+		}
+	}
+	return changed
+}
+
+// fillDefaults sets the fields left at 0 to their defaults (see Retry).
+func (r *Retry) fillDefaults() {
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.InitialBackoffMs == 0 {
+		r.InitialBackoffMs = DefaultInitialBackoffMs
+		if r.MaxBackoffMs > 0 {
+			r.InitialBackoffMs = min(r.InitialBackoffMs, r.MaxBackoffMs)
+		}
+	}
+	if r.MaxBackoffMs == 0 {
+		r.MaxBackoffMs = max(DefaultMaxBackoffMs, r.InitialBackoffMs)
+	}
+}
+
 // applyDefaults fills the extension fields a client left out and the server fields.
 func (h *Hook) applyDefaults(now time.Time) {
 	if h.ID == "" {
@@ -137,15 +215,7 @@ func (h *Hook) applyDefaults(now time.Time) {
 	if h.Retry == nil {
 		h.Retry = &Retry{}
 	}
-	if h.Retry.MaxAttempts == 0 {
-		h.Retry.MaxAttempts = DefaultMaxAttempts
-	}
-	if h.Retry.InitialBackoffMs == 0 {
-		h.Retry.InitialBackoffMs = DefaultInitialBackoffMs
-	}
-	if h.Retry.MaxBackoffMs == 0 {
-		h.Retry.MaxBackoffMs = DefaultMaxBackoffMs
-	}
+	h.Retry.fillDefaults()
 	if h.Tags == nil {
 		h.Tags = []string{}
 	}

@@ -201,6 +201,10 @@ func (s *Store) applyRecord(r *kgo.Record, byID map[string]*Hook, sources map[st
 		s.log.Warn("skipping unreadable hook record", "key", key, "offset", r.Offset, "err", err)
 		return
 	}
+	if fields := h.Clamp(); fields != nil {
+		s.log.Warn("hook record has values out of bounds (written by an older version): using the nearest allowed ones",
+			"hook_id", key, "offset", r.Offset, "fields", fields)
+	}
 	h.Revision = r.Offset
 	byID[key] = &h
 }

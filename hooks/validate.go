@@ -171,8 +171,11 @@ func Validate(h *Hook, cat *Catalogue, now time.Time) error {
 	if h.Event != nil && *h.Event == "" {
 		h.Event = nil
 	}
-	if h.Snooze != nil && *h.Snooze < 0 {
-		e.add("snooze", "value should be between 0 and 9223372036854775807")
+	if h.Snooze != nil && (*h.Snooze < 0 || *h.Snooze > MaxSnoozeSeconds) {
+		e.add("snooze", fmt.Sprintf("value should be between 0 and %d (365 days)", MaxSnoozeSeconds))
+	}
+	if h.CreatedAt < 0 || h.CreatedAt > MaxCreatedAt {
+		e.add("created_at", fmt.Sprintf("value should be between 0 and %d", MaxCreatedAt))
 	}
 	switch h.Ordering {
 	case "", OrderingKey, OrderingNone:
@@ -184,8 +187,9 @@ func Validate(h *Hook, cat *Catalogue, now time.Time) error {
 	default:
 		e.add("snooze_scope", `expected one of: key, hook`)
 	}
-	if h.TimeoutMs < 0 || h.TimeoutMs > 600_000 {
-		e.add("timeout_ms", "value should be between 0 (default) and 600000")
+	if h.TimeoutMs < 0 || h.TimeoutMs > MaxTimeoutMs {
+		e.add("timeout_ms", fmt.Sprintf("value should be between 1 and %d (0 or unset: %d): a rebalance waits for "+
+			"in-flight deliveries and must end within the consumer group's 60 s rebalance timeout", MaxTimeoutMs, DefaultTimeoutMs))
 	}
 	validateRetry(h.Retry, e)
 	if h.Source != "" && cat != nil {
@@ -201,18 +205,32 @@ func Validate(h *Hook, cat *Catalogue, now time.Time) error {
 	return nil
 }
 
+// validateRetry checks the retry policy; 0 in a field means its default. An unset
+// backoff field defers to the other one (see Retry), so only an initial_backoff_ms above
+// an explicit max_backoff_ms contradicts itself; that error names max_backoff_ms.
 func validateRetry(r *Retry, e *SchemaError) {
 	if r == nil {
 		return
 	}
-	if r.MaxAttempts < 0 || r.MaxAttempts > 1000 {
-		e.add("retry.max_attempts", "value should be between 1 and 1000")
+	if r.MaxAttempts < 0 || r.MaxAttempts > MaxRetryAttempts {
+		e.add("retry.max_attempts", fmt.Sprintf("value should be between 1 and %d (0 or unset: %d)", MaxRetryAttempts, DefaultMaxAttempts))
 	}
-	if r.InitialBackoffMs < 0 {
-		e.add("retry.initial_backoff_ms", "value should be positive")
+	backoffOK := true
+	for _, f := range []struct {
+		path string
+		v    int64
+		def  int64
+	}{
+		{"retry.initial_backoff_ms", r.InitialBackoffMs, DefaultInitialBackoffMs},
+		{"retry.max_backoff_ms", r.MaxBackoffMs, DefaultMaxBackoffMs},
+	} {
+		if f.v < 0 || f.v > MaxBackoffMs {
+			e.add(f.path, fmt.Sprintf("value should be between 1 and %d (24 h; 0 or unset: %d)", MaxBackoffMs, f.def))
+			backoffOK = false
+		}
 	}
-	if r.MaxBackoffMs < 0 || (r.MaxBackoffMs > 0 && r.MaxBackoffMs < r.InitialBackoffMs) {
-		e.add("retry.max_backoff_ms", "value should be at least initial_backoff_ms")
+	if backoffOK && r.InitialBackoffMs > 0 && r.MaxBackoffMs > 0 && r.InitialBackoffMs > r.MaxBackoffMs {
+		e.add("retry.max_backoff_ms", fmt.Sprintf("value should be at least retry.initial_backoff_ms (%d)", r.InitialBackoffMs))
 	}
 }
 
