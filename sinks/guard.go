@@ -35,9 +35,11 @@ const (
 
 // Guard refuses connections to addresses a webhook must not reach from inside the
 // network (SSRF): loopback, private, link-local (with the cloud metadata address
-// 169.254.169.254), unspecified, multicast, shared CGNAT, reserved, and the same
-// addresses written as IPv4-mapped, NAT64 or 6to4 IPv6 addresses; unless a prefix of the
-// allow-list contains the address.
+// 169.254.169.254), unspecified, multicast, shared CGNAT, benchmarking (198.18.0.0/15,
+// 2001:2::/48), IETF protocol assignments (192.0.0.0/24), reserved, discard-only,
+// Teredo (2001::/32) and local-use NAT64 (64:ff9b:1::/48), and the same IPv4 addresses
+// written as IPv4-mapped, IPv4-translated, NAT64 (64:ff9b::/96) or 6to4 (2002::/16)
+// IPv6 addresses; unless a prefix of the allow-list contains the address.
 //
 // It checks the addresses actually dialled: Dial resolves the host itself, at every new
 // connection, and connects to an allowed IP literal, so neither fasthttp's DNS cache nor a
@@ -256,11 +258,17 @@ var (
 	prefixCGNAT      = netip.MustParsePrefix("100.64.0.0/10")
 	prefixReserved4  = netip.MustParsePrefix("240.0.0.0/4") // includes 255.255.255.255
 	prefixThisNet    = netip.MustParsePrefix("0.0.0.0/8")
+	prefixBenchmark4 = netip.MustParsePrefix("198.18.0.0/15") // RFC 2544
+	prefixIETF4      = netip.MustParsePrefix("192.0.0.0/24")  // RFC 6890 protocol assignments
 	prefixSiteLocal  = netip.MustParsePrefix("fec0::/10")
 	prefixNAT64      = netip.MustParsePrefix("64:ff9b::/96")
-	prefixNAT64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	prefixNAT64Local = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215, not global
 	prefix6to4       = netip.MustParsePrefix("2002::/16")
+	prefixTeredo     = netip.MustParsePrefix("2001::/32")   // RFC 4380
+	prefixBenchmark6 = netip.MustParsePrefix("2001:2::/48") // RFC 5180
+	prefixDiscard6   = netip.MustParsePrefix("100::/64")    // RFC 6666
 	prefixV4Compat   = netip.MustParsePrefix("::/96")
+	prefixV4Trans    = netip.MustParsePrefix("::ffff:0:0:0/96") // RFC 2765 IPv4-translated
 	metadataAddr     = netip.MustParseAddr("169.254.169.254")
 )
 
@@ -286,13 +294,27 @@ func addrClass(ip netip.Addr) string {
 		return "shared address space (CGNAT)"
 	case prefixReserved4.Contains(ip):
 		return "reserved address"
+	case prefixBenchmark4.Contains(ip), prefixBenchmark6.Contains(ip):
+		return "benchmarking address"
+	case prefixIETF4.Contains(ip):
+		return "IETF protocol assignment address"
 	case prefixSiteLocal.Contains(ip):
 		return "site-local address"
-	case prefixNAT64.Contains(ip), prefixNAT64Local.Contains(ip):
-		// The gateway would translate to the embedded IPv4 address (last 32 bits).
+	case prefixDiscard6.Contains(ip):
+		return "discard-only address"
+	case prefixNAT64Local.Contains(ip):
+		// Local-use translation prefix: the operator's own network, and where the IPv4
+		// address sits depends on the prefix length it chose.
+		return "local-use NAT64 address"
+	case prefixNAT64.Contains(ip), prefixV4Trans.Contains(ip):
+		// The translator would reach the embedded IPv4 address (last 32 bits).
+		form := " (NAT64)"
+		if prefixV4Trans.Contains(ip) {
+			form = " (IPv4-translated)"
+		}
 		b := ip.As16()
 		if r := addrClass(netip.AddrFrom4([4]byte(b[12:16]))); r != "" {
-			return r + " (NAT64)"
+			return r + form
 		}
 	case prefix6to4.Contains(ip):
 		// 2002:AABB:CCDD::/48 routes to the IPv4 address AA.BB.CC.DD.
@@ -300,6 +322,11 @@ func addrClass(ip netip.Addr) string {
 		if r := addrClass(netip.AddrFrom4([4]byte(b[2:6]))); r != "" {
 			return r + " (6to4)"
 		}
+	case prefixTeredo.Contains(ip):
+		// A Teredo address tunnels through a server and a client NAT whose IPv4
+		// addresses it embeds (the client's obfuscated); no webhook needs one, and
+		// either embedded address may be internal.
+		return "Teredo address"
 	case prefixV4Compat.Contains(ip):
 		// Deprecated IPv4-compatible form (::10.0.0.1); :: and ::1 were handled above.
 		return "IPv4-compatible IPv6 address"

@@ -55,6 +55,35 @@ func TestGuardClassification(t *testing.T) {
 		{"2002:7f00:1::1", "", "loopback address (6to4)"},
 		{"2002:808:808::1", "", ""},
 		{"::10.0.0.1", "", "IPv4-compatible IPv6 address"},
+
+		// Benchmarking, IETF protocol assignments, Teredo and the other IPv6 forms that
+		// embed an IPv4 address.
+		{"198.18.0.1", "", "benchmarking address"},
+		{"198.19.255.254", "", "benchmarking address"},
+		{"198.17.255.255", "", ""}, // just below 198.18/15
+		{"198.20.0.1", "", ""},     // just above
+		{"2001:2::1", "", "benchmarking address"},
+		{"192.0.0.1", "", "IETF protocol assignment address"},
+		{"192.0.0.170", "", "IETF protocol assignment address"},
+		{"192.0.1.1", "", ""},
+		{"2001::1", "", "Teredo address"},
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", "", "Teredo address"},
+		{"2001:1::1", "", ""}, // outside 2001::/32
+		{"2002:c612:1::1", "", "benchmarking address (6to4)"},
+		{"2002:c000:1::1", "", "IETF protocol assignment address (6to4)"},
+		{"2002:a00:1::1", "", "private address (6to4)"},
+		{"2002:a9fe:a9fe::1", "", "link-local address (cloud metadata endpoint) (6to4)"},
+		{"64:ff9b::a00:1", "", "private address (NAT64)"},
+		{"64:ff9b::c612:1", "", "benchmarking address (NAT64)"},
+		{"64:ff9b::c000:1", "", "IETF protocol assignment address (NAT64)"},
+		{"64:ff9b::6440:1", "", "shared address space (CGNAT) (NAT64)"},
+		{"64:ff9b:1::808:808", "", "local-use NAT64 address"},
+		{"::ffff:0:a00:1", "", "private address (IPv4-translated)"},
+		{"::ffff:0:808:808", "", ""},
+		{"100::1", "", "discard-only address"},
+		{"::ffff:198.18.0.1", "", "benchmarking address"},
+		{"198.18.0.1", "198.18.0.0/15", ""},
+		{"2001::1", "2001::/32", ""},
 		{"8.8.8.8", "", ""},
 		{"2001:4860::8888", "", ""},
 		{"2001:4860:4860::8888", "", ""},
