@@ -17,7 +17,8 @@ var (
 	// ErrTimeout is returned when a template render or a lambda call ran out of time.
 	ErrTimeout = errors.New("script timed out")
 	// ErrThrown is wrapped by the LambdaError of a function that threw (including
-	// "Maximum call stack size exceeded" and the RangeErrors of capped built-ins).
+	// "Maximum call stack size exceeded" and the RangeErrors of capped built-ins), and
+	// by the error of a template whose execution failed (a helper's error).
 	ErrThrown = errors.New("script threw an exception")
 )
 

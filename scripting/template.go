@@ -130,8 +130,8 @@ func (t *Template) Name() string { return t.name }
 
 // Render appends the template's output for ctx (normally built by EventContext) to dst
 // and returns the extended slice. On error dst is returned unchanged (truncated to its
-// original length) with an error wrapping ErrOutputTooLarge, ErrTimeout or the failing
-// helper's error. ctx is only read, so one context may be shared by the hooks of an event.
+// original length) with an error wrapping ErrOutputTooLarge, ErrTimeout, or ErrThrown
+// and the failing helper's or action's error. ctx is only read, so one context may be shared by the hooks of an event.
 func (t *Template) Render(dst []byte, ctx map[string]any) ([]byte, error) {
 	start := len(dst)
 	if t.tmpl == nil {
@@ -161,8 +161,18 @@ func (t *Template) Render(dst []byte, ctx map[string]any) ([]byte, error) {
 	case errors.Is(err, ErrTimeout):
 		return dst[:start], fmt.Errorf("cannot render template %s: %w (after %v)", t.name, ErrTimeout, t.limits.Timeout)
 	}
-	return dst[:start], fmt.Errorf("cannot render template %s: %w", t.name, err)
+	return dst[:start], fmt.Errorf("cannot render template %s: %w", t.name, thrownError{err})
 }
+
+// thrownError is the error of a template whose execution failed (a helper's error, an
+// action on a value it cannot handle): it reads as err and wraps both ErrThrown and err.
+type thrownError struct{ err error }
+
+// Error implements error.
+func (e thrownError) Error() string { return e.err.Error() }
+
+// Unwrap returns ErrThrown and the execution error.
+func (e thrownError) Unwrap() []error { return []error{ErrThrown, e.err} }
 
 // RenderEvent is Render for an event's EventData: a template of text and field paths
 // reads the parsed data directly, any other renders with EventContext's map, built once

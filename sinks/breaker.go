@@ -12,11 +12,15 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ErrCircuitOpen is wrapped by the error of an attempt that was not sent because the
-// destination's circuit breaker is open (or half-open with its one probe in flight): the
-// destination failed PoolConfig.BreakerThreshold times in a row. The Result is
-// retryable, with RetryAfter set to the time left before the breaker lets a probe
-// through (0 while a probe is in flight).
+// ErrCircuitOpen is wrapped by the error of an attempt that was not sent because a
+// circuit breaker is open (or half-open with its one probe in flight): the destination's
+// (host:port: PoolConfig.BreakerThreshold connection-level failures in a row, for every
+// hook sending there) or the hook's own (as many HTTP status failures — 429, 5xx — or
+// script failures in a row, for this hook version only). The message names which
+// ("circuit breaker open for destination example.com:443", "… for hook <id>"). The
+// Result is retryable, with RetryAfter set to the time left before the breaker lets this
+// hook's attempt through as the probe (0 while a probe is in flight), never more than
+// the hook's retry.max_backoff_ms.
 var ErrCircuitOpen = errors.New("circuit breaker open")
 
 // Breaker states, as exported by the eventhooks_breaker_state gauge.
@@ -36,18 +40,24 @@ const (
 	ticketProbe                  // the one request let through while half-open
 )
 
-// verdict is what an attempt says about the destination's health.
+// verdict is what an attempt says about the health of what a breaker guards.
 type verdict uint8
 
 const (
 	verdictNeutral verdict = iota // says nothing: neither resets nor counts
-	verdictHealthy                // the destination answered deliberately
-	verdictFailure                // the destination's fault
+	verdictHealthy                // it answered deliberately
+	verdictFailure                // its fault
 )
 
-// breakerVerdict decides whether an attempt counts against the destination. It sees
-// the same (status, err) as classify, which decides retries; the two differ on purpose.
-func breakerVerdict(status int, err error) verdict {
+// breakerVerdict decides what an attempt says about the destination (dest, for the
+// pool's breaker shared by every hook sending there) and about the hook (hook, for the
+// breaker of the hook's compiled sink). It sees the same (status, err) as classify,
+// which decides retries; they differ on purpose.
+//
+// Only connection-level failures count against the destination: one hook whose URL
+// path answers 503 must not cut off the other hooks on the same host (hooks.slack.com).
+// HTTP status failures count against the hook alone.
+func breakerVerdict(status int, err error) (dest, hook verdict) {
 	if err != nil {
 		switch {
 		case errors.Is(err, fasthttp.ErrBodyTooLarge) && status != 0:
@@ -55,32 +65,33 @@ func breakerVerdict(status int, err error) verdict {
 		case errors.Is(err, ErrPermanent):
 			// The SSRF guard (or a Dial hook) refused the destination before anything
 			// was sent: our policy, not the destination's health.
-			return verdictNeutral
+			return verdictNeutral, verdictNeutral
 		case errors.Is(err, context.Canceled):
 			// Our own shutdown.
-			return verdictNeutral
+			return verdictNeutral, verdictNeutral
 		case errors.Is(err, fasthttp.ErrNoFreeConns):
 			// Our pool of connections is exhausted; the requests holding them report
 			// the destination's health themselves.
-			return verdictNeutral
+			return verdictNeutral, verdictNeutral
 		default:
 			// Connection refused or reset, DNS failure, TLS failure, timeouts: the
-			// destination is unreachable or too slow.
-			return verdictFailure
+			// destination is unreachable or too slow. That says nothing about the
+			// hook: its own breaker neither counts nor resets.
+			return verdictFailure, verdictNeutral
 		}
 	}
 	switch {
 	case status == fasthttp.StatusTooManyRequests, status >= 500:
-		// 429 and 5xx: the destination is overloaded or failing; backing off helps it.
-		return verdictFailure
+		// 429 and 5xx: this hook's endpoint is overloaded or failing; backing off helps
+		// it. The destination answered, though: other paths on it may be fine.
+		return verdictHealthy, verdictFailure
 	case status < 200:
-		// 0 or 1xx as a final status: a broken server, like a 5xx.
-		return verdictFailure
+		// 0 or 1xx as a final status: a broken endpoint, like a 5xx.
+		return verdictHealthy, verdictFailure
 	default:
-		// 2xx, and also 3xx and 4xx (408 and 425 included): the destination is up
-		// and answering; a hook with a bad URL or credentials must not cut off the
-		// other hooks that share the destination.
-		return verdictHealthy
+		// 2xx, and also 3xx and 4xx (408 and 425 included): the endpoint is up and
+		// answering; a bad URL or credentials are not for a breaker to hide.
+		return verdictHealthy, verdictHealthy
 	}
 }
 
@@ -91,7 +102,8 @@ type breakerConfig struct {
 	maxCooldown time.Duration
 }
 
-// breaker is the circuit breaker of one pooled destination.
+// breaker is a circuit breaker: the pool's, one per destination (Pool.newBreakerLocked),
+// or a compiled sink's own, one per hook version (newHookBreaker).
 //
 // Closed: every request passes; verdictFailure increments failures, verdictHealthy
 // resets it; reaching threshold opens the breaker for cooldown. Open: requests are
@@ -102,7 +114,13 @@ type breakerConfig struct {
 // (at most maxCooldown) when it had been open since it was last healthy; a neutral one
 // lets the next request probe.
 //
-// A new breaker starts half-open with no failures: until a destination has answered,
+// The hook's max backoff (maxWait in allow and turnsAway) caps how long an open breaker
+// turns that hook's attempts away: once it has been open for maxWait (since opened), the
+// hook's attempt is let through as the probe, the breaker turning half-open early (a
+// failed probe re-opens it, for twice the cooldown as usual). So a hook that backs off at
+// most 300 ms is never told to wait longer than that, whatever the cooldown.
+//
+// A destination's new breaker starts half-open with no failures: until it has answered,
 // one request at a time finds out whether it is there, so that lanes do not all wait
 // out the timeout on a dead endpoint at start-up. After cooldown the failures are set
 // to threshold-1, so one failed probe re-opens. A request that can be parked instead
@@ -110,22 +128,25 @@ type breakerConfig struct {
 // hold its lane for up to the timeout; while a new destination's first probe is out it
 // may wait on it for up to unprovenWait.
 //
-// Concurrency: state, failures, openUntil and opened are atomics, so the closed path (allow, and
+// A hook's breaker starts closed.
+//
+// Concurrency: state, failures, openUntil, openedAt and opened are atomics, so the closed path (allow, and
 // record for a pass ticket that is not the threshold-th failure) and the rejection of a
 // request while open take no lock. Every state change takes mu; probing and cooldown are
-// guarded by mu. openUntil is stored before state, so a reader that sees breakerOpen
-// sees its deadline. Outcomes of pass tickets that arrive after the breaker left the
+// guarded by mu. openUntil and openedAt are stored before state, so a reader that sees
+// breakerOpen sees its deadline. Outcomes of pass tickets that arrive after the breaker left the
 // closed state (requests in flight when it opened) change nothing but the failure count,
 // which is set again when it closes or turns half-open.
 type breaker struct {
 	cfg        breakerConfig
 	epoch      time.Time // openUntil counts from here, on the monotonic clock
-	err        error     // ErrCircuitOpen wrapped with the destination
-	rejections *metrics.Counter
+	err        error     // ErrCircuitOpen wrapped with what is open (destination or hook)
+	rejections *metrics.Counter // nil for a hook's breaker
 
 	state     atomic.Int32
 	failures  atomic.Int32
 	openUntil atomic.Int64 // nanoseconds since epoch
+	openedAt  atomic.Int64 // when it last opened, nanoseconds since epoch
 
 	// opened: the breaker opened since it was last healthy. Written under mu.
 	opened atomic.Bool
@@ -145,16 +166,29 @@ const unprovenWait = 50 * time.Millisecond
 // failedLastTime reports whether the destination failed since it was last healthy.
 func (b *breaker) failedLastTime() bool { return b.opened.Load() || b.failures.Load() > 0 }
 
-func newBreaker(cfg breakerConfig, label string, rejections *metrics.Counter) *breaker {
+// newBreaker returns the breaker of destination addr, unproven (half-open) until it first
+// answers. rejections may be nil.
+func newBreaker(cfg breakerConfig, addr string, rejections *metrics.Counter) *breaker {
 	b := &breaker{
 		cfg:        cfg,
 		epoch:      time.Now(),
-		err:        fmt.Errorf("%w for %s", ErrCircuitOpen, label),
+		err:        fmt.Errorf("%w for destination %s", ErrCircuitOpen, addr),
 		rejections: rejections,
 		cooldown:   cfg.cooldown,
 	}
 	b.state.Store(breakerHalfOpen) // unproven: one request until the destination answers
 	return b
+}
+
+// newHookBreaker returns the breaker of hook hookID's compiled sink: closed, without a
+// metric (the processor's per-hook metrics count its rejections as breaker waits).
+func newHookBreaker(cfg breakerConfig, hookID string) *breaker {
+	return &breaker{
+		cfg:      cfg,
+		epoch:    time.Now(),
+		err:      fmt.Errorf("%w for hook %s", ErrCircuitOpen, hookID),
+		cooldown: cfg.cooldown,
+	}
 }
 
 func (b *breaker) now() int64 { return int64(time.Since(b.epoch)) }
@@ -169,9 +203,11 @@ type admission struct {
 }
 
 // allow says whether a request may be sent now. avoidProbe refuses to make this request
-// the probe of a destination that failed last time (the caller parks it instead). A nil
-// breaker lets everything through.
-func (b *breaker) allow(avoidProbe bool) admission {
+// the probe of a breaker that failed last time (the caller parks it instead). maxWait is
+// the hook's max backoff: it caps how long an open breaker turns the request away (see
+// breaker) and the wait of a rejection; 0 means no cap. A nil breaker lets everything
+// through.
+func (b *breaker) allow(avoidProbe bool, maxWait time.Duration) admission {
 	if b == nil {
 		return admission{ticket: ticketPass}
 	}
@@ -179,41 +215,62 @@ func (b *breaker) allow(avoidProbe bool) admission {
 	if s == breakerClosed {
 		return admission{ticket: ticketPass}
 	}
-	if wait, away := b.turnsAway(avoidProbe); away {
+	if wait, away := b.turnsAway(avoidProbe, maxWait); away {
 		b.reject()
 		return admission{wait: wait}
 	}
-	return b.allowSlow(avoidProbe)
+	return b.allowSlow(avoidProbe, maxWait)
 }
 
-// turnsAway reports whether allow(avoidProbe) would reject a request now because the
-// breaker is open (wait is the time left) or half-open after a failure with the caller
-// avoiding probes. It takes no lock, so a handler can check it before building a request.
-func (b *breaker) turnsAway(avoidProbe bool) (wait time.Duration, away bool) {
+// openLeft is the time an open breaker still turns away a hook whose max backoff is
+// maxWait (0: no cap), at now: the rest of the cooldown, or of maxWait since it opened
+// when that is shorter. 0 or less: the hook may probe.
+func (b *breaker) openLeft(now int64, maxWait time.Duration) int64 {
+	left := b.openUntil.Load() - now
+	if maxWait > 0 {
+		left = min(left, b.openedAt.Load()+int64(maxWait)-now)
+	}
+	return left
+}
+
+// turnsAway reports whether allow(avoidProbe, maxWait) would reject a request now
+// because the breaker is open (wait is the time left, at most maxWait) or half-open after
+// a failure with the caller avoiding probes. It takes no lock, so a handler can check it
+// before building a request.
+func (b *breaker) turnsAway(avoidProbe bool, maxWait time.Duration) (wait time.Duration, away bool) {
 	if b == nil {
 		return 0, false
 	}
 	switch b.state.Load() {
 	case breakerOpen:
-		left := b.openUntil.Load() - b.now()
-		return time.Duration(left), left > 0
+		if left := b.openLeft(b.now(), maxWait); left > 0 {
+			return time.Duration(left), true
+		}
+		// This hook may probe now; one that avoids probes is turned away to park.
+		return 0, avoidProbe
 	case breakerHalfOpen:
 		return 0, avoidProbe && b.failedLastTime()
 	}
 	return 0, false
 }
 
-func (b *breaker) allowSlow(avoidProbe bool) admission {
+func (b *breaker) allowSlow(avoidProbe bool, maxWait time.Duration) admission {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state.Load() {
 	case breakerClosed:
 		return admission{ticket: ticketPass}
 	case breakerOpen:
-		if left := b.openUntil.Load() - b.now(); left > 0 {
+		if left := b.openLeft(b.now(), maxWait); left > 0 {
 			b.reject()
 			return admission{wait: time.Duration(left)}
 		}
+		if avoidProbe { // never the probe of a breaker that failed: it stays open
+			b.reject()
+			return admission{}
+		}
+		// The cooldown is over, or this hook has waited its max backoff: half-open,
+		// and this request probes (nothing probes while open).
 		b.failures.Store(b.cfg.threshold - 1)
 		b.state.Store(breakerHalfOpen)
 	}
@@ -229,7 +286,11 @@ func (b *breaker) allowSlow(avoidProbe bool) admission {
 		}
 		// Unproven: wait a little for the first answer, then park.
 		if left := b.probeSince + int64(unprovenWait) - b.now(); left > 0 {
-			return admission{wait: time.Duration(left), probeDone: b.probeDone}
+			wait := time.Duration(left)
+			if maxWait > 0 {
+				wait = min(wait, maxWait)
+			}
+			return admission{wait: wait, probeDone: b.probeDone}
 		}
 		return admission{}
 	}
@@ -301,7 +362,9 @@ func (b *breaker) openLocked() {
 		b.cooldown = min(2*b.cooldown, b.cfg.maxCooldown)
 	}
 	b.opened.Store(true)
-	b.openUntil.Store(b.now() + int64(b.cooldown))
+	now := b.now()
+	b.openedAt.Store(now)
+	b.openUntil.Store(now + int64(b.cooldown))
 	b.state.Store(breakerOpen)
 }
 

@@ -56,11 +56,29 @@ func startSwitchServer(t *testing.T, code int) *switchServer {
 	return s
 }
 
+// flakyDialer dials 127.0.0.1 addresses for a Pool, refusing every connection while down
+// (a connection-level failure, the destination's fault) and counting the dials.
+type flakyDialer struct {
+	down  atomic.Bool
+	dials atomic.Int32
+}
+
+func (d *flakyDialer) dial(addr string) (net.Conn, error) {
+	d.dials.Add(1)
+	if d.down.Load() {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	}
+	return net.Dial("tcp", addr)
+}
+
 func TestBreakerOpensAndRecovers(t *testing.T) {
-	ts := startSwitchServer(t, 503)
+	ts := startSwitchServer(t, 200)
+	var fd flakyDialer
+	fd.down.Store(true)
 	const cooldown = 100 * time.Millisecond
-	p := newPool(t, PoolConfig{BreakerCooldown: cooldown, BreakerMaxCooldown: 10 * cooldown})
-	s := mustCompile(t, webhookHook(t, ts.url+"/hook", "", ""), p)
+	p := newPool(t, PoolConfig{BreakerCooldown: cooldown, BreakerMaxCooldown: 10 * cooldown, Dial: fd.dial})
+	// Connection: close makes every attempt dial.
+	s := mustCompile(t, webhookHook(t, ts.url+"/hook", `,"headers":{"Connection":"close"}`, ""), p)
 	ev := newEvent(t, "crud", "consumers", consumerData)
 	deliver := func() Result { return s.Deliver(context.Background(), ev, nil) }
 
@@ -68,7 +86,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		t.Fatalf("state gauge = %v at creation, want 0 (closed)", got)
 	}
 	for i := range DefaultBreakerThreshold {
-		if res := deliver(); res.Status != 503 || !res.Retryable {
+		if res := deliver(); res.Status != 0 || !res.Retryable || errors.Is(res.Err, ErrCircuitOpen) {
 			t.Fatalf("attempt %d: %+v", i, res)
 		}
 	}
@@ -82,7 +100,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	if res.Delivered || !res.Retryable || res.Status != 0 || !errors.Is(res.Err, ErrCircuitOpen) || errors.Is(res.Err, ErrPermanent) {
 		t.Fatalf("open breaker: result = %+v", res)
 	}
-	if !strings.Contains(res.Err.Error(), ts.addr) {
+	if !strings.Contains(res.Err.Error(), "destination "+ts.addr) {
 		t.Errorf("err %q does not name the destination", res.Err)
 	}
 	if res.RetryAfter <= 0 || res.RetryAfter > cooldown {
@@ -91,8 +109,8 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	if time.Since(start) > 50*time.Millisecond {
 		t.Errorf("rejection took %v", time.Since(start))
 	}
-	if got := ts.hits.Load(); got != DefaultBreakerThreshold {
-		t.Errorf("receiver saw %d requests, want %d", got, DefaultBreakerThreshold)
+	if got := fd.dials.Load(); got != DefaultBreakerThreshold {
+		t.Errorf("%d dials, want %d", got, DefaultBreakerThreshold)
 	}
 	if got := metricValue(t, p, `eventhooks_breaker_rejections_total{destination="`+ts.addr+`"}`); got != 1 {
 		t.Errorf("rejections = %v, want 1", got)
@@ -100,19 +118,19 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 
 	// After the cooldown one probe goes through; it fails and the cooldown doubles.
 	time.Sleep(cooldown + 10*time.Millisecond)
-	if res := deliver(); res.Status != 503 {
+	if res := deliver(); res.Status != 0 || errors.Is(res.Err, ErrCircuitOpen) {
 		t.Fatalf("probe: result = %+v", res)
 	}
-	if got := ts.hits.Load(); got != DefaultBreakerThreshold+1 {
-		t.Fatalf("receiver saw %d requests, want the probe too", got)
+	if got := fd.dials.Load(); got != DefaultBreakerThreshold+1 {
+		t.Fatalf("%d dials, want the probe too", got)
 	}
 	res = deliver()
 	if !errors.Is(res.Err, ErrCircuitOpen) || res.RetryAfter <= cooldown {
 		t.Fatalf("after a failed probe: result = %+v, want open for about %v", res, 2*cooldown)
 	}
 
-	// The receiver recovers: the next probe closes the breaker.
-	ts.code.Store(200)
+	// The destination recovers: the next probe closes the breaker.
+	fd.down.Store(false)
 	time.Sleep(res.RetryAfter + 10*time.Millisecond)
 	if res := deliver(); !res.Delivered {
 		t.Fatalf("probe after recovery: %+v", res)
@@ -127,9 +145,9 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	}
 
 	// Closed resets the count: it takes a full threshold of failures to open again.
-	ts.code.Store(500)
+	fd.down.Store(true)
 	for i := range DefaultBreakerThreshold {
-		if res := deliver(); res.Status != 500 {
+		if res := deliver(); res.Status != 0 || errors.Is(res.Err, ErrCircuitOpen) {
 			t.Fatalf("attempt %d after recovery: %+v", i, res)
 		}
 	}
@@ -148,6 +166,103 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	metrics.WritePrometheus(&buf, false)
 	if strings.Contains(buf.String(), ts.addr) {
 		t.Error("a closed pool's series are still exported")
+	}
+}
+
+// TestHookBreakerOpensAndRecovers: HTTP status failures open the hook's own breaker,
+// which names the hook, leaves the destination's alone and recovers like it.
+func TestHookBreakerOpensAndRecovers(t *testing.T) {
+	ts := startSwitchServer(t, 503)
+	const cooldown = 100 * time.Millisecond
+	p := newPool(t, PoolConfig{BreakerCooldown: cooldown, BreakerMaxCooldown: 10 * cooldown})
+	h := webhookHook(t, ts.url+"/hook", "", "")
+	s := mustCompile(t, h, p)
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	deliver := func() Result { return s.Deliver(context.Background(), ev, nil) }
+	for i := range DefaultBreakerThreshold {
+		if res := deliver(); res.Status != 503 || !res.Retryable {
+			t.Fatalf("attempt %d: %+v", i, res)
+		}
+	}
+	res := deliver()
+	if res.Delivered || !res.Retryable || res.Status != 0 || !errors.Is(res.Err, ErrCircuitOpen) {
+		t.Fatalf("open hook breaker: result = %+v", res)
+	}
+	if !strings.Contains(res.Err.Error(), "hook "+h.ID) || strings.Contains(res.Err.Error(), "destination") {
+		t.Errorf("err %q does not name the hook", res.Err)
+	}
+	if res.RetryAfter <= 0 || res.RetryAfter > cooldown {
+		t.Errorf("RetryAfter = %v, want the rest of the %v cooldown", res.RetryAfter, cooldown)
+	}
+	if got := ts.hits.Load(); got != DefaultBreakerThreshold {
+		t.Errorf("receiver saw %d requests, want %d", got, DefaultBreakerThreshold)
+	}
+	if got := breakerState(t, p, ts.addr); got != 0 {
+		t.Errorf("destination state gauge = %v, want 0: the destination answered", got)
+	}
+	if got := metricValue(t, p, `eventhooks_breaker_rejections_total{destination="`+ts.addr+`"}`); got != 0 {
+		t.Errorf("destination rejections = %v, want 0", got)
+	}
+
+	// A failed probe doubles the cooldown; a good one closes the breaker.
+	time.Sleep(res.RetryAfter + 10*time.Millisecond)
+	if res := deliver(); res.Status != 503 {
+		t.Fatalf("probe: %+v", res)
+	}
+	if res = deliver(); !errors.Is(res.Err, ErrCircuitOpen) || res.RetryAfter <= cooldown {
+		t.Fatalf("after a failed probe: %+v, want open for about %v", res, 2*cooldown)
+	}
+	ts.code.Store(200)
+	time.Sleep(res.RetryAfter + 10*time.Millisecond)
+	for i := range 3 {
+		if res := deliver(); !res.Delivered {
+			t.Fatalf("delivery %d after recovery: %+v", i, res)
+		}
+	}
+}
+
+// TestHookBreakerSparesOtherPaths: hook A's path answers 503 until its breaker opens;
+// hook B, on the same host:port, still delivers every request.
+func TestHookBreakerSparesOtherPaths(t *testing.T) {
+	var aHits, bHits atomic.Int32
+	ts := startServer(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/a" {
+			aHits.Add(1)
+			ctx.SetStatusCode(503)
+			return
+		}
+		bHits.Add(1)
+	})
+	p := newPool(t, PoolConfig{BreakerThreshold: 3, BreakerCooldown: time.Minute, BreakerMaxCooldown: time.Minute})
+	a := mustCompile(t, webhookHook(t, ts.url+"/a", "", ""), p)
+	b := mustCompile(t, webhookHook(t, ts.url+"/b", "", ""), p)
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	lane := &Lane{AvoidProbes: true} // the processor's lanes that park
+	const rounds = 20
+	opened := false
+	for i := range rounds {
+		ra := a.Deliver(context.Background(), ev, lane)
+		if ra.Delivered {
+			t.Fatalf("round %d: hook a delivered", i)
+		}
+		if errors.Is(ra.Err, ErrCircuitOpen) {
+			opened = true
+			if !strings.Contains(ra.Err.Error(), "for hook") {
+				t.Errorf("round %d: hook a rejected by %q, want its own breaker", i, ra.Err)
+			}
+		}
+		if rb := b.Deliver(context.Background(), ev, lane); !rb.Delivered {
+			t.Fatalf("round %d (a's breaker open: %v): hook b: %+v", i, opened, rb)
+		}
+	}
+	if !opened || aHits.Load() != 3 {
+		t.Errorf("hook a: breaker opened %v after %d requests, want open after 3", opened, aHits.Load())
+	}
+	if bHits.Load() != rounds {
+		t.Errorf("hook b: %d requests received, want %d", bHits.Load(), rounds)
+	}
+	if got := breakerState(t, p, ts.addr); got != 0 {
+		t.Errorf("destination state = %v, want 0", got)
 	}
 }
 
@@ -235,16 +350,25 @@ func TestBreakerFailureKinds(t *testing.T) {
 }
 
 func TestBreakerPerDestination(t *testing.T) {
-	// Two hooks on one destination share its breaker; another destination is unaffected.
-	bad, good := startSwitchServer(t, 502), startSwitchServer(t, 200)
-	p := newPool(t, PoolConfig{BreakerThreshold: 2})
+	// Two hooks on one unreachable destination share its breaker; another destination
+	// is unaffected.
+	bad, good := startSwitchServer(t, 200), startSwitchServer(t, 200)
+	var fd flakyDialer
+	p := newPool(t, PoolConfig{BreakerThreshold: 2, Dial: func(addr string) (net.Conn, error) {
+		if addr == bad.addr {
+			fd.down.Store(true)
+		} else {
+			fd.down.Store(false)
+		}
+		return fd.dial(addr)
+	}})
 	ev := newEvent(t, "crud", "consumers", consumerData)
 	a := mustCompile(t, webhookHook(t, bad.url+"/a", "", ""), p)
 	b := mustCompile(t, webhookHook(t, bad.url+"/b", "", ""), p)
 	c := mustCompile(t, webhookHook(t, good.url+"/c", "", ""), p)
 	a.Deliver(context.Background(), ev, nil)
 	b.Deliver(context.Background(), ev, nil)
-	if res := a.Deliver(context.Background(), ev, nil); !errors.Is(res.Err, ErrCircuitOpen) {
+	if res := a.Deliver(context.Background(), ev, nil); !errors.Is(res.Err, ErrCircuitOpen) || !strings.Contains(res.Err.Error(), "destination") {
 		t.Errorf("hook a: %+v", res)
 	}
 	if res := c.Deliver(context.Background(), ev, nil); !res.Delivered {
@@ -338,7 +462,7 @@ func TestBreakerStateMachine(t *testing.T) {
 	b := newBreaker(breakerConfig{threshold: 3, cooldown: 20 * time.Millisecond, maxCooldown: 50 * time.Millisecond}, "x:1", rej)
 	pass := func() ticket {
 		t.Helper()
-		return b.allow(false).ticket
+		return b.allow(false, 0).ticket
 	}
 	for range 2 {
 		b.record(pass(), verdictFailure)
@@ -359,7 +483,7 @@ func TestBreakerStateMachine(t *testing.T) {
 		if probe != ticketProbe || b.state.Load() != breakerHalfOpen {
 			t.Fatalf("after cooldown: ticket %d state %d", probe, b.state.Load())
 		}
-		if a := b.allow(false); a.ticket != ticketRejected || a.wait != 0 || a.probeDone == nil {
+		if a := b.allow(false, 0); a.ticket != ticketRejected || a.wait != 0 || a.probeDone == nil {
 			t.Fatalf("second request while probing: %+v", a)
 		}
 		b.record(ticketPass, verdictHealthy) // a request from before the trip: ignored
@@ -388,42 +512,49 @@ func TestBreakerStateMachine(t *testing.T) {
 	}
 
 	var nilBreaker *breaker
-	if a := nilBreaker.allow(true); a.ticket != ticketPass {
+	if a := nilBreaker.allow(true, 0); a.ticket != ticketPass {
 		t.Error("nil breaker rejected")
 	}
 	nilBreaker.record(ticketPass, verdictFailure)
 }
 
 func TestBreakerVerdict(t *testing.T) {
+	const (
+		n = verdictNeutral
+		h = verdictHealthy
+		f = verdictFailure
+	)
 	for _, tc := range []struct {
-		name   string
-		status int
-		err    error
-		want   verdict
+		name       string
+		status     int
+		err        error
+		dest, hook verdict
 	}{
-		{"200", 200, nil, verdictHealthy},
-		{"301", 301, nil, verdictHealthy},
-		{"400", 400, nil, verdictHealthy},
-		{"404", 404, nil, verdictHealthy},
-		{"408", 408, nil, verdictHealthy},
-		{"429", 429, nil, verdictFailure},
-		{"500", 500, nil, verdictFailure},
-		{"503", 503, nil, verdictFailure},
-		{"101 final", 101, nil, verdictFailure},
-		{"timeout", 0, fasthttp.ErrTimeout, verdictFailure},
-		{"dial timeout", 0, fasthttp.ErrDialTimeout, verdictFailure},
-		{"refused", 0, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, verdictFailure},
-		{"closed", 0, fasthttp.ErrConnectionClosed, verdictFailure},
-		{"dns", 0, &net.DNSError{Err: "no such host", IsNotFound: true}, verdictFailure},
-		{"no free conns", 0, fasthttp.ErrNoFreeConns, verdictNeutral},
-		{"canceled", 0, context.Canceled, verdictNeutral},
-		{"guard", 0, &refusedError{msg: "refused"}, verdictNeutral},
-		{"dial permanent", 0, fmt.Errorf("x: %w", ErrPermanent), verdictNeutral},
-		{"2xx body too large", 200, fasthttp.ErrBodyTooLarge, verdictHealthy},
-		{"503 body too large", 503, fasthttp.ErrBodyTooLarge, verdictFailure},
+		{"200", 200, nil, h, h},
+		{"301", 301, nil, h, h},
+		{"400", 400, nil, h, h},
+		{"404", 404, nil, h, h},
+		{"408", 408, nil, h, h},
+		// Status failures are the hook's, never the destination's.
+		{"429", 429, nil, h, f},
+		{"500", 500, nil, h, f},
+		{"503", 503, nil, h, f},
+		{"101 final", 101, nil, h, f},
+		// Connection-level failures are the destination's, and say nothing of the hook.
+		{"timeout", 0, fasthttp.ErrTimeout, f, n},
+		{"dial timeout", 0, fasthttp.ErrDialTimeout, f, n},
+		{"refused", 0, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, f, n},
+		{"closed", 0, fasthttp.ErrConnectionClosed, f, n},
+		{"dns", 0, &net.DNSError{Err: "no such host", IsNotFound: true}, f, n},
+		{"no free conns", 0, fasthttp.ErrNoFreeConns, n, n},
+		{"canceled", 0, context.Canceled, n, n},
+		{"guard", 0, &refusedError{msg: "refused"}, n, n},
+		{"dial permanent", 0, fmt.Errorf("x: %w", ErrPermanent), n, n},
+		{"2xx body too large", 200, fasthttp.ErrBodyTooLarge, h, h},
+		{"503 body too large", 503, fasthttp.ErrBodyTooLarge, h, f},
 	} {
-		if got := breakerVerdict(tc.status, tc.err); got != tc.want {
-			t.Errorf("%s: verdict %d, want %d", tc.name, got, tc.want)
+		if dest, hook := breakerVerdict(tc.status, tc.err); dest != tc.dest || hook != tc.hook {
+			t.Errorf("%s: verdicts (dest %d, hook %d), want (%d, %d)", tc.name, dest, hook, tc.dest, tc.hook)
 		}
 	}
 }
@@ -452,21 +583,21 @@ func TestBreakerUnproven(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBreaker(breakerConfig{threshold: 3, cooldown: time.Hour, maxCooldown: time.Hour}, "x:1", nil)
-			first := b.allow(true) // nothing failed yet: even an avoider may find out
+			first := b.allow(true, 0) // nothing failed yet: even an avoider may find out
 			if first.ticket != ticketProbe {
 				t.Fatalf("first request: %+v, want the probe", first)
 			}
-			second := b.allow(false)
+			second := b.allow(false, 0)
 			if second.ticket != ticketRejected || second.probeDone == nil || second.wait != 0 {
 				t.Fatalf("second request while the first is out: %+v", second)
 			}
 			// One that would park waits a little for the first answer, not for ever.
-			if a := b.allow(true); a.ticket != ticketRejected || a.probeDone == nil || a.wait <= 0 || a.wait > unprovenWait {
+			if a := b.allow(true, 0); a.ticket != ticketRejected || a.probeDone == nil || a.wait <= 0 || a.wait > unprovenWait {
 				t.Fatalf("avoider while the first is out: %+v", a)
 			}
 			if tc.verdict == verdictNeutral { // the slow case: the first answer takes too long
 				time.Sleep(unprovenWait)
-				if a := b.allow(true); a.ticket != ticketRejected || a.probeDone != nil || a.wait != 0 {
+				if a := b.allow(true, 0); a.ticket != ticketRejected || a.probeDone != nil || a.wait != 0 {
 					t.Fatalf("avoider after unprovenWait: %+v, want turned away to park", a)
 				}
 			}
@@ -479,11 +610,11 @@ func TestBreakerUnproven(t *testing.T) {
 			if got := b.state.Load(); got != tc.wantState {
 				t.Fatalf("state %d, want %d", got, tc.wantState)
 			}
-			a := b.allow(true)
+			a := b.allow(true, 0)
 			if a.ticket != tc.avoiderGets || (a.ticket == ticketRejected && (a.probeDone != nil || a.wait != 0)) {
 				t.Fatalf("avoider after the first answer: %+v, want ticket %d", a, tc.avoiderGets)
 			}
-			if a.ticket == ticketRejected && b.allow(false).ticket != ticketProbe {
+			if a.ticket == ticketRejected && b.allow(false, 0).ticket != ticketProbe {
 				t.Fatal("a caller that waits was not made the probe")
 			}
 		})

@@ -64,7 +64,8 @@ type customSink struct {
 
 	needsCtx   bool // some part is a template: the event's template context is needed
 	timeout    time.Duration
-	circuitErr error // of an attempt to ep the breaker turns away, built once
+	circuitErr error    // of an attempt to ep the breaker turns away, built once
+	gate       hookGate // the hook's own breaker and max backoff
 	signing
 }
 
@@ -204,6 +205,7 @@ func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", s.dest.addr, err)
 	}
 	s.circuitErr = s.ep.circuitError(s.hookID)
+	s.gate = p.hookGate(h)
 	s.boundary = newBoundary()
 	s.boundaryB = []byte(s.boundary)
 	if err := s.setSecret(cfg.Secret); err != nil {
@@ -302,9 +304,13 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 		return res
 	}
 	if s.url.tmpl == nil { // a templated url may name another destination
-		if res, away := s.ep.early(s.circuitErr, lane, start); away {
+		if res, away := s.ep.early(s.circuitErr, lane, s.gate.maxWait, start); away {
 			return res
 		}
+	}
+	t, res, ok := s.gate.enter(lane, start)
+	if !ok {
+		return res
 	}
 	if lane == nil {
 		lane = &Lane{}
@@ -314,18 +320,28 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 	buf := getBuffer()
 	ep, err := s.build(req, buf, ev, lane)
 	templateDuration.UpdateDuration(start)
-	var res Result
+	v := verdictNeutral
 	if err != nil {
 		res = buildFailure(s.hookID, err)
+		if isScriptFailure(err) { // the hook's own fault, like a 5xx of its endpoint
+			v = verdictFailure
+		}
 	} else {
 		s.signInto(req, s.hookID, ev, -1, start.Unix(), buf.B, !s.query)
-		res = send(ep, req, deadline, s.hookID, lane)
+		res, v = send(ep, req, deadline, s.hookID, lane, s.gate.maxWait)
 	}
+	s.gate.exit(t, v)
 	fasthttp.ReleaseRequest(req)
 	putBuffer(buf)
 	lane.trim()
 	res.Duration = time.Since(start)
 	return res
+}
+
+// isScriptFailure reports whether err is a template or script that threw or ran out of
+// time: the hook's own fault, counted by its breaker.
+func isScriptFailure(err error) bool {
+	return errors.Is(err, scripting.ErrThrown) || errors.Is(err, scripting.ErrTimeout)
 }
 
 // build fills req for ev, the body going to buf (not copied into req: buf outlives it),
@@ -520,14 +536,19 @@ func (s *customSink) endpointFor(rendered []byte) (*endpoint, error) {
 	return s.pool.dynamicClient(d)
 }
 
-// buildFailure is the Result of a request that could not be built: a template that ran
-// out of time may succeed later (the host was busy); anything else — a helper's error, an
-// oversized output, an invalid rendered URL or header, too many destinations — would fail
-// the same way again.
+// buildFailure is the Result of a request that could not be built. A template that ran
+// out of time (wrapping scripting.ErrTimeout and ErrTimeout) or failed while rendering
+// (a helper's error: wrapping scripting.ErrThrown) is retryable, so that the processor
+// decides (it caps script failures at two attempts, then dead-letters them as
+// script_timeout or script_error). Anything else — an oversized output, an invalid
+// rendered URL or header, too many destinations — would fail the same way again and is
+// permanent.
 func buildFailure(hookID string, err error) Result {
 	switch {
 	case errors.Is(err, scripting.ErrTimeout):
 		return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrTimeout, err), Retryable: true}
+	case errors.Is(err, scripting.ErrThrown):
+		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err), Retryable: true}
 	case errors.Is(err, ErrPermanent):
 		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err)}
 	case errors.Is(err, errPoolClosed):

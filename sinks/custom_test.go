@@ -283,8 +283,9 @@ func TestCustomRenderErrors(t *testing.T) {
 	p := newPool(t, PoolConfig{})
 	h := customHook(t, `"url":`+quote(ts.url)+`,"method":"POST","body":"{{ index .entity 1 }}"`)
 	res := mustCompile(t, h, p).Deliver(context.Background(), newEvent(t, "crud", "admins", adminData), nil)
-	if res.Delivered || res.Retryable || !errors.Is(res.Err, ErrPermanent) || !strings.Contains(res.Err.Error(), "config.body") {
-		t.Errorf("helper error: %+v, want permanent naming the template", res)
+	if res.Delivered || !res.Retryable || !errors.Is(res.Err, scripting.ErrThrown) || errors.Is(res.Err, ErrPermanent) ||
+		!strings.Contains(res.Err.Error(), "config.body") {
+		t.Errorf("helper error: %+v, want a retryable script error naming the template", res)
 	}
 	h = customHook(t, `"url":`+quote(ts.url)+`,"method":"POST","body":"{{ range $i := .entity.tags }}{{ end }}{{ range 9999999999 }}{{ end }}"`)
 	res = mustCompile(t, h, p).Deliver(context.Background(), newEvent(t, "crud", "admins", adminData), nil)

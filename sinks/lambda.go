@@ -58,11 +58,12 @@ const maxLoggedResult = 8 << 10
 // Any other key is an error, so a script that returns its input unchanged cannot send
 // an event that happens to have a "url" field somewhere by accident.
 //
-// Errors: an exception, oversized input or output, or an invalid request object is
-// permanent (the same script on the same event fails the same way): the event is
-// dead-lettered with the message. A script that runs out of time is retryable (the host
-// may have been busy), so an infinite loop costs max_attempts × the time limit before
-// it is dead-lettered.
+// Errors: a script that threw (Result.Err wraps scripting.ErrThrown) or ran out of time
+// (scripting.ErrTimeout and ErrTimeout) is retryable: the processor caps such failures
+// at two attempts and dead-letters them (script_error, script_timeout). Both count
+// against the hook's breaker. Oversized input or output, or an invalid request object,
+// is permanent (the same script on the same event fails the same way): the event is
+// dead-lettered with the message.
 type lambdaSink struct {
 	hookID  string
 	fn      *scripting.Lambda
@@ -71,6 +72,7 @@ type lambdaSink struct {
 	timeout time.Duration // one attempt: the script and every request
 	script  time.Duration // one script call
 	lastURL atomic.Pointer[resolvedURL]
+	gate    hookGate // the hook's own breaker and max backoff
 	signing
 }
 
@@ -88,7 +90,7 @@ func compileLambda(h *hooks.Hook, p *Pool, log *slog.Logger) (*lambdaSink, error
 	if err != nil {
 		return nil, lambdaSchemaError(err)
 	}
-	s := &lambdaSink{hookID: h.ID, fn: fn, pool: p, log: log, timeout: timeoutOf(h)}
+	s := &lambdaSink{hookID: h.ID, fn: fn, pool: p, log: log, timeout: timeoutOf(h), gate: p.hookGate(h)}
 	s.script = min(s.timeout, p.cfg.LambdaTimeout)
 	if err := s.setSecret(cfg.Secret); err != nil {
 		return nil, err
@@ -140,16 +142,25 @@ func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
 		return res
 	}
+	t, res, ok := s.gate.enter(lane, start)
+	if !ok {
+		return res
+	}
 	if lane == nil {
 		lane = &Lane{}
 	}
-	res := s.deliver(ctx, ev, lane, start)
+	res, v := s.deliver(ctx, ev, lane, start)
+	s.gate.exit(t, v)
 	lane.trim()
 	res.Duration = time.Since(start)
 	return res
 }
 
-func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) Result {
+// deliver makes the attempt: it runs the chain and sends its requests. The verdict is
+// what the attempt says about the hook, for its breaker: a failure when the script threw
+// or timed out or a request's status failed, healthy when every request was delivered,
+// neutral otherwise (nothing sent, a connection failure, a rejection).
+func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) (Result, verdict) {
 	limit := s.script
 	if d, ok := ctx.Deadline(); ok {
 		limit = max(min(limit, time.Until(d)), time.Millisecond)
@@ -157,7 +168,7 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 	callStart := time.Now()
 	rt, err := s.pool.js.get(ctx)
 	if err != nil {
-		return Result{Err: fmt.Errorf("deliver hook %s: %w", s.hookID, err), Retryable: true, Duration: time.Since(start)}
+		return Result{Err: fmt.Errorf("deliver hook %s: %w", s.hookID, err), Retryable: true, Duration: time.Since(start)}, verdictNeutral
 	}
 	var (
 		out  []byte
@@ -183,12 +194,16 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 	s.pool.js.put(rt)
 	lambdaDuration.UpdateDuration(callStart)
 	if err != nil {
-		return scriptFailure(s.hookID, err)
+		res := scriptFailure(s.hookID, err)
+		if isScriptFailure(err) {
+			return res, verdictFailure
+		}
+		return res, verdictNeutral
 	}
 	kind, array := resultRequests, false
 	if used {
 		if err := s.resolve(&lane.reqs[0]); err != nil {
-			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}
+			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}, verdictNeutral
 		}
 	} else {
 		if lane.capture != nil {
@@ -196,40 +211,43 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 		}
 		v, err := lane.parser.ParseBytes(out)
 		if err != nil { // cannot happen: the runtime writes JSON
-			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result is not JSON: %w", s.hookID, ErrPermanent, err)}
+			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result is not JSON: %w", s.hookID, ErrPermanent, err)}, verdictNeutral
 		}
 		if kind, array, err = parseResult(v, lane); err != nil {
-			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}
+			return Result{Err: fmt.Errorf("deliver hook %s: %w: lambda result: %w", s.hookID, ErrPermanent, err)}, verdictNeutral
 		}
 	}
 	switch kind {
 	case resultDrop:
 		lambdaDropped.Inc()
-		return Result{Delivered: true, Dropped: true}
+		return Result{Delivered: true, Dropped: true}, verdictNeutral
 	case resultLog:
 		lambdaLogged.Inc()
 		s.logResult(ctx, ev, out)
-		return Result{Delivered: true}
+		return Result{Delivered: true}, verdictNeutral
 	}
 	deadline := deadlineOf(ctx, start, s.timeout)
-	var res Result
+	var (
+		res Result
+		hv  verdict
+	)
 	for i := range lane.reqs {
 		if i > 0 && ctx.Err() != nil {
-			return canceled(ctx, s.hookID, start)
+			return canceled(ctx, s.hookID, start), verdictNeutral
 		}
 		index := -1
 		if array {
 			index = i
 		}
-		res = s.send(ev, lane, &lane.reqs[i], index, start, deadline)
+		res, hv = s.send(ev, lane, &lane.reqs[i], index, start, deadline)
 		if !res.Delivered {
 			if array {
 				res.Err = fmt.Errorf("%w (lambda request %d of %d)", res.Err, i+1, len(lane.reqs))
 			}
-			return res
+			return res, hv
 		}
 	}
-	return res
+	return res, hv
 }
 
 // resolvedURL is a request URL with its destination.
@@ -257,10 +275,15 @@ func (s *lambdaSink) resolve(r *lambdaRequest) error {
 }
 
 // scriptFailure is the Result of a lambda call that failed: retryable when it ran out of
-// time, permanent otherwise.
+// time (wrapping scripting.ErrTimeout and ErrTimeout) or threw (wrapping
+// scripting.ErrThrown), so that the processor applies its cap on script failures;
+// permanent otherwise (oversized input or output).
 func scriptFailure(hookID string, err error) Result {
-	if errors.Is(err, scripting.ErrTimeout) {
+	switch {
+	case errors.Is(err, scripting.ErrTimeout):
 		return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrTimeout, err), Retryable: true}
+	case errors.Is(err, scripting.ErrThrown):
+		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err), Retryable: true}
 	}
 	return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrPermanent, err)}
 }
@@ -524,11 +547,11 @@ func bodiless(method []byte) bool {
 	return string(method) == fasthttp.MethodGet || string(method) == fasthttp.MethodHead
 }
 
-// send makes one request of the lambda's result.
-func (s *lambdaSink) send(ev *hooks.Event, lane *Lane, r *lambdaRequest, index int, start, deadline time.Time) Result {
+// send makes one request of the lambda's result, returning its verdict for the hook.
+func (s *lambdaSink) send(ev *hooks.Event, lane *Lane, r *lambdaRequest, index int, start, deadline time.Time) (Result, verdict) {
 	ep, err := s.pool.dynamicClient(r.dest)
 	if err != nil {
-		return buildFailure(s.hookID, err)
+		return buildFailure(s.hookID, err), verdictNeutral
 	}
 	req := fasthttp.AcquireRequest()
 	req.SetRequestURIBytes(r.url)
@@ -551,7 +574,7 @@ func (s *lambdaSink) send(ev *hooks.Event, lane *Lane, r *lambdaRequest, index i
 		req.SetBodyRaw(body)
 	}
 	s.signInto(req, s.hookID, ev, index, start.Unix(), body, withBody)
-	res := send(ep, req, deadline, s.hookID, lane)
+	res, v := send(ep, req, deadline, s.hookID, lane, s.gate.maxWait)
 	fasthttp.ReleaseRequest(req)
-	return res
+	return res, v
 }

@@ -211,8 +211,8 @@ func TestLambdaErrors(t *testing.T) {
 		retryable bool
 		want      string
 	}{
-		{"throw", `(d) => { throw new Error("no admin for " + d.entity.username) }`, false, "functions[0]: Error: no admin for ada (line 1:16)"},
-		{"type error", `(d) => d.missing.field`, false, "TypeError"},
+		{"throw", `(d) => { throw new Error("no admin for " + d.entity.username) }`, true, "functions[0]: Error: no admin for ada (line 1:16)"},
+		{"type error", `(d) => d.missing.field`, true, "TypeError"},
 		{"infinite loop", `(d) => { for (;;) {} }`, true, "timed out"},
 		{"unknown request field", `(d) => ({ url: "` + ts.url + `", header: {} })`, false, `unknown field "header"`},
 		{"url not a string", `(d) => ({ url: 7 })`, false, `"url" must be a non-empty string`},
@@ -227,7 +227,13 @@ func TestLambdaErrors(t *testing.T) {
 			if res.Delivered || res.Retryable != tc.retryable || res.Err == nil || !strings.Contains(res.Err.Error(), tc.want) {
 				t.Fatalf("result = %+v, want retryable %v and an error containing %q", res, tc.retryable, tc.want)
 			}
-			if tc.retryable && (!errors.Is(res.Err, ErrTimeout) || !errors.Is(res.Err, scripting.ErrTimeout)) {
+			// Script failures are retryable and say which they are (the processor caps
+			// them); the other failures are permanent.
+			timeout := errors.Is(res.Err, scripting.ErrTimeout)
+			if tc.retryable && !timeout && !errors.Is(res.Err, scripting.ErrThrown) {
+				t.Errorf("script failure wraps neither scripting.ErrThrown nor scripting.ErrTimeout: %v", res.Err)
+			}
+			if timeout && !errors.Is(res.Err, ErrTimeout) {
 				t.Errorf("timeout does not wrap ErrTimeout: %v", res.Err)
 			}
 			if !tc.retryable && !errors.Is(res.Err, ErrPermanent) {

@@ -16,6 +16,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/defaults"
 	"github.com/eventhooks/eventhooks/scripting"
 )
@@ -49,12 +50,16 @@ type PoolConfig struct {
 	// Nil: no check.
 	Guard *Guard
 
-	// BreakerThreshold is how many consecutive failures that are the destination's
-	// fault (connection errors, timeouts, 429, 5xx) open its circuit breaker
-	// (default 5).
+	// BreakerThreshold is how many consecutive failures open a circuit breaker
+	// (default 5): connection-level failures (refused, reset, DNS, TLS, timeouts) open
+	// the destination's, shared by every hook sending to its host:port; HTTP status
+	// failures (429, 5xx, a final 0 or 1xx) and script failures (a lambda or template
+	// that throws or times out) open the breaker of the hook version alone.
 	BreakerThreshold int
 	// BreakerCooldown is how long a breaker stays open before letting one probe
 	// through (default 5s). Each failed probe doubles it, up to BreakerMaxCooldown.
+	// A hook whose retry.max_backoff_ms is shorter is turned away for that long at
+	// most: then its attempt is the probe.
 	BreakerCooldown time.Duration
 	// BreakerMaxCooldown caps the doubled cooldown (default 60s; at least
 	// BreakerCooldown).
@@ -132,14 +137,70 @@ type endpoint struct {
 
 // early is a handler's check of ep's breaker before it builds a request, so that a
 // destination that would be turned away costs no work (send asks the breaker again).
-// circuitErr is the hook's rejection error, built once (see breaker.hookError).
-func (ep *endpoint) early(circuitErr error, lane *Lane, start time.Time) (Result, bool) {
-	wait, away := ep.br.turnsAway(lane != nil && lane.AvoidProbes)
+// circuitErr is the hook's rejection error, built once (see breaker.hookError); maxWait
+// the hook's max backoff (see breaker.allow).
+func (ep *endpoint) early(circuitErr error, lane *Lane, maxWait time.Duration, start time.Time) (Result, bool) {
+	wait, away := ep.br.turnsAway(avoidsProbes(lane), maxWait)
 	if !away {
 		return Result{}, false
 	}
 	ep.br.reject()
 	return Result{Err: circuitErr, Retryable: true, RetryAfter: wait, Duration: time.Since(start)}, true
+}
+
+// avoidsProbes reports lane.AvoidProbes; false for a nil lane.
+func avoidsProbes(lane *Lane) bool { return lane != nil && lane.AvoidProbes }
+
+// hookGate is the part of a compiled HTTP sink that guards the hook itself: its own
+// circuit breaker (one per hook version, counting the hook's HTTP status and script
+// failures: see breakerVerdict) and the hook's max backoff, which caps how long any
+// breaker turns the hook's attempts away. The zero value lets everything through.
+type hookGate struct {
+	br      *breaker      // nil when PoolConfig.DisableBreaker
+	err     error         // the rejection error, built once
+	maxWait time.Duration // retry.max_backoff_ms, or hooks.DefaultMaxBackoffMs
+}
+
+// hookGate returns the gate of hook h, with a breaker configured as the pool's.
+func (p *Pool) hookGate(h *hooks.Hook) hookGate {
+	g := hookGate{maxWait: maxBackoffOf(h)}
+	if p != nil && !p.cfg.DisableBreaker {
+		g.br = newHookBreaker(p.breakerConfig(), h.ID)
+		g.err = g.br.hookError(h.ID)
+	}
+	return g
+}
+
+// maxBackoffOf is the hook's retry.max_backoff_ms, or the default when unset.
+func maxBackoffOf(h *hooks.Hook) time.Duration {
+	if h.Retry != nil && h.Retry.MaxBackoffMs > 0 {
+		return time.Duration(h.Retry.MaxBackoffMs) * time.Millisecond
+	}
+	return hooks.DefaultMaxBackoffMs * time.Millisecond
+}
+
+// enter asks the hook's breaker whether an attempt may start. When it may not, it
+// returns the rejection (retryable, wrapping ErrCircuitOpen) and false; else the ticket
+// to give back to exit with the attempt's verdict for the hook.
+func (g *hookGate) enter(lane *Lane, start time.Time) (ticket, Result, bool) {
+	a := g.br.allow(avoidsProbes(lane), g.maxWait)
+	if a.ticket != ticketRejected {
+		return a.ticket, Result{}, true
+	}
+	return ticketRejected, Result{
+		Err:        g.err,
+		Retryable:  true,
+		RetryAfter: a.wait,
+		ProbeDone:  a.probeDone,
+		Duration:   time.Since(start),
+	}, false
+}
+
+// exit records what the attempt enter let through says about the hook.
+func (g *hookGate) exit(t ticket, v verdict) {
+	if t != ticketRejected {
+		g.br.record(t, v)
+	}
 }
 
 // circuitError is the error of hookID's attempts turned away by ep's breaker; nil
@@ -152,7 +213,8 @@ func (ep *endpoint) circuitError(hookID string) error {
 }
 
 // Pool holds one long-lived fasthttp.HostClient and one circuit breaker per destination,
-// shared by every hook that sends there. Create one per process with NewPool and Close it
+// shared by every hook that sends there (each compiled hook has its own breaker too: see
+// hookGate). Create one per process with NewPool and Close it
 // on shutdown.
 //
 // Metrics: per destination label (host:port), eventhooks_breaker_state (0 closed, 1
@@ -254,14 +316,19 @@ func (p *Pool) newBreakerLocked(d destination) *breaker {
 		p.metrics.NewGauge("eventhooks_breaker_state"+label, dm.state)
 		p.labels[label] = dm
 	}
-	b := newBreaker(breakerConfig{
-		threshold:   int32(min(p.cfg.BreakerThreshold, 1<<30)),
-		cooldown:    p.cfg.BreakerCooldown,
-		maxCooldown: p.cfg.BreakerMaxCooldown,
-	}, d.addr, dm.rejections)
+	b := newBreaker(p.breakerConfig(), d.addr, dm.rejections)
 	bs := append(append([]*breaker(nil), *dm.breakers.Load()...), b)
 	dm.breakers.Store(&bs)
 	return b
+}
+
+// breakerConfig is the configuration of every breaker of the pool and its hooks.
+func (p *Pool) breakerConfig() breakerConfig {
+	return breakerConfig{
+		threshold:   int32(min(p.cfg.BreakerThreshold, 1<<30)),
+		cooldown:    p.cfg.BreakerCooldown,
+		maxCooldown: p.cfg.BreakerMaxCooldown,
+	}
 }
 
 func (p *Pool) newHostClient(d destination) *fasthttp.HostClient {

@@ -28,8 +28,10 @@ type webhookSink struct {
 	headers []header // config.headers, validated, sorted, without managed names
 	host    []byte   // a Host from config.headers, sent instead of the URL's; nil if none
 	timeout time.Duration
-	// circuitErr is the error of an attempt the breaker turns away, built once.
+	// circuitErr is the error of an attempt the destination's breaker turns away, built
+	// once.
 	circuitErr error
+	gate       hookGate // the hook's own breaker and max backoff
 	signing
 }
 
@@ -56,7 +58,7 @@ func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", dest.addr, err)
 	}
-	s := &webhookSink{hookID: h.ID, uri: cfg.URL, ep: ep, timeout: timeoutOf(h), circuitErr: ep.circuitError(h.ID)}
+	s := &webhookSink{hookID: h.ID, uri: cfg.URL, ep: ep, timeout: timeoutOf(h), circuitErr: ep.circuitError(h.ID), gate: p.hookGate(h)}
 	if s.headers, s.host, err = compileHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
@@ -179,19 +181,32 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) 
 	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
 		return res
 	}
-	if res, away := s.ep.early(s.circuitErr, lane, start); away {
+	if res, away := s.ep.early(s.circuitErr, lane, s.gate.maxWait, start); away {
+		return res
+	}
+	t, res, ok := s.gate.enter(lane, start)
+	if !ok {
 		return res
 	}
 	buf := getBuffer()
 	buf.B = appendEventBody(buf.B[:0], ev)
-	res := s.post(ctx, ev, lane, buf.B, start)
+	res, v := s.send(ctx, ev, lane, buf.B, start)
 	putBuffer(buf)
+	s.gate.exit(t, v)
 	return res
 }
 
 // post sends body as the hook's POST: its URL, headers and signatures. ev names the
-// event for the webhook-id. Ping uses it with its own body.
+// event for the webhook-id. Ping uses it with its own body, outside the hook's breaker
+// (the destination's still applies).
 func (s *webhookSink) post(ctx context.Context, ev *hooks.Event, lane *Lane, body []byte, start time.Time) Result {
+	res, _ := s.send(ctx, ev, lane, body, start)
+	return res
+}
+
+// send is post, also returning what the attempt says about the hook (see
+// breakerVerdict).
+func (s *webhookSink) send(ctx context.Context, ev *hooks.Event, lane *Lane, body []byte, start time.Time) (Result, verdict) {
 	deadline := deadlineOf(ctx, start, s.timeout)
 	req := fasthttp.AcquireRequest()
 	req.SetRequestURI(s.uri)
@@ -207,10 +222,10 @@ func (s *webhookSink) post(ctx context.Context, ev *hooks.Event, lane *Lane, bod
 	req.SetBodyRaw(body) // not copied: body outlives the request
 	s.signInto(req, s.hookID, ev, -1, start.Unix(), body, true)
 
-	res := send(s.ep, req, deadline, s.hookID, lane)
+	res, v := send(s.ep, req, deadline, s.hookID, lane, s.gate.maxWait)
 	fasthttp.ReleaseRequest(req)
 	res.Duration = time.Since(start)
-	return res
+	return res, v
 }
 
 // deadlineOf is the deadline of an attempt started at start: the hook's timeout, or
@@ -240,13 +255,16 @@ const maxErrorBody = 256
 // send performs one request to ep and classifies the outcome. It is shared by every
 // HTTP-speaking handler, so all of them go through the destination's circuit breaker:
 // while it is open, send returns a retryable Result wrapping ErrCircuitOpen without
-// sending anything. req stays the caller's; the response is acquired and released here,
-// after everything needed from it was read. When lane captures (Admin API tests), the
-// request and the response are recorded there.
-func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string, lane *Lane) (res Result) {
-	a := ep.br.allow(lane != nil && lane.AvoidProbes)
+// sending anything (maxWait, the hook's max backoff, caps how long: see breaker). The
+// destination's breaker is given the attempt's verdict for the destination; the verdict
+// for the hook is returned, for the caller's hookGate (neutral when nothing was sent).
+// req stays the caller's; the response is acquired and released here, after everything
+// needed from it was read. When lane captures (Admin API tests), the request and the
+// response are recorded there.
+func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string, lane *Lane, maxWait time.Duration) (res Result, hook verdict) {
+	a := ep.br.allow(avoidsProbes(lane), maxWait)
 	if a.ticket == ticketRejected {
-		return ep.br.rejection(hookID, a)
+		return ep.br.rejection(hookID, a), verdictNeutral
 	}
 	t := a.ticket
 	resp := fasthttp.AcquireResponse()
@@ -261,11 +279,12 @@ func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string
 		// Only then was a status line read: fasthttp reports 200 when none was.
 		status = resp.StatusCode()
 	}
-	ep.br.record(t, breakerVerdict(status, err))
+	dest, hook := breakerVerdict(status, err)
+	ep.br.record(t, dest)
 	delivered, retryable := classify(status, err)
 	res = Result{Status: status, Delivered: delivered, Retryable: retryable}
 	if delivered {
-		return res
+		return res, hook
 	}
 	if status != 0 {
 		if ra := resp.Header.PeekBytes(headerRetry); len(ra) > 0 {
@@ -273,7 +292,7 @@ func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string
 		}
 	}
 	res.Err = attemptError(hookID, status, err, resp.Body(), retryable)
-	return res
+	return res, hook
 }
 
 // attemptError describes a failed attempt, wrapping ErrPermanent or ErrTimeout where
