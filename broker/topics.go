@@ -185,7 +185,7 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	ev, evOK := existing[t.Events[0]]
 	st, stOK := existing[t.State]
 	if evOK && stOK {
-		if err := checkCoPartitioned(t, ev.partitions, st.partitions); err != nil {
+		if err := checkCoPartitioned(t.State, st.partitions, t.Events[0], ev.partitions); err != nil {
 			return err
 		}
 	}
@@ -202,7 +202,11 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 		return err
 	}
 	for _, name := range t.Events[1:] {
-		if _, err := b.ensure(ctx, name, evParts); err != nil {
+		parts, err := b.ensure(ctx, name, evParts)
+		if err != nil {
+			return err
+		}
+		if err := checkCoPartitioned(name, parts, t.Events[0], evParts); err != nil {
 			return err
 		}
 	}
@@ -210,13 +214,19 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	if err != nil {
 		return err
 	}
-	if err := checkCoPartitioned(t, evParts, stParts); err != nil {
+	if err := checkCoPartitioned(t.State, stParts, t.Events[0], evParts); err != nil {
 		return err
 	}
 	if _, err := b.ensure(ctx, t.Hooks, hooksPartitions); err != nil {
 		return err
 	}
-	if _, err := b.ensure(ctx, t.Retry, bc.Partitions); err != nil {
+	// The retry topic is co-partitioned too: parked deliveries go to their event's
+	// partition number, owned by the same member as the events partition.
+	retryParts, err := b.ensure(ctx, t.Retry, evParts)
+	if err != nil {
+		return err
+	}
+	if err := checkCoPartitioned(t.Retry, retryParts, t.Events[0], evParts); err != nil {
 		return err
 	}
 	if _, err := b.ensure(ctx, t.DLQ, bc.Partitions); err != nil {
@@ -230,14 +240,17 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	return nil
 }
 
-func checkCoPartitioned(t Topics, evParts, stParts int32) error {
-	if evParts == stParts {
+// checkCoPartitioned refuses a topic whose partition count differs from the events
+// topic's: the state and retry topics, and every input topic, are co-partitioned (key k
+// of partition p lives in partition p of each, owned by one member).
+func checkCoPartitioned(name string, parts int32, events string, evParts int32) error {
+	if parts == evParts {
 		return nil
 	}
 	return fmt.Errorf("%w: topic %s has %d partitions but events topic %s has %d; "+
-		"the state topic must have as many partitions as the events topic (it is co-partitioned): "+
-		"delete %s to have it recreated, or use another --topic-prefix",
-		ErrTopicConflict, t.State, stParts, t.Events[0], evParts, t.State)
+		"the input, state and retry topics must have as many partitions as the events topic (they are co-partitioned): "+
+		"add partitions to the smaller (kafka-topics --alter --partitions), delete and let eventhooks recreate an empty state or retry topic, or use another --topic-prefix",
+		ErrTopicConflict, name, parts, events, evParts)
 }
 
 type topicInfo struct {

@@ -38,15 +38,23 @@ func (c *groupConsumer) commitOwned() {
 }
 
 // commitFinal commits the done offsets of workers that were just stopped, after waiting
-// (briefly) for the parks still in flight, so records they finish are committed too.
+// (briefly) for the parks and gate state still in flight, so records they finish are
+// committed too.
 func (c *groupConsumer) commitFinal(ws []*partitionWorker) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), finalFlush)
 	defer cancel()
-	_ = c.p.parker.Flush(ctx) // on timeout, those records are redelivered: at-least-once
+	// On timeout, the records waiting for those writes are redelivered: at-least-once.
+	_ = c.p.parker.Flush(ctx)
+	if c.p.stateProd != nil {
+		_ = c.p.stateProd.Flush(ctx)
+	}
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.commitLocked(ws)
 }
+
+// finalFlush bounds how long a revoke or shutdown waits for writes in flight.
+const finalFlush = 10 * time.Second
 
 // commitLocked commits each worker's commit point if it moved. commitMu must be held.
 func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
@@ -65,15 +73,9 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	if len(offsets) == 0 {
 		return
 	}
-	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// No flush: a record whose gate state, park or dead letter is not acknowledged is not
+	// done (recordAck), so it is below no commit point yet.
 	start := time.Now()
-	if err := c.p.flushState(flushCtx); err != nil {
-		// Committing now could commit past a gate firing whose state is not durable.
-		commitErrors.Inc()
-		c.p.logs.warn(c.p.log, "commit", "gate state not flushed; commit postponed", "err", err)
-		return
-	}
 	// The commit itself is not cancelled: a cancelled request may still reach the broker
 	// after a later commit and rewind the offset. kgo's own retry timeout bounds it.
 	c.cl.CommitOffsetsSync(context.Background(), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {

@@ -28,6 +28,7 @@ type hookMetrics struct {
 	failed       *metrics.Counter
 	retried      *metrics.Counter
 	parked       *metrics.Counter
+	parkedBehind *metrics.Counter
 	deadLettered *metrics.Counter
 	breakerWaits *metrics.Counter
 	gatedSnooze  *metrics.Counter
@@ -49,6 +50,7 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 	m.failed = counter(`eventhooks_delivery_attempts_total` + labels + `,outcome="failed"}`)
 	m.retried = counter(`eventhooks_retries_total` + labels + `}`)
 	m.parked = counter(`eventhooks_parked_total` + labels + `}`)
+	m.parkedBehind = counter(`eventhooks_parked_behind_total` + labels + `}`)
 	m.deadLettered = counter(`eventhooks_dead_lettered_total` + labels + `}`)
 	m.breakerWaits = counter(`eventhooks_breaker_waits_total` + labels + `}`)
 	m.gatedSnooze = counter(`eventhooks_gated_total` + labels + `,reason="snooze"}`)

@@ -11,22 +11,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// groupConsumer consumes topics in a consumer group with one partitionWorker per assigned
-// partition, and commits done offsets. The processor runs two: the events consumer and
-// the retry-topic consumer; they differ only in the handler their lanes run.
+// groupConsumer consumes the input topics and the retry topic in one consumer group with
+// the range balancer, so that partition p of every topic (they have equal partition
+// counts) is owned by one member, with one partitionWorker per assigned topic partition:
+// an events worker runs key lanes, a retry worker a scheduler (scheduler.go). The
+// workers of partition number p share its blockSet. It commits done offsets.
 type groupConsumer struct {
 	p      *Processor
 	group  string
-	topics []string
+	topics []string // input topics
+	retry  string   // retry topic, "" for none
 	handle func(l *lane, r *kgo.Record) bool
-	// gated consumers keep gate state per lane and restore it on assignment.
-	gated bool
 
 	cl       *kgo.Client
 	ctx      context.Context // the run context, parent of the workers'
 	commitMu sync.Mutex      // one commit at a time; guards removal from workers too
-	wmu      sync.Mutex      // guards workers
+	wmu      sync.Mutex      // guards workers and blocks
 	workers  map[tp]*partitionWorker
+	blocks   map[int32]*blockSet // by partition number, while a worker of it is owned
 	joined   atomic.Bool
 }
 
@@ -35,15 +37,19 @@ type tp struct {
 	partition int32
 }
 
-func newGroupConsumer(p *Processor, group string, topics []string, handle func(*lane, *kgo.Record) bool) *groupConsumer {
-	return &groupConsumer{p: p, group: group, topics: topics, handle: handle, workers: map[tp]*partitionWorker{}}
+func newGroupConsumer(p *Processor, group string, topics []string, retry string) *groupConsumer {
+	return &groupConsumer{p: p, group: group, topics: topics, retry: retry, handle: p.handleEvent,
+		workers: map[tp]*partitionWorker{}, blocks: map[int32]*blockSet{}}
 }
 
 // run consumes until ctx is done, then stops the workers, commits and leaves the group.
 func (c *groupConsumer) run(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(c.group),
-		kgo.ConsumeTopics(c.topics...),
+		kgo.ConsumeTopics(c.allTopics()...),
+		// Range over equal partition counts gives a member the same partition numbers of
+		// every topic: the co-partitioning the blocked keys rely on.
+		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -113,12 +119,20 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 	}
 }
 
-func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
-	if c.gated && c.p.cfg.StateTopic != "" {
-		// Nothing is fetched for a partition until its worker restored its gate state: the
-		// poll loop never waits on a worker that is still restoring.
-		c.cl.PauseFetchPartitions(assigned)
+// allTopics is what the group consumes: the input topics and the retry topic.
+func (c *groupConsumer) allTopics() []string {
+	if c.retry == "" {
+		return c.topics
 	}
+	return append(append([]string(nil), c.topics...), c.retry)
+}
+
+func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	// Nothing is fetched for a partition until its worker restored its state (gates,
+	// blocked keys) and resumed it: the poll loop never waits on a worker that is still
+	// restoring. kgo also keeps a partition paused across a revoke: one paused for its
+	// backlog and assigned again is resumed by its new worker.
+	c.cl.PauseFetchPartitions(assigned)
 	c.wmu.Lock()
 	for topic, parts := range assigned {
 		for _, part := range parts {
@@ -126,7 +140,7 @@ func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[
 			if c.workers[k] != nil {
 				continue
 			}
-			w := newPartitionWorker(c, topic, part)
+			w := newPartitionWorker(c, topic, part, c.blocksOf(part))
 			c.workers[k] = w
 			w.start()
 		}
@@ -138,11 +152,36 @@ func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[
 	c.p.log.Info("partitions assigned", "group", c.group, "assigned", assigned, "total", n)
 }
 
-func (c *groupConsumer) setAssignedGauge(n int) {
-	if c == c.p.events {
-		partitionsAssigned.Set(float64(n))
+// blocksOf returns the blockSet of partition number part, creating it; nil without a
+// retry topic. wmu must be held.
+func (c *groupConsumer) blocksOf(part int32) *blockSet {
+	if c.retry == "" {
+		return nil
+	}
+	b := c.blocks[part]
+	if b == nil {
+		b = newBlockSet()
+		c.blocks[part] = b
+	}
+	return b
+}
+
+// dropBlocksLocked forgets the blockSets of partition numbers no owned worker uses any
+// more. wmu must be held.
+func (c *groupConsumer) dropBlocksLocked() {
+	for part, b := range c.blocks {
+		used := false
+		for k := range c.workers {
+			used = used || k.partition == part
+		}
+		if !used {
+			b.forget()
+			delete(c.blocks, part)
+		}
 	}
 }
+
+func (c *groupConsumer) setAssignedGauge(n int) { partitionsAssigned.Set(float64(n)) }
 
 // revoked stops the revoked partitions' workers, waits for their lanes, and commits what
 // they finished before the partitions go to another member.
@@ -176,6 +215,7 @@ func (c *groupConsumer) take(parts map[string][]int32) []*partitionWorker {
 			}
 		}
 	}
+	c.dropBlocksLocked()
 	c.setAssignedGauge(len(c.workers))
 	return ws
 }

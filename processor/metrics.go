@@ -22,6 +22,8 @@ var (
 	deadLetters        = metrics.NewCounter(`eventhooks_dlq_records_total`)
 	produceErrors      = metrics.NewCounter(`eventhooks_park_produce_errors_total`)
 	retriesDue         = metrics.NewCounter(`eventhooks_retry_entries_processed_total`)
+	tooLargeRecords    = metrics.NewCounter(`eventhooks_too_large_records_total`)
+	internalErrors     = metrics.NewCounter(`eventhooks_internal_errors_total`)
 )
 
 // partitionMetrics are the series of one topic partition, created when it is assigned

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/eventhooks/eventhooks/hooks"
 )
 
 // Headers on retry and DLQ records. They follow the original record's headers, in this
@@ -37,6 +35,9 @@ type parkedEntry struct {
 	Key            []byte
 	Value          []byte
 	Headers        []kgo.RecordHeader // never appended to in place: shared with the record
+	// Blocking says which count of its partition's blockSet the entry holds: an ordering
+	// "key" delivery parked while its (hook, key) is blocked (see blocked.go).
+	Blocking blockMark
 }
 
 func newEntry(r *kgo.Record, hookID string, now time.Time) *parkedEntry {
@@ -87,7 +88,9 @@ func (e *parkedEntry) record(topic string) *parkedRecord {
 		kgo.RecordHeader{Key: headerHookID, Value: b[:id:id]},
 		kgo.RecordHeader{Key: headerReason, Value: b[id:reason:reason]},
 		kgo.RecordHeader{Key: headerDelivery, Value: b[reason:]})
-	pr.rec = kgo.Record{Topic: topic, Key: e.Key, Value: e.Value, Headers: hs}
+	// At the partition of the event: the retry topic is co-partitioned with the events
+	// (the DLQ producer's partitioner ignores it).
+	pr.rec = kgo.Record{Topic: topic, Partition: e.Partition, Key: e.Key, Value: e.Value, Headers: hs}
 	return pr
 }
 
@@ -107,39 +110,4 @@ var parkedRecords = sync.Pool{New: func() any { return new(parkedRecord) }}
 func (pr *parkedRecord) release() {
 	*pr = parkedRecord{}
 	parkedRecords.Put(pr)
-}
-
-// handleParked is the retry worker's handler: it waits until the entry is due, then
-// delivers it again through the same path as a live event.
-func (p *Processor) handleParked(l *lane, r *kgo.Record) bool {
-	ctx := l.w.ctx
-	var e parkedEntry
-	if err := parseParkedEntry(r, &e); err != nil {
-		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
-		return p.deadLetter(ctx, l, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
-	}
-	if !sleepCtx(ctx, time.UnixMilli(e.DueMs).Sub(p.cfg.Now())) {
-		return false
-	}
-	// While the destination's circuit stays open, the retry lane waits on it rather than
-	// parking the entry again: it is durable here already, and re-parking every entry on
-	// each cooldown would cost the broker as much as the live traffic.
-	return p.redeliver(delivery{ctx: ctx, ev: &l.ev, sinks: &l.sinks, live: l, holdOnOpenCircuit: true}, &l.dec, &e, 1).settled()
-}
-
-// redeliver runs a parked entry through its hook again. A hook deleted meanwhile sends
-// the entry to the DLQ rather than dropping it.
-func (p *Processor) redeliver(d delivery, dec *hooks.Decoder, e *parkedEntry, inlineBudget int) outcome {
-	ch := p.hs.Load().byID[e.HookID]
-	if ch == nil {
-		e.Reason = "hook_deleted"
-		return p.deadLetterFor(d, nil, e)
-	}
-	orig := e.original()
-	if err := dec.Decode(orig, d.ev); err != nil {
-		e.Reason = "malformed: " + err.Error()
-		return p.deadLetterFor(d, ch, e)
-	}
-	retriesDue.Inc()
-	return p.serve(d, ch, e, inlineBudget)
 }

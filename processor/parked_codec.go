@@ -35,6 +35,9 @@ func (e *parkedEntry) appendJSON(dst []byte) []byte {
 	dst = appendIntField(dst, "partition", int64(e.Partition))
 	dst = appendIntField(dst, "offset", e.Offset)
 	dst = appendIntField(dst, "timestamp_ms", e.TimestampMs)
+	if e.Blocking != blockNone {
+		dst = appendIntField(dst, "blocking", int64(e.Blocking))
+	}
 	return append(dst[:len(dst)-1], '}') // the last field's comma becomes the brace
 }
 
@@ -90,6 +93,9 @@ func readHistory(v *fastjson.Value, e *parkedEntry) {
 		FirstAttemptMs: v.GetInt64("first_attempt_ms"), LastAttemptMs: v.GetInt64("last_attempt_ms"),
 		DueMs: v.GetInt64("due_ms"), Topic: string(v.GetStringBytes("topic")),
 		Partition: int32(v.GetInt("partition")), Offset: v.GetInt64("offset"), TimestampMs: v.GetInt64("timestamp_ms"),
+	}
+	if m := blockMark(v.GetInt("blocking")); m <= blockByHook {
+		e.Blocking = m
 	}
 }
 

@@ -14,14 +14,17 @@ import (
 )
 
 // partitionWorker owns one assigned partition: it registers each polled record with the
-// watermark, in offset order, and hands it to the lane its key hashes to.
+// watermark, in offset order, and hands it to the lane its key hashes to (events) or to
+// its retry scheduler (the retry topic).
 type partitionWorker struct {
 	c         *groupConsumer
 	topic     string
 	partition int32
 	in        chan []*kgo.Record
-	wake      chan struct{} // a batch went to the backlog
-	lanes     []*lane
+	wake      chan struct{}   // a batch went to the backlog
+	lanes     []*lane         // events partitions
+	sched     *retryScheduler // the retry topic's partitions
+	blocks    *blockSet       // of the partition number; nil without a retry topic
 	wm        *watermark
 	committed int64 // last committed offset; guarded by groupConsumer.commitMu
 	m         partitionMetrics
@@ -37,17 +40,21 @@ type partitionWorker struct {
 
 var laneSeed = maphash.MakeSeed()
 
-func newPartitionWorker(c *groupConsumer, topic string, partition int32) *partitionWorker {
+func newPartitionWorker(c *groupConsumer, topic string, partition int32, blocks *blockSet) *partitionWorker {
 	p := c.p
 	ctx, cancel := context.WithCancel(c.ctx)
 	w := &partitionWorker{
-		c: c, topic: topic, partition: partition,
+		c: c, topic: topic, partition: partition, blocks: blocks,
 		in:        make(chan []*kgo.Record, p.cfg.PartitionBuffer),
 		wake:      make(chan struct{}, 1),
 		wm:        newWatermark(),
 		committed: -1,
 		m:         newPartitionMetrics(topic, partition),
 		ctx:       ctx, cancel: cancel,
+	}
+	if topic == c.retry {
+		w.sched = newRetryScheduler(w)
+		return w
 	}
 	w.lanes = make([]*lane, p.cfg.Lanes)
 	for i := range w.lanes {
@@ -59,6 +66,9 @@ func newPartitionWorker(c *groupConsumer, topic string, partition int32) *partit
 func (w *partitionWorker) start() {
 	for _, l := range w.lanes {
 		w.wg.Go(l.run)
+	}
+	if w.sched != nil {
+		w.sched.start(&w.wg)
 	}
 	w.wg.Go(w.dispatch)
 }
@@ -74,8 +84,11 @@ func (w *partitionWorker) dispatch() {
 		for _, l := range w.lanes {
 			close(l.in)
 		}
+		if w.sched != nil {
+			close(w.sched.in)
+		}
 	}()
-	if w.c.gated && !w.restoreUntilDone() {
+	if !w.restoreUntilDone() {
 		return
 	}
 	for {
@@ -99,8 +112,12 @@ func (w *partitionWorker) dispatch() {
 func (w *partitionWorker) dispatchBatch(batch []*kgo.Record) bool {
 	for _, r := range batch {
 		w.wm.add(r.Offset)
+		in := w.sched.inOrNil()
+		if in == nil {
+			in = w.laneFor(r).in
+		}
 		select {
-		case w.laneFor(r).in <- r:
+		case in <- r:
 		case <-w.ctx.Done():
 			return false
 		}
@@ -123,13 +140,14 @@ func (w *partitionWorker) offer(batch []*kgo.Record) {
 		}
 	}
 	w.backlog = append(w.backlog, batch)
-	pause := !w.paused
-	w.paused = true
-	w.bmu.Unlock()
-	if pause {
+	if !w.paused {
+		// Under bmu, as the resume in drainBacklog: a pause issued after the
+		// dispatcher drained and resumed would never be undone.
+		w.paused = true
 		w.m.paused.Inc()
 		w.c.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	}
+	w.bmu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -142,12 +160,11 @@ func (w *partitionWorker) drainBacklog() bool {
 	for len(w.in) == 0 {
 		w.bmu.Lock()
 		if len(w.backlog) == 0 {
-			resume := w.paused
-			w.paused = false
-			w.bmu.Unlock()
-			if resume {
+			if w.paused {
+				w.paused = false
 				w.c.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 			}
+			w.bmu.Unlock()
 			return true
 		}
 		batch := w.backlog[0]
@@ -160,17 +177,16 @@ func (w *partitionWorker) drainBacklog() bool {
 	return true
 }
 
-// restoreUntilDone restores the partition's gate state, retrying with backoff (without its
-// state the partition would fire what it should not), then resumes fetching it (assigned
-// paused it). It reports false when the worker was stopped first.
+// restoreUntilDone restores the partition's state, retrying with backoff (without it the
+// partition would fire what it should not, or deliver a key out of order): an events
+// partition its gate state, both kinds the blocked keys of the partition number. Then it
+// resumes fetching the partition (assigned paused it). It reports false when the worker
+// was stopped first.
 func (w *partitionWorker) restoreUntilDone() bool {
 	p := w.c.p
-	if p.cfg.StateTopic == "" {
-		return true
-	}
 	policy := hooks.Retry{InitialBackoffMs: 500, MaxBackoffMs: 30_000}
 	for attempt := 1; ; attempt++ {
-		err := w.restoreState()
+		err := w.restore()
 		if err == nil {
 			break
 		}
@@ -178,13 +194,29 @@ func (w *partitionWorker) restoreUntilDone() bool {
 			return false
 		}
 		restoreErrors.Inc()
-		p.logs.warn(p.log, "restore:"+w.topic, "cannot restore gate state; partition waits", "partition", w.partition, "attempt", attempt, "err", err)
+		p.logs.warn(p.log, "restore:"+w.topic, "cannot restore partition state; partition waits", "partition", w.partition, "attempt", attempt, "err", err)
 		if !sleepCtx(w.ctx, backoff(policy, attempt, 0)) {
 			return false
 		}
 	}
 	w.c.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	return true
+}
+
+// restore restores what the partition needs before its first record.
+func (w *partitionWorker) restore() error {
+	if w.lanes != nil && w.c.p.cfg.StateTopic != "" {
+		if err := w.restoreState(); err != nil {
+			return err
+		}
+	}
+	if w.blocks != nil {
+		if err := w.blocks.restore(w.ctx, w.c.p, w.c.group, w.partition); err != nil {
+			blockedRestore.Inc()
+			return err
+		}
+	}
+	return nil
 }
 
 // laneFor picks the lane of a record's key. Keyless records all share one lane: they have
@@ -213,9 +245,7 @@ func newLane(w *partitionWorker) *lane {
 	p := w.c.p
 	l := &lane{w: w, in: make(chan *kgo.Record, p.cfg.LaneBuffer)}
 	l.dec.MaxBytes = p.cfg.MaxEventBytes
-	if w.c.gated {
-		l.gates = newGateSet(max(1024, p.cfg.GateEntriesPerPartition/p.cfg.Lanes))
-	}
+	l.gates = newGateSet(max(1024, p.cfg.GateEntriesPerPartition/p.cfg.Lanes))
 	if cat := p.cfg.Catalogue; cat != nil {
 		l.dec.OnNewName = cat.Seen
 	}
@@ -231,7 +261,7 @@ func (l *lane) run() {
 			continue // abandoned: left uncommitted for the next owner
 		}
 		l.offset = r.Offset
-		done := l.w.c.handle(l, r)
+		done := l.handleSafely(r)
 		if l.gates != nil {
 			l.maybeExpire(l.w.c.p.cfg.Now())
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,9 +39,16 @@ type Config struct {
 	Compile func(*hooks.Hook) (sinks.Sink, error)
 	// Catalogue learns the sources seen on the stream (optional).
 	Catalogue *hooks.Catalogue
-	// RetryTopic receives deliveries parked by hooks with ordering "none"; a retry worker
-	// in every instance consumes it (optional: without it such hooks retry in place).
+	// RetryTopic receives parked deliveries, at the partition number of their event: it
+	// must have as many partitions as the input topics. The events consumer group
+	// consumes it too, with the range balancer, so partition p of both is owned by one
+	// member (optional: without it failing deliveries are retried in place, holding
+	// their lane).
 	RetryTopic string
+	// RetryMemoryPerPartition bounds the bytes of parked entries the retry scheduler holds
+	// per partition (default 8 MiB); past it, the partition's retry topic is read no
+	// further until entries settle.
+	RetryMemoryPerPartition int
 	// DLQTopic receives dead letters: deliveries that failed for good and malformed
 	// records (optional: without it they are only counted and logged).
 	DLQTopic string
@@ -52,8 +58,8 @@ type Config struct {
 	// GateEntriesPerPartition bounds the gate entries kept per partition (default
 	// 262144); the least recently fired are evicted first.
 	GateEntriesPerPartition int
-	// InlineAttempts is how many attempts an ordering "none" delivery gets before it is
-	// parked (default 3).
+	// InlineAttempts is how many attempts a live delivery gets, within well under a
+	// second, before it is parked (default 3).
 	InlineAttempts int
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
@@ -80,6 +86,7 @@ func (c *Config) validate() error {
 	setDefault(&c.MaxEventBytes, hooks.DefaultMaxEventBytes)
 	setDefault(&c.InlineAttempts, 3)
 	setDefault(&c.GateEntriesPerPartition, 1<<18)
+	setDefault(&c.RetryMemoryPerPartition, 8<<20)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -105,9 +112,13 @@ type Processor struct {
 	ib   indexBuilder
 	logs throttle
 
-	events  *groupConsumer
-	retries *groupConsumer
-	parker  *kgo.Client // produces to the retry and DLQ topics, acks=all
+	events *groupConsumer // the events and the retry topic, co-partitioned
+	parker *kgo.Client    // produces to the retry and DLQ topics, acks=all
+
+	// produceCtx is the context of every asynchronous produce: it ends in Close, not
+	// when a partition or the run stops, so writes already handed over can finish.
+	produceCtx  context.Context
+	stopProduce context.CancelFunc
 
 	shared    *sharedGates // gate state of snooze_scope "hook" hooks
 	stateProd *kgo.Client  // produces gate state to StateTopic at explicit partitions
@@ -126,6 +137,7 @@ func New(cfg Config) (*Processor, error) {
 		return nil, err
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger, shared: newSharedGates(cfg.GateEntriesPerPartition)}
+	p.produceCtx, p.stopProduce = context.WithCancel(context.Background())
 	p.ib = indexBuilder{
 		compile: cfg.Compile,
 		cat:     cfg.Catalogue,
@@ -143,6 +155,7 @@ func New(cfg Config) (*Processor, error) {
 		kgo.ProducerLinger(10 * time.Millisecond),
 		// A parked entry carries the event as it was, plus headers: room for the largest.
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxEventBytes + 64<<10)),
+		kgo.RecordPartitioner(parkPartitioner{retry: cfg.RetryTopic, other: kgo.StickyKeyPartitioner(nil)}),
 	}, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create retry/DLQ producer: %w", err)
@@ -159,11 +172,7 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("cannot create state producer: %w", err)
 		}
 	}
-	p.events = newGroupConsumer(p, cfg.Group, cfg.Topics, p.handleEvent)
-	p.events.gated = true
-	if cfg.RetryTopic != "" {
-		p.retries = newGroupConsumer(p, cfg.Group+"-retry", []string{cfg.RetryTopic}, p.handleParked)
-	}
+	p.events = newGroupConsumer(p, cfg.Group, cfg.Topics, cfg.RetryTopic)
 	return p, nil
 }
 
@@ -187,26 +196,29 @@ func (p *Processor) Joined() bool { return p.events.joined.Load() }
 // Run consumes until ctx is done, then stops the workers, commits what is done and leaves
 // the groups.
 func (p *Processor) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, c := range []*groupConsumer{p.events, p.retries} {
-		if c != nil {
-			wg.Go(func() { errs <- c.run(ctx) })
-		}
-	}
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
+	return p.events.run(ctx)
 }
 
 // Close releases the producers. Call it after Run and Replay have returned.
 func (p *Processor) Close() {
+	p.stopProduce()
 	p.parker.Close()
 	if p.stateProd != nil {
 		p.stateProd.Close()
 	}
+}
+
+// parkPartitioner writes retry records at the partition they carry (their event's: the
+// retry topic is co-partitioned with the events) and the rest by key.
+type parkPartitioner struct {
+	retry string
+	other kgo.Partitioner
+}
+
+// ForTopic implements kgo.Partitioner.
+func (pp parkPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if topic == pp.retry {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return pp.other.ForTopic(topic)
 }

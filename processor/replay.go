@@ -389,7 +389,7 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 		}
 		out := delivered
 		if !r.rc.DryRun {
-			out = r.p.serve(delivery{ctx: ctx, ev: ev, sinks: lane}, ch, nil, r.p.cfg.InlineAttempts)
+			out = r.p.serve(delivery{ctx: ctx, ev: ev, sinks: lane}, ch)
 		}
 		if !out.settled() {
 			return false
@@ -429,7 +429,7 @@ func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hook
 	}
 	if !r.rc.DryRun {
 		e.Attempts, e.Reason, e.LastError, e.LastStatus = 0, "", "", 0
-		if !r.p.redeliver(delivery{ctx: ctx, ev: ev, sinks: lane}, dec, &e, r.p.cfg.InlineAttempts).settled() {
+		if !r.p.redeliver(delivery{ctx: ctx, ev: ev, sinks: lane}, dec, &e).settled() {
 			return false
 		}
 	}

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -29,47 +30,6 @@ var (
 // expireEvery is how often a lane sweeps its expired gate entries.
 const expireEvery = 5 * time.Second
 
-// serveGated runs the hook's gates around serve: a gated event is dropped (counted), a
-// delivered one records its firing in the lane's state and the changelog.
-func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
-	spec := &ch.gate
-	d := delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, live: l}
-	if !spec.active() || l.gates == nil {
-		return p.serve(d, ch, nil, p.cfg.InlineAttempts)
-	}
-	now := p.cfg.Now()
-	var fp uint64
-	if spec.needsFingerprint() {
-		fp = fingerprint(l.ev.Data(), spec.unique)
-	}
-	key := l.ev.Key
-	if spec.hookScoped() {
-		key = nil
-		if ok, reason := p.shared.check(spec, ch.hook.ID, key, fp, now); !ok {
-			ch.m.gatedCounter(reason).Inc()
-			return delivered // dropped by the gate: done
-		}
-		out := p.serve(d, ch, nil, p.cfg.InlineAttempts)
-		if out == delivered {
-			p.writeState(l.ev.Record.Partition, p.shared.fired(spec, ch.hook.ID, key, fp, now))
-		} else {
-			p.shared.release(spec, ch.hook.ID, key, fp)
-		}
-		return out
-	}
-	if ok, reason := l.gates.check(spec, ch.hook.ID, key, fp, now); !ok {
-		ch.m.gatedCounter(reason).Inc()
-		return delivered
-	}
-	out := p.serve(d, ch, nil, p.cfg.InlineAttempts)
-	if out == delivered {
-		before := l.gates.len()
-		p.writeState(l.ev.Record.Partition, l.gates.fired(spec, ch.hook.ID, key, fp, now))
-		gateEntries.Add(int64(l.gates.len() - before))
-	}
-	return out
-}
-
 // maybeExpire sweeps, every expireEvery, the lane's expired entries and those of hooks
 // deleted since, and writes their tombstones.
 func (l *lane) maybeExpire(now time.Time) {
@@ -82,46 +42,20 @@ func (l *lane) maybeExpire(now time.Time) {
 	if deleted := p.ib.deleted.Load(); deleted != nil && len(*deleted) > l.deletedSeen {
 		for _, id := range (*deleted)[l.deletedSeen:] {
 			for _, c := range l.gates.dropHook(id) {
-				p.writeState(l.w.partition, c)
+				p.writeState(l.w.ctx, nil, l.w.partition, c)
 			}
 		}
 		l.deletedSeen = len(*deleted)
 	}
 	for _, c := range l.gates.expire(now) {
-		p.writeState(l.w.partition, c)
+		p.writeState(l.w.ctx, nil, l.w.partition, c)
 	}
 	gateEntries.Add(int64(l.gates.len() - before))
 }
 
-// writeState produces a state change to the state topic at partition, asynchronously;
-// commits flush the producer first, so no offset is committed before the state it led to.
-func (p *Processor) writeState(partition int32, c stateChange) {
-	if c.key == nil || p.stateProd == nil {
-		return
-	}
-	stateWrites.Inc()
-	rec := &kgo.Record{Topic: p.cfg.StateTopic, Partition: partition, Key: c.key, Value: c.value}
-	// TryProduce: a lane never blocks on a full producer buffer (a state topic that is
-	// down); the write is then lost and counted, costing at worst a repeated firing.
-	p.stateProd.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
-		if err != nil {
-			stateWriteErrors.Inc()
-			p.logs.warn(p.log, "state-write", "cannot write gate state", "partition", r.Partition, "err", err)
-		}
-	})
-}
-
-// flushState waits until every state change produced so far is acknowledged.
-func (p *Processor) flushState(ctx context.Context) error {
-	if p.stateProd == nil {
-		return nil
-	}
-	return p.stateProd.Flush(ctx)
-}
-
-// restoreState reads the state topic's partition from its start to its current end into
-// the worker's lanes (and the shared hook-scoped set), before the worker dispatches its
-// first record.
+// restoreState reads the state topic's partition from its start to the end offset listed
+// now into the worker's lanes (and the shared hook-scoped set), before the worker
+// dispatches its first record.
 func (w *partitionWorker) restoreState() error {
 	p := w.c.p
 	if p.cfg.StateTopic == "" {
@@ -129,15 +63,12 @@ func (w *partitionWorker) restoreState() error {
 	}
 	start := time.Now()
 	defer func() { restoreDuration.UpdateDuration(start) }()
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{p.cfg.StateTopic: {w.partition: kgo.NewOffset().AtStart()}}),
-		kgo.FetchMaxWait(100 * time.Millisecond),
-	}, p.cfg.ClientOpts...)...)
+	cl, err := kgo.NewClient(p.cfg.ClientOpts...)
 	if err != nil {
 		return fmt.Errorf("cannot create state client: %w", err)
 	}
-	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(w.ctx, p.cfg.StateTopic)
+	cl.Close()
 	if err != nil {
 		return fmt.Errorf("cannot list state topic offsets: %w", err)
 	}
@@ -146,27 +77,62 @@ func (w *partitionWorker) restoreState() error {
 		return fmt.Errorf("state topic %s has no partition %d (it must be co-partitioned with the events topic)", p.cfg.StateTopic, w.partition)
 	}
 	now, n := p.cfg.Now(), 0
-	for next := int64(0); next < end.Offset; {
-		// A compacted-away tail never arrives: a quiet poll means the end was reached.
-		pctx, cancel := context.WithTimeout(w.ctx, 2*time.Second)
+	err = readPartition(w.ctx, p.cfg.ClientOpts, p.cfg.StateTopic, w.partition, 0, end.Offset, func(r *kgo.Record) {
+		n++
+		w.restoreRecord(r, now)
+	})
+	if err != nil {
+		return err
+	}
+	p.log.Debug("gate state restored", "partition", w.partition, "records", n, "took", time.Since(start))
+	return nil
+}
+
+// restoreStall is how long a restore waits for the next record before it gives up (and
+// is retried): the end offset was listed, so a record is there to be read.
+const restoreStall = 30 * time.Second
+
+// readPartition calls fn for each record of topic/partition from offset from up to end
+// (exclusive), in order. It fails on a fetch error, or when no record arrives for
+// restoreStall, rather than mistake a slow broker for the end.
+func readPartition(ctx context.Context, opts []kgo.Opt, topic string, partition int32, from, end int64, fn func(*kgo.Record)) error {
+	if from >= end {
+		return nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+	}, opts...)...)
+	if err != nil {
+		return fmt.Errorf("cannot create client for %s: %w", topic, err)
+	}
+	defer cl.Close()
+	for next := from; next < end; {
+		pctx, cancel := context.WithTimeout(ctx, restoreStall)
 		fs := cl.PollFetches(pctx)
 		cancel()
-		if w.ctx.Err() != nil {
-			return w.ctx.Err()
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if pctx.Err() != nil && fs.NumRecords() == 0 {
-			break
+			return fmt.Errorf("read %s/%d: no record for %v at offset %d, end %d", topic, partition, restoreStall, next, end)
+		}
+		var ferr error
+		fs.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && ferr == nil {
+				ferr = fmt.Errorf("read %s/%d: %w", t, part, err)
+			}
+		})
+		if ferr != nil {
+			return ferr
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			next = r.Offset + 1
-			if r.Offset >= end.Offset {
-				return
+			if r.Offset < end {
+				fn(r)
 			}
-			n++
-			w.restoreRecord(r, now)
 		})
 	}
-	p.log.Debug("gate state restored", "partition", w.partition, "records", n, "took", time.Since(start))
 	return nil
 }
 

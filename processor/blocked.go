@@ -1,0 +1,227 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Blocked (hook, key)s: a failure holds back only the (hook, entity key) it belongs to.
+//
+// An ordering "key" delivery that still fails after its short inline budget is parked in
+// the retry topic, at the partition number of its event, with the entry marked blocking;
+// while any blocking entry of a (hook, key) is unsettled, later events of that (hook, key)
+// are parked behind it without an attempt, and the retry scheduler of the same partition
+// delivers them strictly in order. The events, retry and state topics have the same
+// partition count and one consumer group with the range balancer consumes events and
+// retry, so partition p of both lives on one member: the blockSet of p is shared by the
+// events partition worker (which counts up when it parks) and the retry scheduler (which
+// counts down when an entry is delivered or dead-lettered), in memory, with the retry
+// topic as its durable copy. On assignment the set is rebuilt from the retry partition
+// (from the group's committed offset to its end) before the first event or retry entry of
+// p is handled.
+//
+// Memory: one map slot per blocked (hook, key), at most maxBlockedKeys per partition.
+// Past that, further blocking entries of a hook count against the hook as a whole, and
+// while such an overflow count is non-zero every key of that hook in the partition is
+// blocked: stricter ordering, bounded memory, and still only that hook is held back. An
+// entry records which of the two counts it was added to (parkedEntry.Blocking), so the
+// count it is removed from is always the one it was added to, here and after a restore.
+
+// maxBlockedKeys bounds the exactly tracked (hook, key)s per partition.
+const maxBlockedKeys = 1 << 16
+
+// Blocking marks of a parked entry (parkedEntry.Blocking).
+const (
+	blockNone   blockMark = iota // ordering "none", replays: not counted
+	blockByKey                   // counted for its (hook, key)
+	blockByHook                  // counted for its hook (the key map was full)
+)
+
+// blockMark says which count of a blockSet a parked entry was added to.
+type blockMark uint8
+
+var (
+	blockedKeys    atomic.Int64
+	_              = metrics.NewGauge(`eventhooks_blocked_keys`, func() float64 { return float64(blockedKeys.Load()) })
+	blockedRestore = metrics.NewCounter(`eventhooks_blocked_restore_errors_total`)
+)
+
+// blockKey identifies a (hook, entity key); the key is hashed (64 bits: a collision would
+// only make two keys of one hook wait for each other).
+type blockKey struct {
+	hook string
+	key  uint64
+}
+
+var blockSeed = maphash.MakeSeed()
+
+func newBlockKey(hook string, key []byte) blockKey {
+	return blockKey{hook: hook, key: maphash.Bytes(blockSeed, key)}
+}
+
+// blockSet counts the unsettled blocking entries of one partition number.
+type blockSet struct {
+	n         atomic.Int64 // every count together: the lock-free "nothing is blocked" path
+	restoreMu sync.Mutex   // one restore at a time: the events and retry workers of p both ask
+	mu        sync.Mutex
+	// Guarded by mu.
+	keys     map[blockKey]int32
+	hooks    map[string]int32
+	restored bool
+}
+
+func newBlockSet() *blockSet {
+	return &blockSet{keys: map[blockKey]int32{}, hooks: map[string]int32{}}
+}
+
+// blocked reports whether (hook, key) has an unsettled blocking entry (or its hook an
+// overflow count).
+func (b *blockSet) blocked(hook string, key []byte) bool {
+	if b == nil || b.n.Load() == 0 {
+		return false
+	}
+	k := newBlockKey(hook, key)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.keys[k] > 0 || b.hooks[hook] > 0
+}
+
+// add counts one more blocking entry of (hook, key) and returns the mark to store in it.
+func (b *blockSet) add(hook string, key []byte) blockMark {
+	k := newBlockKey(hook, key)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.keys[k]; !ok && len(b.keys) >= maxBlockedKeys {
+		b.addLocked(k, blockByHook)
+		return blockByHook
+	}
+	b.addLocked(k, blockByKey)
+	return blockByKey
+}
+
+func (b *blockSet) addLocked(k blockKey, m blockMark) {
+	b.n.Add(1)
+	if m == blockByHook {
+		b.hooks[k.hook]++
+		return
+	}
+	if b.keys[k] == 0 {
+		blockedKeys.Add(1)
+	}
+	b.keys[k]++
+}
+
+// release removes one settled blocking entry from the count its mark names. A count never
+// goes below zero (an entry written by a previous owner after this set was restored).
+func (b *blockSet) release(hook string, key []byte, m blockMark) {
+	if b == nil || m == blockNone {
+		return
+	}
+	k := newBlockKey(hook, key)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch m {
+	case blockByHook:
+		if b.hooks[hook] > 0 {
+			b.n.Add(-1)
+			if b.hooks[hook]--; b.hooks[hook] == 0 {
+				delete(b.hooks, hook)
+			}
+		}
+	case blockByKey:
+		if b.keys[k] > 0 {
+			b.n.Add(-1)
+			if b.keys[k]--; b.keys[k] == 0 {
+				delete(b.keys, k)
+				blockedKeys.Add(-1)
+			}
+		}
+	}
+}
+
+// forget drops every count (the partition was revoked).
+func (b *blockSet) forget() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	blockedKeys.Add(-int64(len(b.keys)))
+	clear(b.keys)
+	clear(b.hooks)
+	b.n.Store(0)
+}
+
+// restore rebuilds the set from the retry partition, once: from the group's committed
+// offset (the first unsettled entry) to the end offset listed now. Entries produced
+// later are counted when they are produced. Callers retry it on error.
+func (b *blockSet) restore(ctx context.Context, p *Processor, group string, partition int32) error {
+	b.restoreMu.Lock()
+	defer b.restoreMu.Unlock()
+	b.mu.Lock()
+	done := b.restored
+	b.mu.Unlock()
+	if done {
+		return nil
+	}
+	topic := p.cfg.RetryTopic
+	from, end, err := retryRange(ctx, p, group, topic, partition)
+	if err != nil {
+		return err
+	}
+	err = readPartition(ctx, p.cfg.ClientOpts, topic, partition, from, end, func(r *kgo.Record) {
+		var e parkedEntry
+		if parseParkedEntry(r, &e) != nil || e.Blocking == blockNone {
+			return
+		}
+		b.mu.Lock()
+		b.addLocked(newBlockKey(e.HookID, e.Key), e.Blocking)
+		b.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("restore blocked keys from %s/%d: %w", topic, partition, err)
+	}
+	b.mu.Lock()
+	b.restored = true
+	b.mu.Unlock()
+	return nil
+}
+
+// retryRange returns the retry partition's committed offset in group (its start when
+// nothing is committed) and its end offset.
+func retryRange(ctx context.Context, p *Processor, group, topic string, partition int32) (from, end int64, err error) {
+	cl, err := kgo.NewClient(p.cfg.ClientOpts...)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot create admin client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot list %s end offsets: %w", topic, err)
+	}
+	eo, ok := ends.Lookup(topic, partition)
+	if !ok || eo.Err != nil {
+		return 0, 0, fmt.Errorf("topic %s has no partition %d (it must be co-partitioned with the events topic)", topic, partition)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot list %s start offsets: %w", topic, err)
+	}
+	from = 0
+	if so, ok := starts.Lookup(topic, partition); ok && so.Err == nil {
+		from = so.Offset
+	}
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot fetch committed offsets of group %s: %w", group, err)
+	}
+	if o, ok := offs.Lookup(topic, partition); ok && o.Err == nil && o.At > from {
+		from = o.At
+	}
+	return from, eo.Offset, nil
+}

@@ -1,0 +1,150 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
+)
+
+// The per-event path, top-down: route (headers) or decode (value), match the hook index,
+// run each matched hook's gates around its delivery (retry.go), and settle: the record
+// is done once every matched hook delivered, gated or durably parked it.
+
+// handleEvent runs one record of the events topic through every hook it matches. It
+// reports whether the record is done; false means it was abandoned (shutdown or revoke)
+// and stays uncommitted for whoever owns the partition next.
+func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
+	hs := p.hs.Load()
+	src, evName, routed := l.dec.Route(r)
+	var matched []*compiledHook
+	if routed {
+		if matched = hs.index.Match(src, evName); len(matched) == 0 {
+			recordsUnmatched.Inc() // routed by headers: the value is never parsed
+			return true
+		}
+	}
+	if err := l.dec.Decode(r, &l.ev); err != nil {
+		kind := hooks.DecodeErrorKind(err)
+		malformedCounter(kind).Inc()
+		p.logs.warn(p.log, "malformed:"+kind, "malformed record sent to the DLQ",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", err)
+		return p.deadLetter(l.delivery(), newEntry(r, "", p.cfg.Now()).fail(0, err, "malformed: "+err.Error()))
+	}
+	if !routed || l.ev.Source != src || l.ev.Event != evName { // the headers' match stands when they agree
+		matched = hs.index.Match(l.ev.Source, l.ev.Event)
+	}
+	if len(matched) == 0 {
+		recordsUnmatched.Inc()
+		return true
+	}
+	recordsMatched.Inc()
+	for _, ch := range matched {
+		if !p.serveGated(l, ch).settled() {
+			return false
+		}
+	}
+	return true
+}
+
+// delivery is the lane's delivery context for its current record.
+func (l *lane) delivery() delivery {
+	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks}
+}
+
+// handleSafely is handle with a panic turned into a dead letter of the record (reason
+// internal_error, logged at error level, counted): one bad record or hook must not kill
+// the process, nor, as its record would never be committed, every next owner in turn.
+func (l *lane) handleSafely(r *kgo.Record) (done bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			p := l.w.c.p
+			internalErrors.Inc()
+			err := fmt.Errorf("internal error: %v", v)
+			p.log.Error("panic while handling a record; dead-lettered", "topic", r.Topic, "partition", r.Partition,
+				"offset", r.Offset, "err", err)
+			e := newEntry(r, "", p.cfg.Now()).fail(0, err, reasonInternal)
+			done = p.deadLetter(delivery{ctx: l.w.ctx, acks: l}, e)
+		}
+	}()
+	return l.w.c.handle(l, r)
+}
+
+// serveGated runs the hook's gates around serve: a gated event is dropped (counted), a
+// delivered one records its firing in the lane's state and the changelog.
+func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
+	spec := &ch.gate
+	d := l.delivery()
+	if !spec.active() || l.gates == nil {
+		return p.serve(d, ch)
+	}
+	now := p.cfg.Now()
+	var fp uint64
+	if spec.needsFingerprint() {
+		fp = fingerprint(l.ev.Data(), spec.unique)
+	}
+	key := l.ev.Key
+	if spec.hookScoped() {
+		key = nil
+		if ok, reason := p.shared.check(spec, ch.hook.ID, key, fp, now); !ok {
+			ch.m.gatedCounter(reason).Inc()
+			return delivered // dropped by the gate: done
+		}
+		out := p.serve(d, ch)
+		if out == delivered {
+			p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, p.shared.fired(spec, ch.hook.ID, key, fp, now))
+		} else {
+			p.shared.release(spec, ch.hook.ID, key, fp)
+		}
+		return out
+	}
+	if ok, reason := l.gates.check(spec, ch.hook.ID, key, fp, now); !ok {
+		ch.m.gatedCounter(reason).Inc()
+		return delivered
+	}
+	out := p.serve(d, ch)
+	if out == delivered {
+		before := l.gates.len()
+		p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, l.gates.fired(spec, ch.hook.ID, key, fp, now))
+		gateEntries.Add(int64(l.gates.len() - before))
+	}
+	return out
+}
+
+// writeState produces a gate state change to the state topic at partition. With ack (a
+// hold on the lane's current record) the record is not done, so not committed, before
+// the state it led to is durable: a restore never finds state older than the offsets
+// committed. A write kgo gives up on is produced again until it lands or owner ends (the
+// partition is let go). Sweeps (expiry, deleted hooks) pass no ack: a lost tombstone
+// leaves an entry the next restore drops by its time, or that no hook matches.
+func (p *Processor) writeState(owner context.Context, ack *recordAck, partition int32, c stateChange) {
+	if c.key == nil || p.stateProd == nil {
+		if ack != nil {
+			ack.release()
+		}
+		return
+	}
+	stateWrites.Inc()
+	rec := &kgo.Record{Topic: p.cfg.StateTopic, Partition: partition, Key: c.key, Value: c.value}
+	p.produceAsync(owner, p.stateProd, rec, "gate-state", func(_ *kgo.Record, err error) {
+		if err != nil {
+			stateWriteErrors.Inc()
+			p.logs.warn(p.log, "state-write", "cannot write gate state", "partition", partition, "err", err)
+		}
+		if ack != nil {
+			if err != nil {
+				ack.fail()
+			}
+			ack.release()
+		}
+	}, 1)
+}
+
+// holdRecord adds a hold on the lane's current record (see recordAck).
+func (l *lane) holdRecord() *recordAck {
+	a := l.pendingAck()
+	a.hold()
+	return a
+}

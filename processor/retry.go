@@ -1,0 +1,461 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/scripting"
+	"github.com/eventhooks/eventhooks/sinks"
+)
+
+// Attempts, inline retries, parking and dead letters: what happens to one delivery.
+//
+// With a retry topic, a delivery never waits long in its lane: a retryable failure gets
+// a short inline budget (InlineAttempts attempts, waiting at most inlineWait between
+// them), then it is parked in the retry topic, due after the hook's backoff. An ordering
+// "key" delivery parked so blocks its (hook, key) (blocked.go): later events of it are
+// parked behind it without an attempt, and the retry scheduler (scheduler.go) delivers
+// them in order. Without a retry topic a delivery is retried in place, holding its lane.
+
+// delivery is where one delivery runs: the goroutine's context, the event and the sinks'
+// lane state; acks, when set, finishes the record asynchronously (see write); blocks is
+// the partition's blocked (hook, key)s, nil where deliveries do not block (replays).
+type delivery struct {
+	ctx    context.Context
+	ev     *hooks.Event
+	sinks  *sinks.Lane
+	acks   acker
+	blocks *blockSet
+}
+
+// acker hands out the completion of the record being handled, created on its first
+// asynchronous write.
+type acker interface{ pendingAck() *recordAck }
+
+// outcome is how a delivery was settled, or that it was not.
+type outcome uint8
+
+const (
+	// abandoned: stopped before it was settled (shutdown or revoke); not done.
+	abandoned outcome = iota
+	delivered
+	parked
+	deadLettered
+)
+
+// settled reports whether the record may count as done for this hook.
+func (o outcome) settled() bool { return o != abandoned }
+
+// attemptStep is what one attempt leaves to do.
+type attemptStep uint8
+
+const (
+	stepDelivered attemptStep = iota
+	stepAbandoned
+	stepDeadLetter // e.Reason says why
+	stepRetry      // after the wait
+	stepCircuit    // nothing sent: a breaker is open; after the wait, or when probeDone closes
+)
+
+// Dead-letter reasons (the eh-reason header).
+const (
+	reasonPermanent     = "permanent"
+	reasonMaxAttempts   = "max_attempts"
+	reasonScriptError   = "script_error"
+	reasonScriptTimeout = "script_timeout"
+	reasonInternal      = "internal_error"
+	reasonHookDeleted   = "hook_deleted"
+)
+
+// maxScriptAttempts is how many attempts a delivery whose script throws or runs out of
+// time gets: a second one covers a machine that was briefly too busy; a broken script
+// is the hook's own fault, not worth minutes of retries.
+const maxScriptAttempts = 2
+
+// inlineWait caps each wait between inline attempts, so a lane gives a failing delivery
+// well under a second before parking it.
+const inlineWait = 100 * time.Millisecond
+
+// next is what one attempt leaves to do: the step, the wait before the next attempt (the
+// endpoint's Retry-After, when it gave one, is retryAfter, and wait is at least that),
+// and, for an attempt a breaker turned away while a probe is out, the probe's end.
+type next struct {
+	st         attemptStep
+	wait       time.Duration
+	retryAfter time.Duration
+	probeDone  <-chan struct{}
+}
+
+// attempt makes one attempt to deliver d.ev to ch and says what follows. *e is the
+// delivery's history, created on its first failure.
+func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next {
+	h := ch.hook
+	policy := retryPolicy(h)
+	res := ch.sink.Deliver(d.ctx, d.ev, d.sinks)
+	ch.m.latency.observe(res.Duration)
+	if res.Delivered {
+		ch.m.delivered.Inc()
+		return next{st: stepDelivered}
+	}
+	if d.ctx.Err() != nil {
+		return next{st: stepAbandoned} // the failure is ours (stopping), not the endpoint's
+	}
+	now := p.cfg.Now()
+	if *e == nil { // the first failure: only now is the history worth an allocation
+		*e = newEntry(d.ev.Record, h.ID, now.Add(-res.Duration))
+	}
+	if errors.Is(res.Err, sinks.ErrCircuitOpen) {
+		ch.m.breakerWaits.Inc() // nothing was sent: no attempt spent
+		return next{st: stepCircuit, wait: min(res.RetryAfter, maxBackoff(policy)), probeDone: res.ProbeDone}
+	}
+	ent := *e
+	ent.fail(res.Status, res.Err, "")
+	ent.LastAttemptMs = now.UnixMilli()
+	ch.m.failed.Inc()
+	if ok, suppressed := p.logs.allow(ch.logKey); ok { // no allocation while throttled
+		p.log.Warn("delivery failed", "hook_id", h.ID, "attempt", ent.Attempts, "status", res.Status,
+			"err", res.Err, "retryable", res.Retryable, "offset", d.ev.Record.Offset, "suppressed", suppressed)
+	}
+	switch {
+	case errors.Is(res.Err, scripting.ErrTimeout) && ent.Attempts >= maxScriptAttempts:
+		ent.Reason = reasonScriptTimeout
+	case errors.Is(res.Err, scripting.ErrThrown) && ent.Attempts >= maxScriptAttempts:
+		ent.Reason = reasonScriptError
+	case !res.Retryable:
+		ent.Reason = reasonPermanent
+	case ent.Attempts >= policy.MaxAttempts:
+		ent.Reason = reasonMaxAttempts
+	default:
+		ra := min(res.RetryAfter, maxBackoff(policy))
+		return next{st: stepRetry, wait: backoff(policy, ent.Attempts, ra), retryAfter: ra}
+	}
+	return next{st: stepDeadLetter}
+}
+
+// serve delivers a live event to one hook: blocked (hook, key)s park behind their
+// blocking entry; otherwise attempts with a short inline budget, then parks (with a
+// retry topic) or retries in place (without). A permanent failure or the last attempt
+// goes to the DLQ. It reports how the delivery was settled.
+func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
+	h := ch.hook
+	canPark := p.cfg.RetryTopic != ""
+	keyed := h.Ordering != hooks.OrderingNone
+	if canPark && keyed && d.blocks.blocked(h.ID, d.ev.Key) {
+		ch.m.parkedBehind.Inc()
+		return p.park(d, ch, newEntry(d.ev.Record, h.ID, p.cfg.Now()), p.cfg.Now())
+	}
+	// A delivery that can park is never the probe of a failing destination or hook (the
+	// retry scheduler probes): it would hold the lane for the attempt.
+	d.sinks.AvoidProbes = canPark
+	var e *parkedEntry
+	for inline := 1; ; inline++ {
+		n := p.attempt(d, ch, &e)
+		switch wait := n.wait; n.st {
+		case stepDelivered:
+			return delivered
+		case stepAbandoned:
+			return abandoned
+		case stepDeadLetter:
+			return p.deadLetterFor(d, ch, e)
+		case stepCircuit:
+			if canPark && n.probeDone == nil { // else a new destination's first answer is near
+				return p.park(d, ch, e, p.cfg.Now().Add(max(wait, breakerPollInterval)))
+			}
+			if !waitBreaker(d.ctx, wait, n.probeDone) {
+				return abandoned
+			}
+		case stepRetry:
+			if canPark {
+				// The inline budget is spent, or the endpoint asked for more time
+				// than a lane gives: park, due after the full wait.
+				if inline >= p.cfg.InlineAttempts || n.retryAfter > inlineWait {
+					return p.park(d, ch, e, p.cfg.Now().Add(wait))
+				}
+				wait = min(wait, inlineWait)
+			}
+			ch.m.retried.Inc()
+			if !sleepCtx(d.ctx, wait) {
+				return abandoned
+			}
+		}
+	}
+}
+
+// redeliver runs a dead letter through its hook again, as a fresh delivery (replay
+// --dlq). A hook deleted meanwhile sends the entry back to the DLQ rather than dropping
+// it.
+func (p *Processor) redeliver(d delivery, dec *hooks.Decoder, e *parkedEntry) outcome {
+	ch := p.hs.Load().byID[e.HookID]
+	if ch == nil {
+		e.Reason = reasonHookDeleted
+		return p.deadLetterFor(d, nil, e)
+	}
+	if err := dec.Decode(e.original(), d.ev); err != nil {
+		e.Reason = "malformed: " + err.Error()
+		return p.deadLetterFor(d, ch, e)
+	}
+	return p.serve(d, ch)
+}
+
+// waitBreaker waits until an attempt turned away by a breaker may be tried again: wait
+// (at least breakerPollInterval, unless a probe is out and wait is set: a parkable
+// delivery's short wait for a new destination's first answer), or the end of the probe
+// in flight. It reports false if ctx ended first.
+func waitBreaker(ctx context.Context, wait time.Duration, probeDone <-chan struct{}) bool {
+	if probeDone == nil || wait <= 0 {
+		wait = max(wait, breakerPollInterval)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-probeDone: // nil when no probe is out: never ready
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// breakerPollInterval is the least a delivery waits on an open circuit, and how often it
+// looks again while a probe is out.
+const breakerPollInterval = 50 * time.Millisecond
+
+// park writes e to the retry topic, at its event's partition, due at due (see write). An
+// ordering "key" delivery with a blocked-keys set blocks its (hook, key) until the entry
+// is settled.
+func (p *Processor) park(d delivery, ch *compiledHook, e *parkedEntry, due time.Time) outcome {
+	e.DueMs = due.UnixMilli()
+	e.Blocking = blockNone
+	if d.blocks != nil && ch.hook.Ordering != hooks.OrderingNone {
+		e.Blocking = d.blocks.add(ch.hook.ID, e.Key)
+	}
+	var unwritten func()
+	if e.Blocking != blockNone {
+		blocks, hook, key, mark := d.blocks, ch.hook.ID, e.Key, e.Blocking
+		unwritten = func() { blocks.release(hook, key, mark) }
+	}
+	if !p.write(d, e.record(p.cfg.RetryTopic), ch.hook.ID, unwritten) {
+		return abandoned
+	}
+	ch.m.parked.Inc()
+	return parked
+}
+
+// deadLetterFor writes e, a delivery for ch (nil when its hook is gone), to the DLQ.
+func (p *Processor) deadLetterFor(d delivery, ch *compiledHook, e *parkedEntry) outcome {
+	if !p.deadLetter(d, e) {
+		return abandoned
+	}
+	if ch != nil {
+		ch.m.deadLettered.Inc()
+	}
+	return deadLettered
+}
+
+// deadLetter writes e to the DLQ (see write). Without a DLQ topic the entry is only
+// counted and logged.
+func (p *Processor) deadLetter(d delivery, e *parkedEntry) bool {
+	deadLetters.Inc()
+	if p.cfg.DLQTopic == "" {
+		p.logs.warn(p.log, "dlq:"+e.HookID, "dead letter dropped: no DLQ topic", "hook_id", e.HookID, "reason", e.Reason)
+		return true
+	}
+	e.Blocking = blockNone
+	return p.write(d, e.record(p.cfg.DLQTopic), e.HookID, nil)
+}
+
+// write produces a retry or DLQ record with acks=all. With d.acks it is asynchronous: the
+// caller moves on, and its record is done once every such write is acknowledged (so a
+// failing endpoint costs a lane no broker round trip, nor the producer's linger, per
+// event). Elsewhere it waits for the acknowledgement, and reports false if d.ctx ended
+// first. unwritten, when set, is called if the record did not land where it was meant to
+// (given up, or too large and dead-lettered cut instead).
+func (p *Processor) write(d delivery, pr *parkedRecord, hookID string, unwritten func()) bool {
+	topic := pr.rec.Topic
+	if d.acks == nil {
+		rec, ok := p.produceDurably(d.ctx, &pr.rec)
+		if (!ok || rec.Topic != topic) && unwritten != nil {
+			unwritten()
+		}
+		pr.release()
+		return ok
+	}
+	ack := d.acks.pendingAck()
+	ack.hold()
+	p.produceAsync(d.ctx, p.parker, &pr.rec, hookID, func(r *kgo.Record, err error) {
+		if (err != nil || r.Topic != topic) && unwritten != nil {
+			unwritten()
+		}
+		pr.release()
+		if err != nil {
+			ack.fail()
+		}
+		ack.release()
+	}, 1)
+	return true
+}
+
+// produceAsync produces rec and calls done with the record finally written (rec, or its
+// cut dead letter) once it is acknowledged, or with an error once it is given up (owner
+// ended: the partition was let go, or the processor is closing). The produce runs under
+// the processor's producer context, so a shutdown lets writes already handed over finish
+// (commitFinal flushes them). kgo retries what it can; what it gives up on is produced
+// again with backoff while owner lasts, except a record too large for its topic: that
+// is final, and it goes to the DLQ with its value cut (see truncated).
+func (p *Processor) produceAsync(owner context.Context, cl *kgo.Client, rec *kgo.Record, what string, done func(*kgo.Record, error), attempt int) {
+	cl.Produce(p.produceCtx, rec, func(r *kgo.Record, err error) {
+		switch {
+		case err == nil:
+			done(r, nil)
+		case owner.Err() != nil || errors.Is(err, kgo.ErrClientClosed) || p.produceCtx.Err() != nil:
+			done(r, err)
+		case tooLarge(err) && cl == p.parker:
+			if cut := p.truncated(r, err); cut != nil {
+				p.produceAsync(owner, cl, cut, what, done, 1)
+			} else {
+				done(r, nil) // no DLQ: logged and counted, nothing to wait for
+			}
+		default:
+			produceErrors.Inc()
+			p.logs.warn(p.log, "write:"+r.Topic, "cannot write; retrying", "topic", r.Topic, "hook_id", what, "err", err)
+			time.AfterFunc(backoff(produceRetry, attempt, 0), func() { p.produceAsync(owner, cl, rec, what, done, attempt+1) })
+		}
+	})
+}
+
+// tooLarge reports whether a produce failed for good because of the record's size.
+func tooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
+}
+
+// truncatedValueBytes is how much of a record's value a cut dead letter keeps.
+const truncatedValueBytes = 1024
+
+// headerTruncated on a dead letter gives the size of the value it was cut from.
+const headerTruncated = "eh-truncated"
+
+// truncated returns the dead letter of a record its topic refused as too large: its
+// headers, the first truncatedValueBytes of its value, eh-reason "too_large" and the
+// original size in eh-truncated. A record that was cut already loses its value. It
+// returns nil without a DLQ topic.
+func (p *Processor) truncated(r *kgo.Record, err error) *kgo.Record {
+	tooLargeRecords.Inc()
+	p.logs.warn(p.log, "too-large:"+r.Topic, "record too large for its topic; dead-lettered with its value cut",
+		"topic", r.Topic, "bytes", len(r.Value), "err", err)
+	if p.cfg.DLQTopic == "" {
+		return nil
+	}
+	v := r.Value[:min(len(r.Value), truncatedValueBytes)]
+	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+2)
+	for _, h := range r.Headers {
+		switch h.Key {
+		case headerTruncated:
+			v = nil
+		case headerReason:
+		default:
+			hs = append(hs, h)
+		}
+	}
+	hs = append(hs,
+		kgo.RecordHeader{Key: headerReason, Value: []byte("too_large: " + err.Error())},
+		kgo.RecordHeader{Key: headerTruncated, Value: strconv.AppendInt(nil, int64(len(r.Value)), 10)})
+	return &kgo.Record{Topic: p.cfg.DLQTopic, Key: r.Key, Value: v, Headers: hs}
+}
+
+// produceRetry is the backoff of produces kgo gave up on.
+var produceRetry = hooks.Retry{InitialBackoffMs: 100, MaxBackoffMs: 5000}
+
+// produceDurably produces rec with acks=all, retrying until it is acknowledged or ctx
+// ends (then it reports false and the source record stays uncommitted). It returns the
+// record written: rec, or its cut dead letter when rec was too large.
+func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) (*kgo.Record, bool) {
+	for attempt := 1; ; attempt++ {
+		err := p.parker.ProduceSync(ctx, rec).FirstErr()
+		if err == nil {
+			return rec, true
+		}
+		if ctx.Err() != nil {
+			return rec, false
+		}
+		if tooLarge(err) {
+			if rec = p.truncated(rec, err); rec == nil {
+				return &kgo.Record{}, true
+			}
+			continue
+		}
+		produceErrors.Inc()
+		p.logs.warn(p.log, "produce:"+rec.Topic, "cannot write delivery; retrying", "topic", rec.Topic, "err", err)
+		if !sleepCtx(ctx, backoff(produceRetry, attempt, 0)) {
+			return rec, false
+		}
+	}
+}
+
+// retryPolicy is the hook's retry policy with defaults and bounds applied, so a hook
+// stored by an older version with absurd values cannot overflow a duration.
+func retryPolicy(h *hooks.Hook) hooks.Retry {
+	r := hooks.Retry{MaxAttempts: hooks.DefaultMaxAttempts, InitialBackoffMs: hooks.DefaultInitialBackoffMs, MaxBackoffMs: hooks.DefaultMaxBackoffMs}
+	if h.Retry != nil {
+		if h.Retry.MaxAttempts > 0 {
+			r.MaxAttempts = h.Retry.MaxAttempts
+		}
+		if h.Retry.InitialBackoffMs > 0 {
+			r.InitialBackoffMs = h.Retry.InitialBackoffMs
+		}
+		if h.Retry.MaxBackoffMs > 0 {
+			r.MaxBackoffMs = h.Retry.MaxBackoffMs
+		}
+	}
+	r.InitialBackoffMs = min(r.InitialBackoffMs, maxBackoffMs)
+	r.MaxBackoffMs = min(r.MaxBackoffMs, maxBackoffMs)
+	return r
+}
+
+// maxBackoffMs bounds any backoff (a day), whatever a hook says.
+const maxBackoffMs = 24 * 3600 * 1000
+
+// maxBackoff is the policy's cap on a wait.
+func maxBackoff(r hooks.Retry) time.Duration {
+	return time.Duration(min(max(r.MaxBackoffMs, 0), maxBackoffMs)) * time.Millisecond
+}
+
+// backoff is exponential backoff with full jitter: uniform in [0, min(max, initial·2^(n-1))].
+// A Retry-After from the endpoint raises it, within the cap.
+func backoff(r hooks.Retry, attempt int, retryAfter time.Duration) time.Duration {
+	initial := time.Duration(min(max(r.InitialBackoffMs, 0), maxBackoffMs)) * time.Millisecond
+	maxWait := maxBackoff(r)
+	ceil := maxWait
+	if shift := attempt - 1; shift >= 0 && shift < 32 && initial<<shift < maxWait && initial<<shift > 0 {
+		ceil = initial << shift
+	}
+	d := time.Duration(0)
+	if ceil > 0 {
+		d = time.Duration(rand.Int64N(int64(ceil) + 1))
+	}
+	if retryAfter > d {
+		d = min(retryAfter, maxWait)
+	}
+	return d
+}
+
+// sleepCtx waits d, reporting false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,309 @@
+package processor
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
+)
+
+// retryScheduler delivers the parked entries of one retry partition by due time, with a
+// pool of delivery goroutines, so that an entry that is not due, or whose destination or
+// hook is turned away by a breaker, never holds up another hook's entries.
+//
+// Blocking entries (ordering "key") of one (hook, key) form a queue: only its head is
+// scheduled, and a failed head stays in memory (its offset uncommitted) with its next due
+// time, so the queue is delivered strictly in order, across restarts too. When the head
+// is delivered or dead-lettered its count in the blockSet is released and the next entry
+// is due. Other entries (ordering "none") are parked again when they fail, so the retry
+// partition's commit point moves past them.
+//
+// Ownership: the scheduler goroutine owns queues, due and held; delivery goroutines own
+// their decoder, event and sinks lane, and finish their job's record (recordAck) and its
+// blockSet count themselves before they report back, so a job's completion does not
+// depend on the scheduler still running. Memory: entries held are bounded by
+// Config.RetryMemoryPerPartition; past it the scheduler reads no further records (the
+// partition worker's backlog then pauses fetching).
+type retryScheduler struct {
+	w       *partitionWorker
+	in      chan *kgo.Record
+	jobs    chan *retryJob
+	results chan *retryJob
+	workers int
+
+	queues map[blockKey][]*retryJob // blocking entries, head first
+	due    jobHeap
+	held   int // bytes of the entries held
+	idle   int
+}
+
+// retryJob is one parked entry held by the scheduler.
+type retryJob struct {
+	rec  *kgo.Record
+	e    parkedEntry
+	mark blockMark // e.Blocking as read: the count to release
+	key  blockKey  // queue of a blocking entry
+	due  time.Time
+	size int
+	ack  *recordAck
+	next jobNext // set by the delivery goroutine
+	idx  int     // in the heap
+}
+
+// jobNext is what a delivery goroutine reports of a job.
+type jobNext uint8
+
+const (
+	jobSettled   jobNext = iota // delivered, dead-lettered or parked again: done here
+	jobLater                    // still in memory, due again at job.due
+	jobAbandoned                // the partition is stopping
+)
+
+// pendingAck implements acker: the job's record completion.
+func (j *retryJob) pendingAck() *recordAck { return j.ack }
+
+// jobOverhead approximates a held job's bytes beyond its record's key, value and headers.
+const jobOverhead = 512
+
+func newRetryScheduler(w *partitionWorker) *retryScheduler {
+	n := w.c.p.cfg.Lanes
+	return &retryScheduler{
+		w:       w,
+		in:      make(chan *kgo.Record, w.c.p.cfg.LaneBuffer),
+		jobs:    make(chan *retryJob, n),
+		results: make(chan *retryJob, n),
+		workers: n,
+		idle:    n,
+		queues:  map[blockKey][]*retryJob{},
+	}
+}
+
+// inOrNil is the scheduler's input, nil for a worker without one.
+func (s *retryScheduler) inOrNil() chan<- *kgo.Record {
+	if s == nil {
+		return nil
+	}
+	return s.in
+}
+
+// start runs the scheduler and its delivery goroutines under wg.
+func (s *retryScheduler) start(wg *sync.WaitGroup) {
+	for range s.workers {
+		wg.Go(s.deliverJobs)
+	}
+	wg.Go(s.run)
+}
+
+func (s *retryScheduler) run() {
+	defer close(s.jobs)
+	ctx := s.w.ctx
+	budget := s.w.c.p.cfg.RetryMemoryPerPartition
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.dispatchDue()
+		var in <-chan *kgo.Record
+		if s.held < budget {
+			in = s.in
+		}
+		var tick <-chan time.Time
+		if len(s.due) > 0 && s.idle > 0 {
+			timer.Reset(time.Until(s.due[0].due))
+			tick = timer.C
+		}
+		select {
+		case r, ok := <-in:
+			if !ok {
+				return
+			}
+			s.add(r)
+		case j := <-s.results:
+			s.idle++
+			s.finished(j)
+		case <-tick:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// dispatchDue hands due jobs to idle delivery goroutines.
+func (s *retryScheduler) dispatchDue() {
+	now := time.Now()
+	for s.idle > 0 && len(s.due) > 0 && !s.due[0].due.After(now) {
+		j := heap.Pop(&s.due).(*retryJob)
+		s.idle--
+		s.jobs <- j // buffered for every delivery goroutine: never blocks
+	}
+}
+
+// add takes a record of the retry partition: a blocking entry joins its (hook, key)'s
+// queue (scheduled when it is the head), any other is scheduled at its due time.
+func (s *retryScheduler) add(r *kgo.Record) {
+	j := &retryJob{rec: r, size: len(r.Key) + len(r.Value) + jobOverhead}
+	for _, h := range r.Headers {
+		j.size += len(h.Key) + len(h.Value)
+	}
+	j.ack = &recordAck{wm: s.w.wm, offset: r.Offset}
+	j.ack.pending.Store(1) // the job's own hold, released when it is settled
+	if err := parseParkedEntry(r, &j.e); err != nil {
+		p := s.w.c.p
+		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
+		ok := p.deadLetter(delivery{ctx: s.w.ctx, acks: j}, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
+		s.w.c.p.settleJob(j, ok)
+		return
+	}
+	s.held += j.size
+	j.mark = j.e.Blocking
+	j.due = time.UnixMilli(j.e.DueMs)
+	if j.mark == blockNone {
+		heap.Push(&s.due, j)
+		return
+	}
+	j.key = newBlockKey(j.e.HookID, j.e.Key)
+	q := append(s.queues[j.key], j)
+	s.queues[j.key] = q
+	if len(q) == 1 {
+		heap.Push(&s.due, j)
+	}
+}
+
+// finished applies what a delivery goroutine reported of j.
+func (s *retryScheduler) finished(j *retryJob) {
+	switch j.next {
+	case jobLater:
+		heap.Push(&s.due, j)
+	case jobSettled:
+		s.held -= j.size
+		if j.mark == blockNone {
+			return
+		}
+		q := s.queues[j.key][1:]
+		if len(q) == 0 {
+			delete(s.queues, j.key)
+			return
+		}
+		s.queues[j.key] = q
+		heap.Push(&s.due, q[0])
+	}
+}
+
+// deliverJobs is a delivery goroutine: one attempt per job handed to it.
+func (s *retryScheduler) deliverJobs() {
+	p := s.w.c.p
+	var (
+		dec hooks.Decoder
+		ev  hooks.Event
+		sl  sinks.Lane
+	)
+	dec.MaxBytes = p.cfg.MaxEventBytes
+	for j := range s.jobs {
+		j.next = s.attemptSafely(j, &dec, &ev, &sl)
+		s.results <- j // buffered for every delivery goroutine: never blocks
+	}
+}
+
+// attemptSafely is attemptJob with a panic turned into a dead letter (internal_error).
+func (s *retryScheduler) attemptSafely(j *retryJob, dec *hooks.Decoder, ev *hooks.Event, sl *sinks.Lane) (next jobNext) {
+	p := s.w.c.p
+	defer func() {
+		if v := recover(); v != nil {
+			internalErrors.Inc()
+			p.log.Error("panic while retrying a delivery; dead-lettered", "hook_id", j.e.HookID, "offset", j.rec.Offset, "panic", v)
+			j.e.Reason = reasonInternal
+			next = s.settle(j, p.deadLetterFor(delivery{ctx: s.w.ctx, acks: j}, nil, &j.e))
+		}
+	}()
+	return s.attemptJob(j, dec, ev, sl)
+}
+
+// attemptJob makes one attempt of j's delivery and settles it, or says when to try again.
+func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.Event, sl *sinks.Lane) jobNext {
+	p := s.w.c.p
+	d := delivery{ctx: s.w.ctx, ev: ev, sinks: sl, acks: j}
+	ch := p.hs.Load().byID[j.e.HookID]
+	if ch == nil || !ch.hook.IsEnabled() {
+		j.e.Reason = reasonHookDeleted
+		return s.settle(j, p.deadLetterFor(d, nil, &j.e))
+	}
+	if err := dec.Decode(j.e.original(), ev); err != nil {
+		j.e.Reason = "malformed: " + err.Error()
+		return s.settle(j, p.deadLetterFor(d, ch, &j.e))
+	}
+	retriesDue.Inc()
+	sl.AvoidProbes = false // the scheduler is who probes a failing destination or hook
+	e := &j.e
+	n := p.attempt(d, ch, &e)
+	now, wait := p.cfg.Now(), n.wait
+	switch n.st {
+	case stepDelivered:
+		return s.settle(j, delivered)
+	case stepDeadLetter:
+		return s.settle(j, p.deadLetterFor(d, ch, e))
+	case stepCircuit:
+		if n.probeDone != nil { // a probe is out: look again soon, not in a loop
+			wait = max(wait, min(maxBackoff(retryPolicy(ch.hook)), time.Second))
+		}
+		j.due = now.Add(max(wait, breakerPollInterval))
+		return jobLater
+	case stepRetry:
+		if j.mark == blockNone { // parked again: the commit point moves past it
+			return s.settle(j, p.park(d, ch, e, now.Add(wait)))
+		}
+		j.due = now.Add(wait)
+		return jobLater
+	}
+	return s.settle(j, abandoned)
+}
+
+// settle finishes j with out: its count in the blockSet is released (the next event of
+// its (hook, key) may go live once none is left) and its record is done once its writes
+// are acknowledged. An abandoned job stays uncommitted.
+func (s *retryScheduler) settle(j *retryJob, out outcome) jobNext {
+	if !out.settled() {
+		j.ack.fail()
+		j.ack.release()
+		return jobAbandoned
+	}
+	s.w.blocks.release(j.e.HookID, j.e.Key, j.mark)
+	s.w.c.p.settleJob(j, true)
+	return jobSettled
+}
+
+// settleJob releases the job's own hold on its record; ok false fails it.
+func (p *Processor) settleJob(j *retryJob, ok bool) {
+	if !ok {
+		j.ack.fail()
+	}
+	j.ack.release()
+}
+
+// jobHeap orders jobs by due time.
+type jobHeap []*retryJob
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(a, b int) bool { return h[a].due.Before(h[b].due) }
+func (h jobHeap) Swap(a, b int) {
+	h[a], h[b] = h[b], h[a]
+	h[a].idx, h[b].idx = a, b
+}
+
+// Push implements heap.Interface.
+func (h *jobHeap) Push(x any) {
+	j := x.(*retryJob)
+	j.idx = len(*h)
+	*h = append(*h, j)
+}
+
+// Pop implements heap.Interface.
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return j
+}
