@@ -679,3 +679,156 @@ func TestBreakerUnprovenDeadDestination(t *testing.T) {
 			timedOut.Load(), waited.Load(), accepted.Load(), lanes-1)
 	}
 }
+
+// TestBreakerWaitCappedByMaxBackoff: a hook that backs off at most 300 ms is never told
+// to wait longer by an open breaker (the destination's or its own) whose cooldown is a
+// minute: RetryAfter is at most 300 ms, and once the breaker has been open that long the
+// hook's attempt is the probe. A hook with the default max backoff waits the cooldown.
+func TestBreakerWaitCappedByMaxBackoff(t *testing.T) {
+	const maxBackoff = 300 * time.Millisecond
+	retry := `,"retry":{"initial_backoff_ms":100,"max_backoff_ms":300}`
+	cfg := PoolConfig{BreakerThreshold: 2, BreakerCooldown: time.Minute, BreakerMaxCooldown: time.Minute}
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	rejected := func(t *testing.T, res Result, what string, most time.Duration) {
+		t.Helper()
+		if !errors.Is(res.Err, ErrCircuitOpen) || !res.Retryable || !strings.Contains(res.Err.Error(), what) {
+			t.Fatalf("result = %+v, want a rejection by the %s breaker", res, what)
+		}
+		if res.RetryAfter <= 0 || res.RetryAfter > most {
+			t.Fatalf("RetryAfter = %v, want in (0, %v]", res.RetryAfter, most)
+		}
+	}
+
+	t.Run("destination", func(t *testing.T) {
+		ts := startSwitchServer(t, 200)
+		var fd flakyDialer
+		fd.down.Store(true)
+		cfg := cfg
+		cfg.Dial = fd.dial
+		p := newPool(t, cfg)
+		short := mustCompile(t, webhookHook(t, ts.url+"/short", `,"headers":{"Connection":"close"}`, retry), p)
+		long := mustCompile(t, webhookHook(t, ts.url+"/long", `,"headers":{"Connection":"close"}`, ""), p)
+		for range 2 {
+			short.Deliver(context.Background(), ev, nil)
+		}
+		for round := range 3 {
+			res := short.Deliver(context.Background(), ev, nil)
+			rejected(t, res, "destination", maxBackoff)
+			// A lane that parks is turned away too (RetryAfter 0 once past the cap).
+			if r := short.Deliver(context.Background(), ev, &Lane{AvoidProbes: true}); !errors.Is(r.Err, ErrCircuitOpen) || r.RetryAfter > maxBackoff {
+				t.Fatalf("round %d: a lane that parks: %+v", round, r)
+			}
+			rejected(t, long.Deliver(context.Background(), ev, nil), "destination", time.Minute)
+			if r := long.Deliver(context.Background(), ev, nil); r.RetryAfter <= maxBackoff {
+				t.Fatalf("default max backoff: RetryAfter = %v, want the cooldown", r.RetryAfter)
+			}
+
+			// Past the cap, a lane that parks is still never the probe…
+			time.Sleep(res.RetryAfter + 10*time.Millisecond)
+			dials := fd.dials.Load()
+			if r := short.Deliver(context.Background(), ev, &Lane{AvoidProbes: true}); !errors.Is(r.Err, ErrCircuitOpen) || r.RetryAfter > maxBackoff {
+				t.Fatalf("round %d: a lane that parks, past the cap: %+v", round, r)
+			}
+			// …but one that waits is let through as the probe, which fails and re-opens.
+			if r := short.Deliver(context.Background(), ev, nil); errors.Is(r.Err, ErrCircuitOpen) || r.Delivered {
+				t.Fatalf("round %d: past the cap: %+v, want the probe sent (and refused)", round, r)
+			}
+			if got := fd.dials.Load(); got != dials+1 {
+				t.Fatalf("round %d: %d dials past the cap, want 1 probe", round, got-dials)
+			}
+		}
+
+		// The destination recovers: the short hook's probe closes the breaker for all.
+		fd.down.Store(false)
+		res := short.Deliver(context.Background(), ev, nil)
+		rejected(t, res, "destination", maxBackoff)
+		time.Sleep(res.RetryAfter + 10*time.Millisecond)
+		if r := short.Deliver(context.Background(), ev, nil); !r.Delivered {
+			t.Fatalf("probe after recovery: %+v", r)
+		}
+		if r := long.Deliver(context.Background(), ev, nil); !r.Delivered {
+			t.Fatalf("other hook after recovery: %+v", r)
+		}
+	})
+
+	t.Run("hook", func(t *testing.T) {
+		ts := startSwitchServer(t, 503)
+		p := newPool(t, cfg)
+		short := mustCompile(t, webhookHook(t, ts.url+"/short", "", retry), p)
+		for range 2 {
+			short.Deliver(context.Background(), ev, nil)
+		}
+		for round := range 3 {
+			res := short.Deliver(context.Background(), ev, nil)
+			rejected(t, res, "hook", maxBackoff)
+			time.Sleep(res.RetryAfter + 10*time.Millisecond)
+			hits := ts.hits.Load()
+			if r := short.Deliver(context.Background(), ev, nil); r.Status != 503 {
+				t.Fatalf("round %d: past the cap: %+v, want the probe sent", round, r)
+			}
+			if got := ts.hits.Load(); got != hits+1 {
+				t.Fatalf("round %d: %d requests past the cap, want 1 probe", round, got-hits)
+			}
+		}
+		ts.code.Store(200)
+		res := short.Deliver(context.Background(), ev, nil)
+		rejected(t, res, "hook", maxBackoff)
+		time.Sleep(res.RetryAfter + 10*time.Millisecond)
+		if r := short.Deliver(context.Background(), ev, nil); !r.Delivered {
+			t.Fatalf("probe after recovery: %+v", r)
+		}
+	})
+}
+
+// TestBreakerMaxWaitStateMachine checks the cap at the breaker: RetryAfter never
+// exceeds it, a probe in flight still holds every other request back (with ProbeDone),
+// and a caller that avoids probes is never made one.
+func TestBreakerMaxWaitStateMachine(t *testing.T) {
+	const maxWait = 30 * time.Millisecond
+	b := newHookBreaker(breakerConfig{threshold: 1, cooldown: time.Hour, maxCooldown: time.Hour}, "h")
+	if a := b.allow(true, maxWait); a.ticket != ticketPass {
+		t.Fatalf("a hook's breaker starts closed: %+v", a)
+	}
+	b.record(ticketPass, verdictFailure)
+	if b.state.Load() != breakerOpen {
+		t.Fatalf("state %d after the threshold", b.state.Load())
+	}
+	for _, avoid := range []bool{false, true} {
+		a := b.allow(avoid, maxWait)
+		if a.ticket != ticketRejected || a.wait <= 0 || a.wait > maxWait {
+			t.Fatalf("open, avoid %v: %+v, want rejected for at most %v", avoid, a, maxWait)
+		}
+		if w, away := b.turnsAway(avoid, maxWait); !away || w <= 0 || w > maxWait {
+			t.Fatalf("turnsAway(%v) = %v, %v", avoid, w, away)
+		}
+		if a := b.allow(avoid, 0); a.wait <= time.Minute {
+			t.Fatalf("no cap: wait %v, want the cooldown", a.wait)
+		}
+	}
+	time.Sleep(maxWait)
+	if a := b.allow(true, maxWait); a.ticket != ticketRejected || a.probeDone != nil || a.wait != 0 {
+		t.Fatalf("avoider past the cap: %+v, want turned away to park", a)
+	}
+	if b.state.Load() != breakerOpen {
+		t.Fatal("an avoider turned the breaker half-open")
+	}
+	probe := b.allow(false, maxWait)
+	if probe.ticket != ticketProbe || b.state.Load() != breakerHalfOpen {
+		t.Fatalf("past the cap: %+v state %d, want the probe", probe, b.state.Load())
+	}
+	second := b.allow(false, maxWait)
+	if second.ticket != ticketRejected || second.probeDone == nil || second.wait != 0 {
+		t.Fatalf("while the probe is out: %+v, want rejected with ProbeDone", second)
+	}
+	b.record(probe.ticket, verdictFailure)
+	<-second.probeDone
+	if a := b.allow(false, maxWait); a.ticket != ticketRejected || a.wait <= 0 || a.wait > maxWait {
+		t.Fatalf("after a failed probe: %+v, want rejected for at most %v", a, maxWait)
+	}
+	b.mu.Lock()
+	cd := b.cooldown
+	b.mu.Unlock()
+	if cd != time.Hour {
+		t.Errorf("cooldown %v, want the max", cd)
+	}
+}

@@ -360,3 +360,69 @@ func TestLambdaPolicyEnforcementExample(t *testing.T) {
 		t.Errorf("console.log did not reach the service log: %s", lb)
 	}
 }
+
+// TestScriptFailureSentinels: a lambda or a webhook-custom template that throws or runs
+// out of time fails retryably with an error the processor tells apart with errors.Is
+// (scripting.ErrThrown: script_error; scripting.ErrTimeout: script_timeout), never
+// ErrPermanent; and such failures count against the hook's own breaker.
+func TestScriptFailureSentinels(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, tc := range []struct {
+		name     string
+		hook     func(t *testing.T) *hooks.Hook
+		sentinel error
+	}{
+		{"lambda throws", func(t *testing.T) *hooks.Hook {
+			return lambdaHook(t, "", `(d) => { throw new Error("no") }`)
+		}, scripting.ErrThrown},
+		{"lambda type error", func(t *testing.T) *hooks.Hook { return lambdaHook(t, "", `(d) => d.missing.field`) }, scripting.ErrThrown},
+		{"lambda stack overflow", func(t *testing.T) *hooks.Hook {
+			return lambdaHook(t, "", `(d) => { const f = (n) => f(n + 1) + 1; return f(0) }`)
+		}, scripting.ErrThrown},
+		{"lambda rejected promise", func(t *testing.T) *hooks.Hook {
+			return lambdaHook(t, "", `async (d) => { throw new TypeError("async no") }`)
+		}, scripting.ErrThrown},
+		{"lambda infinite loop", func(t *testing.T) *hooks.Hook { return lambdaHook(t, "", `(d) => { for (;;) {} }`) }, scripting.ErrTimeout},
+		{"template helper error", func(t *testing.T) *hooks.Hook {
+			return customHook(t, `"url":`+quote(ts.url)+`,"method":"POST","body":"{{ index .entity 1 }}"`)
+		}, scripting.ErrThrown},
+		{"templated header helper error", func(t *testing.T) *hooks.Hook {
+			return customHook(t, `"url":`+quote(ts.url)+`,"method":"POST","headers_format":true,"headers":{"X-A":"{{ index .entity 1 }}"}`)
+		}, scripting.ErrThrown},
+		{"template runaway loop", func(t *testing.T) *hooks.Hook {
+			return customHook(t, `"url":`+quote(ts.url)+`,"method":"POST","body":"{{ range 9999999999 }}{{ end }}"`)
+		}, scripting.ErrTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPool(t, PoolConfig{LambdaTimeout: 30 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Minute})
+			h := tc.hook(t)
+			s := mustCompile(t, h, p)
+			ev := newEvent(t, "crud", "admins", adminData)
+			for attempt := range 2 {
+				res := s.Deliver(context.Background(), ev, nil)
+				if res.Delivered || !res.Retryable || !errors.Is(res.Err, tc.sentinel) || errors.Is(res.Err, ErrPermanent) {
+					t.Fatalf("attempt %d: %+v, want a retryable error wrapping %v", attempt, res, tc.sentinel)
+				}
+				other := scripting.ErrTimeout
+				if tc.sentinel == scripting.ErrTimeout {
+					other = scripting.ErrThrown
+				}
+				if errors.Is(res.Err, other) {
+					t.Errorf("attempt %d: %v wraps %v too", attempt, res.Err, other)
+				}
+				if tc.sentinel == scripting.ErrTimeout && !errors.Is(res.Err, ErrTimeout) {
+					t.Errorf("attempt %d: timeout %v does not wrap ErrTimeout", attempt, res.Err)
+				}
+			}
+			res := s.Deliver(context.Background(), ev, nil)
+			if !errors.Is(res.Err, ErrCircuitOpen) || !strings.Contains(res.Err.Error(), "hook "+h.ID) || !res.Retryable {
+				t.Errorf("after 2 script failures: %+v, want the hook's breaker open", res)
+			}
+		})
+	}
+	select {
+	case r := <-ts.reqs:
+		t.Errorf("something was sent: %s %s", r.method, r.uri)
+	default:
+	}
+}
