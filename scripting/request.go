@@ -72,7 +72,10 @@ func (rt *Runtime) CallRequest(l *Lambda, hookID string, data Data, event, sourc
 			out, err = rt.result(l, v)
 		}
 	}
-	rt.disarm()
+	if err = rt.lateError(l, rt.disarm(), err); err != nil {
+		rt.hookID, in.src = "", nil
+		return nil, false, err
+	}
 	rt.hookID, in.src = "", nil
 	if used {
 		return nil, true, nil

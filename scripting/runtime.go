@@ -94,9 +94,10 @@ func (c RuntimeConfig) withDefaults() RuntimeConfig {
 // (300 levels) versions, and recursion through the array built-ins is bounded. What
 // remains bounded only by the deadline, or not at all: memory grown by plain JavaScript
 // in a loop (doubling a string reaches a gigabyte in about 30 steps), and regular
-// expressions that need backtracking (goja runs those on regexp2 without a time limit,
-// so a catastrophic pattern can outlive the deadline). Lambdas are configuration written
-// by operators; event data, the untrusted part, is bounded by the caps.
+// expressions that need backtracking: goja runs those on regexp2, which its Interrupt
+// cannot stop, so each match is bounded by RegexpMatchTimeout instead (a call that
+// passed its deadline during one fails with ErrTimeout). Lambdas are configuration
+// written by operators; event data, the untrusted part, is bounded by the caps.
 type Runtime struct {
 	cfg       RuntimeConfig
 	vm        *goja.Runtime
@@ -108,6 +109,7 @@ type Runtime struct {
 	fired   chan struct{}
 	vmRef   atomic.Pointer[goja.Runtime]
 	timeout time.Duration
+	armedAt time.Time
 
 	cache    lambdaCache
 	parser   fastjson.Parser // event data given as JSON
@@ -178,16 +180,31 @@ func (rt *Runtime) fire() {
 // arm starts the deadline of a call.
 func (rt *Runtime) arm(d time.Duration) {
 	rt.timeout = d
+	rt.armedAt = time.Now()
 	rt.timer.Reset(d)
 }
 
 // disarm stops the deadline and, if it fired, waits for the interrupt to be delivered
-// before clearing it, so it cannot hit the next call.
-func (rt *Runtime) disarm() {
+// before clearing it, so it cannot hit the next call. It reports whether the call ran
+// past its deadline: the timer fired, or would have but for its goroutine running late.
+func (rt *Runtime) disarm() (late bool) {
 	if !rt.timer.Stop() {
 		<-rt.fired
+		late = true
 	}
 	rt.vm.ClearInterrupt()
+	return late || lateness(rt.armedAt, rt.timeout)
+}
+
+// lateError is the error of a call of l that ran past its deadline (late, from disarm)
+// with err: a call that completed, or threw, after its deadline — typically once a
+// regular expression was abandoned at RegexpMatchTimeout and read as no match — times
+// out, as if the interrupt had stopped it; other errors stand.
+func (rt *Runtime) lateError(l *Lambda, late bool, err error) error {
+	if !late || (err != nil && !errors.Is(err, ErrThrown)) {
+		return err
+	}
+	return &LambdaError{Index: min(rt.fn, len(l.fns)-1), Message: fmt.Sprintf("timed out after %v", rt.timeout), Err: ErrTimeout}
 }
 
 // Call runs lambda l on one event: dataJSON (the event's data) is parsed into a fresh
@@ -198,7 +215,9 @@ func (rt *Runtime) disarm() {
 // since there are no timers or I/O).
 //
 // timeout bounds the whole call (DefaultTimeout when <= 0); running out returns a
-// *LambdaError wrapping ErrTimeout, and the Runtime stays usable. A thrown exception
+// *LambdaError wrapping ErrTimeout, and the Runtime stays usable. A call that completes
+// or throws after its deadline (a native step such as a regular expression match cannot
+// be interrupted: see RegexpMatchTimeout) times out all the same. A thrown exception
 // returns a *LambdaError wrapping ErrThrown with the function's index, the message and
 // the position. Oversized input or output return ErrInputTooLarge / ErrOutputTooLarge.
 // hookID labels console output. The returned slice is the caller's.
@@ -220,7 +239,9 @@ func (rt *Runtime) Call(l *Lambda, hookID string, dataJSON []byte, event, source
 	rt.hookID, rt.fn, rt.lines = hookID, 0, 0
 	rt.arm(timeout)
 	out, err := rt.call(l, in, event, source)
-	rt.disarm()
+	if err = rt.lateError(l, rt.disarm(), err); err != nil {
+		out = nil
+	}
 	rt.hookID = ""
 	return out, err
 }

@@ -383,6 +383,9 @@ func TestScriptFailureSentinels(t *testing.T) {
 			return lambdaHook(t, "", `async (d) => { throw new TypeError("async no") }`)
 		}, scripting.ErrThrown},
 		{"lambda infinite loop", func(t *testing.T) *hooks.Hook { return lambdaHook(t, "", `(d) => { for (;;) {} }`) }, scripting.ErrTimeout},
+		{"lambda catastrophic regexp", func(t *testing.T) *hooks.Hook {
+			return lambdaHook(t, "", `(d) => /(a+)+\1b/.test('a'.repeat(40)) ? null : { url: "`+ts.url+`/sent" }`)
+		}, scripting.ErrTimeout},
 		{"template helper error", func(t *testing.T) *hooks.Hook {
 			return customHook(t, `"url":`+quote(ts.url)+`,"method":"POST","body":"{{ index .entity 1 }}"`)
 		}, scripting.ErrThrown},
