@@ -398,6 +398,40 @@ func TestTokenAuth(t *testing.T) {
 	}
 }
 
+// TestMetricsToken: with Config.MetricsToken, /metrics answers only a request bearing it
+// (not the admin token); without it, /metrics stays public as before.
+func TestMetricsToken(t *testing.T) {
+	t.Run("set", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.Token, c.MetricsToken = "adm1n", "m3trics" })
+		for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "Bearer adm1n"},
+			{"Kong-Admin-Token", "m3trics"}, {"Authorization", "m3trics"}} {
+			r := e.expect(http.StatusUnauthorized, "GET", "/metrics", "", h...)
+			if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="eventhooks"` {
+				t.Errorf("headers %q: WWW-Authenticate %q", h, got)
+			}
+			if strings.Contains(string(r.body), "eventhooks_") || strings.Contains(string(r.body), "go_goroutines") {
+				t.Errorf("headers %q: 401 body leaks metrics: %.200s", h, r.body)
+			}
+		}
+		r := e.expect(http.StatusOK, "GET", "/metrics", "", "Authorization", "Bearer m3trics")
+		if !strings.Contains(string(r.body), "go_goroutines") {
+			t.Errorf("metrics body lacks go_goroutines: %.200s", r.body)
+		}
+		e.expect(http.StatusOK, "GET", "/metrics", "", "Authorization", "bearer m3trics")
+		e.expect(http.StatusOK, "GET", "/healthz", "")
+		e.expect(http.StatusOK, "GET", "/readyz", "")
+		e.expect(http.StatusUnauthorized, "GET", "/event-hooks", "", "Authorization", "Bearer m3trics")
+		e.expect(http.StatusOK, "GET", "/event-hooks", "", "Authorization", "Bearer adm1n")
+	})
+	t.Run("unset", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.Token = "adm1n" })
+		r := e.expect(http.StatusOK, "GET", "/metrics", "")
+		if !strings.Contains(string(r.body), "go_goroutines") {
+			t.Errorf("metrics body lacks go_goroutines: %.200s", r.body)
+		}
+	})
+}
+
 func TestHealthReadyMetrics(t *testing.T) {
 	var ready atomic.Bool
 	e := newEnv(t, func(c *Config) {

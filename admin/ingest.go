@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -453,14 +452,7 @@ func (in *Ingest) logFailure(err error, events int) {
 
 // authorized checks the bearer token in constant time.
 func (in *Ingest) authorized(ctx *fasthttp.RequestCtx) bool {
-	if in.cfg.Token == "" {
-		return true
-	}
-	auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	if len(auth) <= 7 || !bytes.EqualFold(auth[:7], []byte("Bearer ")) {
-		return false
-	}
-	return subtle.ConstantTimeCompare(bytes.TrimSpace(auth[7:]), []byte(in.cfg.Token)) == 1
+	return in.cfg.Token == "" || bearerIs(ctx, in.cfg.Token)
 }
 
 // serverError answers requests fasthttp could not read (too large, malformed, timed out).

@@ -69,6 +69,10 @@ type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" or
 	// "Kong-Admin-Token: <token>" on every route except /healthz, /readyz and /metrics.
 	Token string
+	// MetricsToken, when set, is required as "Authorization: Bearer <token>" on /metrics;
+	// unset, /metrics is public (it shows destination host:port labels, hook ids and
+	// request counts).
+	MetricsToken string
 	// WriteTimeout bounds how long a write waits for the store (default 10s); on timeout
 	// the client gets 504. Test and ping calls get at least this long too.
 	WriteTimeout time.Duration
@@ -170,6 +174,9 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, rt *route, p params) error {
 	if !rt.public && !s.authorized(ctx) {
 		return errUnauthorized
 	}
+	if rt.pattern == patMetrics && s.cfg.MetricsToken != "" && !bearerIs(ctx, s.cfg.MetricsToken) {
+		return errUnauthorized
+	}
 	if rt == s.other {
 		return errNotFound
 	}
@@ -190,14 +197,20 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	if s.cfg.Token == "" {
 		return true
 	}
-	got := ctx.Request.Header.Peek("Kong-Admin-Token")
-	if len(got) == 0 {
-		auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-		if len(auth) > 7 && bytes.EqualFold(auth[:7], []byte("Bearer ")) {
-			got = bytes.TrimSpace(auth[7:])
-		}
+	if got := ctx.Request.Header.Peek("Kong-Admin-Token"); len(got) > 0 {
+		return subtle.ConstantTimeCompare(got, []byte(s.cfg.Token)) == 1
 	}
-	return subtle.ConstantTimeCompare(got, []byte(s.cfg.Token)) == 1
+	return bearerIs(ctx, s.cfg.Token)
+}
+
+// bearerIs reports, in constant time, whether the request carries
+// "Authorization: Bearer <token>" with this token (not empty).
+func bearerIs(ctx *fasthttp.RequestCtx, token string) bool {
+	auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	if token == "" || len(auth) <= 7 || !bytes.EqualFold(auth[:7], []byte("Bearer ")) {
+		return false
+	}
+	return subtle.ConstantTimeCompare(bytes.TrimSpace(auth[7:]), []byte(token)) == 1
 }
 
 // serverError answers requests fasthttp could not read (too large, malformed, timed out).

@@ -320,6 +320,10 @@ func TestComposeEventhooksReplicas(t *testing.T) {
 				}
 			}
 		}
+		// eventhooks refuses to start ingest off loopback without its token.
+		if v := interpolate(env["EVENTHOOKS_INGEST_ADDR"]); v != "" && !isLoopbackAddr(v) && interpolate(env["EVENTHOOKS_INGEST_TOKEN"]) == "" {
+			t.Errorf("compose %s: HTTP ingest on %s without EVENTHOOKS_INGEST_TOKEN", name, v)
+		}
 
 		// Brokers are compose services advertising exactly that address.
 		brokers := interpolate(env["EVENTHOOKS_BROKERS"])
@@ -599,6 +603,10 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if sv["EVENTHOOKS_ADMIN_TOKEN"] == "" {
 		t.Errorf("Secret: no EVENTHOOKS_ADMIN_TOKEN, but the Admin API listens on %s", adminAddr)
+	}
+	// eventhooks refuses to start ingest off loopback without its token.
+	if a := cm.Data["EVENTHOOKS_INGEST_ADDR"]; a != "" && !isLoopbackAddr(a) && sv["EVENTHOOKS_INGEST_TOKEN"] == "" && cm.Data["EVENTHOOKS_INGEST_TOKEN"] == "" {
+		t.Errorf("Secret: no EVENTHOOKS_INGEST_TOKEN, but HTTP ingest listens on %s", a)
 	}
 	for _, pr := range []struct {
 		name, path string

@@ -399,6 +399,36 @@ func TestSSRFGuardRefusesLoopbackAndMetadataUnderRun(t *testing.T) {
 	}
 }
 
+// TestMetricsTokenUnderRun: EVENTHOOKS_METRICS_TOKEN reaches the Admin API, whose
+// /metrics then wants it as a bearer token while the probes stay open.
+func TestMetricsTokenUnderRun(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	t.Setenv("EVENTHOOKS_METRICS_TOKEN", "m3trics") // inherited by the process
+	p := start(t, "run", "--brokers", emb.Addrs()[0])
+	get := func(bearer string) (int, string) {
+		req, _ := http.NewRequest("GET", p.admin+"/metrics", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without a token: %d, want 401", code)
+	}
+	if code, body := get("m3trics"); code != http.StatusOK || !strings.Contains(body, "eventhooks_build_info") {
+		t.Errorf("GET /metrics with the token: %d %.200s", code, body)
+	}
+	if code, _ := p.call(t, "GET", "/healthz", ""); code != http.StatusOK {
+		t.Errorf("GET /healthz: %d", code)
+	}
+}
+
 // TestRollingRestartUnderLoadLosesNothing runs two instances in one group, produces
 // continuously, and restarts each in turn with SIGTERM: every event is delivered.
 func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {

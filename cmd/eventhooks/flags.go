@@ -58,6 +58,9 @@ type ProcessorFlags struct {
 type AdminFlags struct {
 	AdminAddr  string `help:"Admin API listen address." default:"127.0.0.1:8080"`
 	AdminToken string `help:"Bearer token required by the Admin API (also Kong-Admin-Token)."`
+	// MetricsToken protects /metrics, which the admin token does not cover (Prometheus
+	// scrapes it): its series name hooks and label every destination host:port.
+	MetricsToken string `help:"Bearer token required by /metrics on the Admin API's listener; empty: /metrics is served to anyone who reaches the listener."`
 }
 
 // EmbeddedFlags configure the embedded broker.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -209,7 +210,7 @@ func (c *core) waitHooks(ctx context.Context) error {
 }
 
 func (s *service) run() error {
-	if err := checkAdminExposure(s.admin); err != nil {
+	if err := s.checkExposure(); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -230,7 +231,7 @@ func (s *service) run() error {
 		Ready: readiness(c.store, c.proc),
 		Test:  sinks.Tester{Pool: c.pool, Logger: s.log}.Test,
 		Ping:  sinks.Tester{Pool: c.pool, Logger: s.log}.Ping,
-		Token: s.admin.AdminToken,
+		Token: s.admin.AdminToken, MetricsToken: s.admin.MetricsToken,
 	})
 	if err != nil {
 		return err
@@ -304,20 +305,35 @@ func (s *service) serveIngest(ctx context.Context, g *errgroup.Group, c *core) e
 	return nil
 }
 
-// checkAdminExposure refuses an Admin API on a non-loopback address without a token: it
-// can create hooks that send data anywhere.
-func checkAdminExposure(a AdminFlags) error {
-	host, _, err := net.SplitHostPort(a.AdminAddr)
-	if err != nil {
-		return fmt.Errorf("--admin-addr %q: %w", a.AdminAddr, err)
+// checkExposure refuses to start an HTTP listener on a non-loopback address without its
+// token: the Admin API can create hooks that send data anywhere, and HTTP ingest lets
+// anyone inject events that every matching hook delivers.
+func (s *service) checkExposure() error {
+	if err := checkListener("--admin-addr", s.admin.AdminAddr, "--admin-token", s.admin.AdminToken, "the Admin API"); err != nil {
+		return err
 	}
-	if a.AdminToken != "" || host == "localhost" {
+	if s.ingest.IngestAddr == "" {
+		return nil
+	}
+	return checkListener("--ingest-addr", s.ingest.IngestAddr, "--ingest-token", s.ingest.IngestToken, "HTTP ingest")
+}
+
+// checkListener refuses addr (the value of addrFlag) when it is not a loopback address
+// and token (the value of tokenFlag) is empty; the error names both flags and the
+// token's environment variable.
+func checkListener(addrFlag, addr, tokenFlag, token, what string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", addrFlag, addr, err)
+	}
+	if token != "" || host == "localhost" {
 		return nil
 	}
 	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("--admin-addr %s is not a loopback address: set --admin-token (EVENTHOOKS_ADMIN_TOKEN) to protect the Admin API", a.AdminAddr)
+	env := "EVENTHOOKS_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(tokenFlag, "--"), "-", "_"))
+	return fmt.Errorf("%s %s is not a loopback address: set %s (%s) to protect %s", addrFlag, addr, tokenFlag, env, what)
 }
 
 func readiness(store *hooks.Store, proc *processor.Processor) func() (bool, string) {
