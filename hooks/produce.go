@@ -32,7 +32,7 @@ type EnvelopeOptions struct {
 }
 
 // EnvelopeRecord turns one event as a producer writes it into the record the processor
-// reads (§3 of DESIGN.md), or explains why the processor would reject it. It accepts:
+// reads (see The event envelope in the README), or explains why the processor would reject it. It accepts:
 //
 //   - an envelope {"id","source","event","time","data","key"}: source and event non-empty
 //     strings, data an object, the rest optional; "key" (the entity key) is not written
