@@ -78,7 +78,7 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	start := time.Now()
 	// The commit itself is not cancelled: a cancelled request may still reach the broker
 	// after a later commit and rewind the offset. kgo's own retry timeout bounds it.
-	c.cl.CommitOffsetsSync(context.Background(), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	c.client().CommitOffsetsSync(context.Background(), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		commitDuration.UpdateDuration(start)
 		if err != nil {
 			commitErrors.Inc()

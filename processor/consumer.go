@@ -23,10 +23,10 @@ type groupConsumer struct {
 	retry  string   // retry topic, "" for none
 	handle func(l *lane, r *kgo.Record) bool
 
-	cl       *kgo.Client
-	ctx      context.Context // the run context, parent of the workers'
-	commitMu sync.Mutex      // one commit at a time; guards removal from workers too
-	wmu      sync.Mutex      // guards workers and blocks
+	clp      atomic.Pointer[kgo.Client] // set by run, and by the group callbacks, which may run first
+	ctx      context.Context            // the run context, parent of the workers'
+	commitMu sync.Mutex                 // one commit at a time; guards removal from workers too
+	wmu      sync.Mutex                 // guards workers and blocks
 	workers  map[tp]*partitionWorker
 	blocks   map[int32]*blockSet // by partition number, while a worker of it is owned
 	joined   atomic.Bool
@@ -70,7 +70,7 @@ func (c *groupConsumer) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot create consumer for %v: %w", c.topics, err)
 	}
-	c.cl = cl
+	c.clp.Store(cl)
 
 	var wg sync.WaitGroup
 	commitCtx, stopCommitter := context.WithCancel(context.Background())
@@ -90,7 +90,7 @@ func (c *groupConsumer) run(ctx context.Context) error {
 
 func (c *groupConsumer) pollLoop(ctx context.Context) {
 	for {
-		fetches := c.cl.PollRecords(ctx, c.p.cfg.MaxPollRecords)
+		fetches := c.client().PollRecords(ctx, c.p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			// No AllowRebalance: no partition may move while run stops the workers and
 			// commits; CloseAllowingRebalance then leaves the group.
@@ -115,7 +115,7 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 			w.m.lag.Set(float64(ftp.HighWatermark - ftp.Records[len(ftp.Records)-1].Offset - 1))
 			w.offer(ftp.Records)
 		})
-		c.cl.AllowRebalance()
+		c.client().AllowRebalance()
 	}
 }
 
@@ -127,12 +127,16 @@ func (c *groupConsumer) allTopics() []string {
 	return append(append([]string(nil), c.topics...), c.retry)
 }
 
-func (c *groupConsumer) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+// client returns the group's kgo client.
+func (c *groupConsumer) client() *kgo.Client { return c.clp.Load() }
+
+func (c *groupConsumer) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	c.clp.Store(cl)
 	// Nothing is fetched for a partition until its worker restored its state (gates,
 	// blocked keys) and resumed it: the poll loop never waits on a worker that is still
 	// restoring. kgo also keeps a partition paused across a revoke: one paused for its
 	// backlog and assigned again is resumed by its new worker.
-	c.cl.PauseFetchPartitions(assigned)
+	cl.PauseFetchPartitions(assigned)
 	c.wmu.Lock()
 	for topic, parts := range assigned {
 		for _, part := range parts {
@@ -185,7 +189,8 @@ func (c *groupConsumer) setAssignedGauge(n int) { partitionsAssigned.Set(float64
 
 // revoked stops the revoked partitions' workers, waits for their lanes, and commits what
 // they finished before the partitions go to another member.
-func (c *groupConsumer) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+func (c *groupConsumer) revoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	c.clp.Store(cl)
 	ws := c.take(revoked)
 	stopWorkers(ws)
 	c.commitFinal(ws)

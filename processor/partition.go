@@ -145,7 +145,7 @@ func (w *partitionWorker) offer(batch []*kgo.Record) {
 		// dispatcher drained and resumed would never be undone.
 		w.paused = true
 		w.m.paused.Inc()
-		w.c.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+		w.c.client().PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	}
 	w.bmu.Unlock()
 	select {
@@ -162,7 +162,7 @@ func (w *partitionWorker) drainBacklog() bool {
 		if len(w.backlog) == 0 {
 			if w.paused {
 				w.paused = false
-				w.c.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+				w.c.client().ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 			}
 			w.bmu.Unlock()
 			return true
@@ -199,7 +199,7 @@ func (w *partitionWorker) restoreUntilDone() bool {
 			return false
 		}
 	}
-	w.c.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	w.c.client().ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	return true
 }
 
