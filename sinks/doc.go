@@ -36,17 +36,23 @@
 //   - Pool creates a HostClient and a circuit breaker under its mutex the first time a
 //     destination is used and publishes an immutable map snapshot; lookups are a
 //     lock-free atomic load.
-//   - A breaker is shared by every hook and lane sending to its destination. Its closed
-//     path is atomics only; state changes take the breaker's own mutex, never Pool's
-//     (see breaker).
+//   - A destination's breaker is shared by every hook and lane sending to it; a hook's
+//     breaker by every lane delivering for that hook version. Their closed path is
+//     atomics only; state changes take the breaker's own mutex, never Pool's (see
+//     breaker).
 //
 // # SSRF guard and circuit breaker
 //
 // With PoolConfig.Guard, every new connection resolves the host and dials only an
 // address the Guard allows: a refusal is permanent (ErrDestinationRefused). Each
-// destination has a circuit breaker: after PoolConfig.BreakerThreshold consecutive
-// failures that are the destination's fault, attempts fail fast with ErrCircuitOpen
-// (retryable) until a single probe succeeds. A new destination gets one request at a
-// time until it first answers; Lane.AvoidProbes keeps a caller that can park its
-// delivery from being the probe of a destination that failed last time.
+// destination has a circuit breaker counting connection-level failures (refused, reset,
+// DNS, TLS, timeouts), and each compiled HTTP hook its own, counting HTTP status failures
+// (429, 5xx) and script failures (a lambda or template that throws or times out): after
+// PoolConfig.BreakerThreshold consecutive failures, attempts fail fast with
+// ErrCircuitOpen (retryable; the message names the destination or the hook) until a
+// single probe succeeds. So one hook whose path answers 503 does not cut off the other
+// hooks on its host. No breaker turns a hook away for longer than its
+// retry.max_backoff_ms: then its attempt is the probe. A new destination gets one
+// request at a time until it first answers; Lane.AvoidProbes keeps a caller that can
+// park its delivery from being the probe of a breaker that failed last time.
 package sinks

@@ -43,13 +43,17 @@ type Result struct {
 	Retryable bool
 	// RetryAfter is the destination's Retry-After (seconds or HTTP date), 0 when absent,
 	// unparsable or in the past; for an attempt rejected by an open circuit breaker
-	// (ErrCircuitOpen), the time left before the breaker lets a probe through. The
+	// (ErrCircuitOpen: the destination's or the hook's), the time left before the
+	// breaker lets this hook's attempt through as the probe — never more than the hook's
+	// retry.max_backoff_ms (hooks.DefaultMaxBackoffMs when unset), and 0 while a probe
+	// is in flight or, on a Lane that avoids probes, once the hook could probe. The
 	// processor decides whether to honour it.
 	RetryAfter time.Duration
-	// ProbeDone, for an attempt rejected while the destination's probe is in flight, is
-	// closed when that probe has its answer: a caller that waits for the breaker can
-	// wait on it — for RetryAfter at most when that is set (an attempt on a Lane that
-	// avoids probes, to a destination that has not answered yet). Nil otherwise.
+	// ProbeDone, for an attempt rejected while a breaker's probe is in flight (the
+	// destination's or the hook's), is closed when that probe has its answer: a caller
+	// that waits for the breaker can wait on it — for RetryAfter at most when that is set
+	// (an attempt on a Lane that avoids probes, to a destination that has not answered
+	// yet). Nil otherwise.
 	ProbeDone <-chan struct{}
 	// Duration is the time the attempt took, request building included.
 	Duration time.Duration
