@@ -50,8 +50,8 @@ func newEnv(t *testing.T, mod func(*Config)) *testEnv {
 	go func() { defer close(runDone); _ = e.store.Run(ctx) }()
 	select {
 	case <-e.store.Loaded():
-	case <-time.After(10 * time.Second):
-		t.Fatal("store did not load")
+	case <-time.After(time.Minute): // generous: a loaded machine under -race is slow
+		t.Fatal("store did not load within a minute")
 	}
 	cfg := Config{Store: e.store, Catalogue: e.cat, Logger: quiet,
 		Now: func() time.Time { return time.Unix(e.now.Load(), 0) }}
@@ -70,7 +70,7 @@ func newEnv(t *testing.T, mod func(*Config)) *testEnv {
 	go func() { served <- srv.Serve(ln) }()
 	e.base = "http://" + ln.Addr().String()
 	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer scancel()
 		if err := srv.Shutdown(sctx); err != nil {
 			t.Errorf("Shutdown: %v", err)

@@ -63,7 +63,7 @@ func newIngestEnv(t *testing.T, mod func(*IngestConfig), prodOpts ...kgo.Opt) *i
 	}
 	go func() { _ = in.Serve(ln) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = in.Shutdown(ctx)
 	})
@@ -131,7 +131,7 @@ func (r ingestResponse) expect(t *testing.T, status int, fields map[string]any) 
 // endOffsets returns the sum of the events topic's end offsets: how many records it holds.
 func (e *ingestEnv) endOffsets() int64 {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	offs, err := e.adm.ListEndOffsets(ctx, eventsTopic)
 	if err != nil {
@@ -156,7 +156,7 @@ func (e *ingestEnv) consume(n int) []*kgo.Record {
 		e.t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var recs []*kgo.Record
 	for len(recs) < n {
@@ -417,7 +417,8 @@ func TestIngestBrokerDown(t *testing.T) {
 	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "retry the whole request") || !strings.Contains(msg, "of 1000 events") {
 		t.Errorf("message %q", msg)
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// Generous: without the timeout the request would wait for the client's 60 s.
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("503 after %v, want about the 2s timeout", d)
 	}
 }
@@ -434,7 +435,7 @@ func (h *stallAfterFirstBatch) OnProduceBatchWritten(kgo.BrokerMetadata, string,
 		close(h.written)
 		select {
 		case <-h.resume:
-		case <-time.After(10 * time.Second):
+		case <-time.After(time.Minute):
 		}
 	})
 }
@@ -451,7 +452,7 @@ func TestIngestBrokerDiesMidRequest(t *testing.T) {
 	case <-stall.written:
 	case r := <-answer:
 		t.Fatalf("answered %d before any batch was acknowledged: %s", r.status, r.raw)
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no batch acknowledged")
 	}
 	e.emb.Close()
@@ -460,7 +461,7 @@ func TestIngestBrokerDiesMidRequest(t *testing.T) {
 	case r := <-answer:
 		r.expect(t, http.StatusServiceUnavailable, map[string]any{"accepted": 0.0})
 		t.Logf("answer: %s", r.raw)
-	case <-time.After(15 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no answer")
 	}
 }

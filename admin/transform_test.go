@@ -84,7 +84,7 @@ func TestTestRunsTheHookNow(t *testing.T) {
 	if field(got, "result", "request", "body") != want {
 		t.Errorf("request = %v", field(got, "result", "request"))
 	}
-	req := rc.WaitFor(t, 1, 5*time.Second)[0]
+	req := rc.WaitFor(t, 1, 30*time.Second)[0]
 	if string(req.Body) != want || !strings.HasPrefix(req.Headers["X-Kong-Signature"], "sha1=") {
 		t.Errorf("received %s %v", req.Body, req.Headers)
 	}
@@ -124,7 +124,7 @@ func TestPingNeverSendsTheSecret(t *testing.T) {
 	if field(got, "result", "status") != 200.0 || field(got, "data", "event") != "ping" {
 		t.Errorf("answer = %v", got)
 	}
-	req := rc.WaitFor(t, 1, 5*time.Second)[0]
+	req := rc.WaitFor(t, 1, 30*time.Second)[0]
 	if strings.Contains(string(req.Body), secret) || strings.Contains(string(req.Body), `"secret"`) {
 		t.Fatalf("ping body carries the secret: %s", req.Body)
 	}

@@ -245,7 +245,7 @@ func waitTCP(t *testing.T, p *process, addr string, d time.Duration) {
 	}
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
+var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 func get(url, token string) (int, string, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
