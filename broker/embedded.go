@@ -122,6 +122,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 // advertised host and the port actually bound.
 func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
 
+// Cluster returns the kfake cluster, for tests that inject faults (ControlKey).
+func (e *Embedded) Cluster() *kfake.Cluster { return e.cluster }
+
 // Close stops the broker; with a DataDir it first saves its state there.
 // Calling Close again does nothing.
 func (e *Embedded) Close() {

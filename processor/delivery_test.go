@@ -26,6 +26,7 @@ type dlqEntry struct {
 	Offset     int64 `json:"offset"`
 	Key        []byte
 	Value      []byte
+	Truncated  string // eh-truncated: the size the value was cut from
 }
 
 func readDLQEntry(t *testing.T, r *kgo.Record) dlqEntry {
@@ -39,6 +40,8 @@ func readDLQEntry(t *testing.T, r *kgo.Record) dlqEntry {
 			e.Reason = string(h.Value)
 		case "eh-delivery":
 			mustJSON(t, h.Value, &e)
+		case "eh-truncated":
+			e.Truncated = string(h.Value)
 		}
 	}
 	return e

@@ -342,9 +342,9 @@ const truncatedValueBytes = 1024
 const headerTruncated = "eh-truncated"
 
 // truncated returns the dead letter of a record its topic refused as too large: its
-// headers, the first truncatedValueBytes of its value, eh-reason "too_large" and the
-// original size in eh-truncated. A record that was cut already loses its value. It
-// returns nil without a DLQ topic.
+// headers, the first truncatedValueBytes of its value, and the original size in
+// eh-truncated (eh-reason "too_large" when it had no reason yet). A record that was cut
+// already loses its value. It returns nil without a DLQ topic.
 func (p *Processor) truncated(r *kgo.Record, err error) *kgo.Record {
 	tooLargeRecords.Inc()
 	p.logs.warn(p.log, "too-large:"+r.Topic, "record too large for its topic; dead-lettered with its value cut",
@@ -354,18 +354,21 @@ func (p *Processor) truncated(r *kgo.Record, err error) *kgo.Record {
 	}
 	v := r.Value[:min(len(r.Value), truncatedValueBytes)]
 	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+2)
+	reason := false
 	for _, h := range r.Headers {
 		switch h.Key {
 		case headerTruncated:
 			v = nil
+			continue
 		case headerReason:
-		default:
-			hs = append(hs, h)
+			reason = true
 		}
+		hs = append(hs, h)
 	}
-	hs = append(hs,
-		kgo.RecordHeader{Key: headerReason, Value: []byte("too_large: " + err.Error())},
-		kgo.RecordHeader{Key: headerTruncated, Value: strconv.AppendInt(nil, int64(len(r.Value)), 10)})
+	if !reason {
+		hs = append(hs, kgo.RecordHeader{Key: headerReason, Value: []byte("too_large")})
+	}
+	hs = append(hs, kgo.RecordHeader{Key: headerTruncated, Value: strconv.AppendInt(nil, int64(len(r.Value)), 10)})
 	return &kgo.Record{Topic: p.cfg.DLQTopic, Key: r.Key, Value: v, Headers: hs}
 }
 
