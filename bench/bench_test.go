@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
 
 	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/testkit"
@@ -247,5 +248,61 @@ func TestReportText(t *testing.T) {
 	var back map[string]any
 	if err := json.Unmarshal([]byte(sb.String()), &back); err != nil || !strings.Contains(sb.String(), `"p50_ns": 1500000`) {
 		t.Fatalf("JSON report %v:\n%s", err, sb.String())
+	}
+}
+
+// TestReceiverFailPath: requests on the failing path get its status and are counted
+// apart from the others, which keep answering 200.
+func TestReceiverFailPath(t *testing.T) {
+	rcv, err := NewReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rcv.Close() })
+	rcv.FailPath("/a", 503)
+	post := func(path string) int {
+		status, _, err := fasthttp.Post(nil, rcv.URL+path[1:], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return status
+	}
+	if s := post("/a"); s != 503 {
+		t.Errorf("/a answered %d, want 503", s)
+	}
+	if s := post("/a?x=1"); s != 503 {
+		t.Errorf("/a?x=1 answered %d, want 503", s)
+	}
+	if s := post("/b"); s != 200 {
+		t.Errorf("/b answered %d, want 200", s)
+	}
+	if rcv.Failed() != 2 || rcv.Count() != 1 {
+		t.Errorf("failed %d, count %d; want 2, 1", rcv.Failed(), rcv.Count())
+	}
+	rcv.Reset()
+	rcv.FailPath("", 0)
+	if s := post("/a"); s != 200 || rcv.Failed() != 0 || rcv.Count() != 1 {
+		t.Errorf("after FailPath off: /a answered %d, failed %d, count %d", s, rcv.Failed(), rcv.Count())
+	}
+}
+
+func TestFaultsReport(t *testing.T) {
+	f := &FaultsReport{Setup: "defaults", Hooks: []string{"A: 503"}, Target: 0.8}
+	for _, faults := range []float64{50, 90, 70} {
+		f.Add(FaultPair{Alone: FaultPhase{PerSec: 100}, Faults: FaultPhase{PerSec: faults, CPUMicrosEvent: 20},
+			FaultHooks: []FaultHook{{Name: "A", ReceiverFailed: 12, Failed: 12}}})
+	}
+	if f.Ratio != 0.7 || f.Pairs[2].Ratio != 0.7 {
+		t.Fatalf("median %v, pairs %+v", f.Ratio, f.Pairs)
+	}
+	r := Report{Faults: f}
+	var sb strings.Builder
+	if err := r.WriteText(&sb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"B with faults / B alone: 0.70 (median of 3 pairs); below the target of 0.80", "A 12 answered with the failing status"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, sb.String())
+		}
 	}
 }

@@ -15,7 +15,9 @@ import (
 
 // Receiver is the in-process delivery target: a fasthttp server on a free loopback port
 // that answers 200 to everything, counts requests and records each one's latency, the
-// time since the "ts" (unix nanoseconds) found in its body.
+// time since the "ts" (unix nanoseconds) found in its body. One path may be made to fail
+// (FailPath): its requests get another status and are counted apart, never in Count or
+// the latencies.
 type Receiver struct {
 	// URL is where to send, "http://127.0.0.1:<port>/".
 	URL string
@@ -30,6 +32,15 @@ type Receiver struct {
 	target    atomic.Int64 // the count a Wait is waiting for, 0 if none
 	reachedAt atomic.Int64 // unix nanos of the request that made count reach target
 	reached   chan struct{}
+
+	fail   atomic.Pointer[failRule] // nil: every path answers 200
+	failed atomic.Int64             // requests answered by the fail rule since Reset
+}
+
+// failRule is the path FailPath made fail and its status.
+type failRule struct {
+	path   []byte
+	status int
 }
 
 // NewReceiver starts a receiver; Close stops it.
@@ -59,6 +70,11 @@ func NewReceiver() (*Receiver, error) {
 }
 
 func (r *Receiver) handle(ctx *fasthttp.RequestCtx) {
+	if f := r.fail.Load(); f != nil && bytes.Equal(ctx.Path(), f.path) {
+		r.failed.Add(1)
+		ctx.SetStatusCode(f.status)
+		return
+	}
 	now := time.Now()
 	if ts, ok := sentAt(ctx.PostBody()); ok {
 		r.hist.Record(time.Duration(now.UnixNano()-ts), ctx.ConnID())
@@ -79,7 +95,23 @@ func (r *Receiver) handle(ctx *fasthttp.RequestCtx) {
 	// 200 with an empty body: fasthttp's defaults.
 }
 
-// Count returns the requests received since the last Reset.
+// FailPath makes the receiver answer status to every request whose path is path (exactly,
+// e.g. "/a"; the query is not part of it) and count them in Failed rather than Count, so
+// that a failing hook on the receiver's host:port is told apart from the healthy ones.
+// An empty path or a status of 0 turns it off. Call it between phases.
+func (r *Receiver) FailPath(path string, status int) {
+	if path == "" || status == 0 {
+		r.fail.Store(nil)
+		return
+	}
+	r.fail.Store(&failRule{path: []byte(path), status: status})
+}
+
+// Failed returns the requests answered by FailPath's rule since the last Reset.
+func (r *Receiver) Failed() int64 { return r.failed.Load() }
+
+// Count returns the requests received since the last Reset, those answered by FailPath's
+// rule excepted.
 func (r *Receiver) Count() int64 { return r.count.Load() }
 
 // Missing returns how many of them had no "ts" to measure latency from.
@@ -102,6 +134,7 @@ func (r *Receiver) Reset() {
 	r.count.Store(0)
 	r.missing.Store(0)
 	r.first.Store(0)
+	r.failed.Store(0)
 	r.hist.Reset()
 }
 

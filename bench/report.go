@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -79,7 +80,133 @@ type Report struct {
 	Ours      string   `json:"ours"`
 	Baselines []string `json:"-"`
 	Ratios    []Ratio  `json:"ratios,omitempty"`
-	Notes     []string `json:"notes,omitempty"`
+	// Faults is the failure-isolation comparison of `bench --faults`, nil otherwise.
+	Faults *FaultsReport `json:"faults,omitempty"`
+	Notes  []string      `json:"notes,omitempty"`
+}
+
+// FaultsReport compares a healthy hook draining the backlog alone with the same drain
+// while failing hooks subscribe to the same events, in alternating phases of one run.
+type FaultsReport struct {
+	// Setup says how the hooks are configured (ordering, retry policy, timeouts).
+	Setup string `json:"setup"`
+	// Hooks describes the failing hooks, as "A: webhook answered 503 …".
+	Hooks []string    `json:"hooks"`
+	Pairs []FaultPair `json:"pairs"`
+	// Ratio is the median of the pairs' ratios; Target the ratio aimed for.
+	Ratio  float64 `json:"ratio"`
+	Target float64 `json:"target"`
+}
+
+// FaultPair is one alone phase and the faults phase after it.
+type FaultPair struct {
+	Alone  FaultPhase `json:"alone"`
+	Faults FaultPhase `json:"faults"`
+	// Ratio is Faults.PerSec / Alone.PerSec.
+	Ratio float64 `json:"ratio"`
+	// FaultHooks is what the failing hooks did during the faults phase.
+	FaultHooks []FaultHook `json:"fault_hooks"`
+}
+
+// FaultPhase is the healthy hook's figures in one phase: events/s until it received
+// every event, and the whole process's CPU per event meanwhile.
+type FaultPhase struct {
+	PerSec         float64 `json:"events_per_sec"`
+	Seconds        float64 `json:"seconds"`
+	CPUMicrosEvent float64 `json:"cpu_us_per_event"`
+}
+
+// NewFaultPhase takes a phase's figures from its result row.
+func NewFaultPhase(r Result) FaultPhase {
+	p := FaultPhase{PerSec: r.PerSec, Seconds: r.Seconds}
+	if r.Events > 0 {
+		p.CPUMicrosEvent = r.CPUSeconds / float64(r.Events) * 1e6
+	}
+	return p
+}
+
+// FaultHook is what one failing hook did during a faults phase, from the receiver and the
+// processor's per-hook counters (read when the phase ended).
+type FaultHook struct {
+	Name string `json:"name"`
+	// ReceiverFailed counts the requests the receiver answered with the failing status
+	// (the hook on the receiver's host:port only).
+	ReceiverFailed int64 `json:"receiver_failed,omitempty"`
+	Delivered      int64 `json:"delivered"`
+	Failed         int64 `json:"failed_attempts"`
+	Parked         int64 `json:"parked"`
+	ParkedBehind   int64 `json:"parked_behind"`
+	DeadLettered   int64 `json:"dead_lettered"`
+	BreakerWaits   int64 `json:"breaker_waits"`
+}
+
+// Add appends a pair and recomputes the median ratio.
+func (f *FaultsReport) Add(p FaultPair) {
+	if p.Alone.PerSec > 0 {
+		p.Ratio = p.Faults.PerSec / p.Alone.PerSec
+	}
+	f.Pairs = append(f.Pairs, p)
+	rs := make([]float64, len(f.Pairs))
+	for i, p := range f.Pairs {
+		rs[i] = p.Ratio
+	}
+	slices.Sort(rs)
+	if n := len(rs); n%2 == 1 {
+		f.Ratio = rs[n/2]
+	} else {
+		f.Ratio = (rs[n/2-1] + rs[n/2]) / 2
+	}
+}
+
+// writeText writes the comparison: one line per pair, the median ratio, and what the
+// failing hooks did.
+func (f *FaultsReport) writeText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nfaults: the healthy hook B alone, then beside failing hooks (%s):\n", f.Setup)
+	for _, h := range f.Hooks {
+		b.WriteString("  " + h + "\n")
+	}
+	b.WriteByte('\n')
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pair\tB alone events/s\tCPU µs/event\tB with faults events/s\tCPU µs/event\tfaults/alone\t")
+	for i, p := range f.Pairs {
+		fmt.Fprintf(tw, "%d\t%s\t%.1f\t%s\t%.1f\t%.2f\t\n", i+1, thousands(p.Alone.PerSec), p.Alone.CPUMicrosEvent,
+			thousands(p.Faults.PerSec), p.Faults.CPUMicrosEvent, p.Ratio)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	b.Reset()
+	verdict := "below"
+	if f.Ratio >= f.Target {
+		verdict = "meets"
+	}
+	fmt.Fprintf(&b, "\nB with faults / B alone: %.2f", f.Ratio)
+	if len(f.Pairs) > 1 {
+		fmt.Fprintf(&b, " (median of %d pairs)", len(f.Pairs))
+	}
+	fmt.Fprintf(&b, "; %s the target of %.2f\n", verdict, f.Target)
+	for i, p := range f.Pairs {
+		fmt.Fprintf(&b, "faults seen in pair %d:", i+1)
+		for j, h := range p.FaultHooks {
+			if j > 0 {
+				b.WriteByte(';')
+			}
+			fmt.Fprintf(&b, " %s", h.Name)
+			if h.ReceiverFailed > 0 {
+				fmt.Fprintf(&b, " %s answered with the failing status,", thousands(float64(h.ReceiverFailed)))
+			}
+			fmt.Fprintf(&b, " %s failed attempts, %s parked, %s parked behind, %s dead-lettered, %s breaker waits, %s delivered",
+				thousands(float64(h.Failed)), thousands(float64(h.Parked)), thousands(float64(h.ParkedBehind)),
+				thousands(float64(h.DeadLettered)), thousands(float64(h.BreakerWaits)), thousands(float64(h.Delivered)))
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // Find returns the result named name.
@@ -151,6 +278,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if r.Faults != nil {
+		if err := r.Faults.writeText(w); err != nil {
+			return err
+		}
 	}
 	b.Reset()
 	if len(r.Ratios) > 0 {

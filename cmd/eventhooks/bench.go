@@ -39,6 +39,8 @@ type BenchCmd struct {
 	Partitions int32         `help:"Partitions of the bench topics." default:"8"`
 	Hooks      int           `help:"Hooks, each matching every event." default:"1"`
 	DeadHooks  int           `help:"Extra webhook hooks (ordering none, timeout 1s) whose endpoint accepts connections and never answers: measures how well the healthy hooks are isolated from a dead endpoint." default:"0"`
+	Faults     bool          `help:"Failure isolation: the healthy hook drains the backlog alone, then beside three failing hooks with the default ordering (key) and retry policy (A: a webhook answered 503 on the receiver's host:port, C: a lambda that never returns, D: a webhook to a refused port), on fresh topics each time; prints both events/s and their ratio."`
+	Pairs      int           `help:"With --faults: alone/faults pairs to run, alternately." default:"1"`
 	Handler    string        `help:"Handler of the hooks: webhook, webhook-custom, lambda or log." default:"webhook" enum:"webhook,webhook-custom,lambda,log"`
 	Brokers    []string      `help:"Kafka seed brokers, comma separated (default: an embedded in-memory broker on a free port)." sep:","`
 	Target     string        `help:"Deliver to this URL instead of the in-process receiver (no latency figures; completion is read from committed offsets)."`
@@ -78,6 +80,17 @@ func (c *BenchCmd) validate() error {
 		return errors.New("--max-conns: want at least 1")
 	case c.Rate < 0:
 		return errors.New("--rate: want 0 (as fast as possible) or more")
+	case c.Pairs <= 0:
+		return errors.New("--pairs: want at least 1")
+	}
+	if c.Faults {
+		switch {
+		case c.Baseline, c.Rate > 0, c.Target != "", c.DeadHooks > 0, c.Hooks != 1:
+			return errors.New("--faults: measures one healthy hook draining a backlog into the in-process receiver: " +
+				"not with --baseline, --rate, --target, --dead-hooks or --hooks")
+		case c.Handler == hooks.HandlerLog:
+			return errors.New("--faults: the healthy hook's deliveries are counted by the receiver: not with --handler log")
+		}
 	}
 	if c.Target != "" {
 		if u, err := url.Parse(c.Target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -98,18 +111,31 @@ func (c *BenchCmd) Run(log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 
-	b := &benchRun{cmd: c, log: log, prefix: "bench-" + randomHex(4) + "-"}
-	defer b.close()
-	if err := b.setup(ctx); err != nil {
-		return err
-	}
-	if err := b.run(ctx); err != nil {
+	report, err := c.measure(ctx, log)
+	if err != nil {
 		return err
 	}
 	if c.JSON {
-		return b.report.WriteJSON(os.Stdout)
+		return report.WriteJSON(os.Stdout)
 	}
-	return b.report.WriteText(os.Stdout)
+	return report.WriteText(os.Stdout)
+}
+
+// measure runs the benchmark and returns its report.
+func (c *BenchCmd) measure(ctx context.Context, log *slog.Logger) (*bench.Report, error) {
+	b := &benchRun{cmd: c, log: log, prefix: "bench-" + randomHex(4) + "-"}
+	defer b.close()
+	if err := b.setup(ctx); err != nil {
+		return nil, err
+	}
+	run := b.run
+	if c.Faults {
+		run = b.runFaults
+	}
+	if err := run(ctx); err != nil {
+		return nil, err
+	}
+	return &b.report, nil
 }
 
 // benchRun is the state of one `eventhooks bench`.
@@ -119,7 +145,8 @@ type benchRun struct {
 	prefix string // of every topic and group of the run, so runs never collide
 
 	emb     *broker.Embedded // nil with --brokers
-	conn    []kgo.Opt        // connection options (seed brokers)
+	kafka   broker.Config
+	conn    []kgo.Opt // connection options (seed brokers)
 	prodCl  *kgo.Client
 	adm     *kadm.Client
 	rcv     *bench.Receiver // nil with --target
@@ -134,11 +161,7 @@ type benchRun struct {
 
 func (b *benchRun) close() {
 	b.dropTopics()
-	if b.core != nil {
-		b.storeCx()
-		<-b.stored
-		b.core.close()
-	}
+	b.stopCore()
 	if b.prodCl != nil {
 		b.prodCl.Close()
 	}
@@ -167,9 +190,9 @@ func (b *benchRun) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.conn = conn
+	b.conn, b.kafka = conn, kc
 
-	b.target, b.group = c.Target, b.prefix+"eventhooks"
+	b.target = c.Target
 	targetDesc := c.Target
 	switch {
 	case c.Handler == hooks.HandlerLog:
@@ -185,46 +208,23 @@ func (b *benchRun) setup(ctx context.Context) error {
 			return err
 		}
 		b.target, targetDesc = b.rcv.URL, "in-process fasthttp receiver"
+		if c.Faults {
+			b.target += faultsHealthyPath[1:] // apart from the failing hook's path
+		}
 	}
 
-	// Completion is read from the receiver when it sees every delivery; otherwise from
-	// committed offsets, which then have to be committed often.
-	commit := time.Second
-	if !b.countsDeliveries() {
-		commit = 100 * time.Millisecond
-	}
-	s := service{
-		kafka:  kc,
-		topics: TopicFlags{TopicPrefix: b.prefix, Partitions: c.Partitions, ReplicationFactor: -1},
-		proc: ProcessorFlags{
-			Group: b.group, Lanes: c.Lanes, CommitInterval: commit,
-			MaxEventBytes: hooks.DefaultMaxEventBytes, MaxConnsPerHost: c.MaxConns,
-			AllowDestinations: c.AllowDestinations, ShutdownTimeout: 30 * time.Second,
-			SessionTimeout: 45 * time.Second,
-		},
-		log: slog.New(discardHookLines{Handler: b.log.Handler(), lines: slog.NewTextHandler(io.Discard, nil)}),
-	}
-	if b.core, err = s.newCore(ctx); err != nil {
-		return err
-	}
-	storeCtx, stopStore := context.WithCancel(context.Background())
-	b.storeCx, b.stored = stopStore, make(chan struct{})
-	go func() {
-		defer close(b.stored)
-		if err := b.core.store.Run(storeCtx); err != nil && !errors.Is(err, context.Canceled) {
-			b.log.Error("hook store stopped", "err", err)
-		}
-	}()
-	if err := b.core.waitHooks(ctx); err != nil {
-		return fmt.Errorf("load hooks: %w", err)
-	}
-	for i := range c.Hooks {
-		if err := b.createHook(ctx, i); err != nil {
+	if !c.Faults { // --faults starts a core per phase
+		if err := b.startCore(ctx, b.prefix); err != nil {
 			return err
 		}
-	}
-	if err := b.createDeadHooks(ctx); err != nil {
-		return err
+		for i := range c.Hooks {
+			if _, err := b.createHook(ctx, i); err != nil {
+				return err
+			}
+		}
+		if err := b.createDeadHooks(ctx); err != nil {
+			return err
+		}
 	}
 
 	opts := append(append([]kgo.Opt{}, conn...), kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -253,35 +253,97 @@ func (b *benchRun) setup(ctx context.Context) error {
 	return nil
 }
 
+// startCore wires a core (processor and hook store) on the topics of prefix and starts its
+// store; stopCore undoes it.
+func (b *benchRun) startCore(ctx context.Context, prefix string) error {
+	c := b.cmd
+	b.group = prefix + "eventhooks"
+	// Completion is read from the receiver when it sees every delivery; otherwise from
+	// committed offsets, which then have to be committed often.
+	commit := time.Second
+	if !b.countsDeliveries() {
+		commit = 100 * time.Millisecond
+	}
+	s := service{
+		kafka:  b.kafka,
+		topics: TopicFlags{TopicPrefix: prefix, Partitions: c.Partitions, ReplicationFactor: -1},
+		proc: ProcessorFlags{
+			Group: b.group, Lanes: c.Lanes, CommitInterval: commit,
+			MaxEventBytes: hooks.DefaultMaxEventBytes, MaxConnsPerHost: c.MaxConns,
+			AllowDestinations: c.AllowDestinations, ShutdownTimeout: 30 * time.Second,
+			SessionTimeout: 45 * time.Second,
+		},
+		log: slog.New(discardHookLines{Handler: b.log.Handler(), lines: slog.NewTextHandler(io.Discard, nil)}),
+	}
+	var err error
+	if b.core, err = s.newCore(ctx); err != nil {
+		return err
+	}
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	b.storeCx, b.stored = stopStore, make(chan struct{})
+	store, stored := b.core.store, b.stored
+	go func() {
+		defer close(stored)
+		if err := store.Run(storeCtx); err != nil && !errors.Is(err, context.Canceled) {
+			b.log.Error("hook store stopped", "err", err)
+		}
+	}()
+	if err := b.core.waitHooks(ctx); err != nil {
+		return fmt.Errorf("load hooks: %w", err)
+	}
+	return nil
+}
+
+// stopCore stops the hook store and closes the core, if any.
+func (b *benchRun) stopCore() {
+	if b.core == nil {
+		return
+	}
+	b.storeCx()
+	<-b.stored
+	b.core.close()
+	b.core = nil
+}
+
 // countsDeliveries reports whether the in-process receiver sees every delivery.
 func (b *benchRun) countsDeliveries() bool {
 	return b.cmd.Target == "" && b.cmd.Handler != hooks.HandlerLog
 }
 
-// createHook creates hook i through the store, as the Admin API would, after checking
-// that this build can compile its handler.
-func (b *benchRun) createHook(ctx context.Context, i int) error {
+// createHook creates bench hook i through the store, as the Admin API would, after
+// checking that this build can compile its handler.
+func (b *benchRun) createHook(ctx context.Context, i int) (*hooks.Hook, error) {
 	body, err := benchHookBody(b.cmd.Handler, b.target, i)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	h, err := b.putHook(ctx, body)
+	if errors.Is(err, sinks.ErrUnsupportedHandler) {
+		return nil, fmt.Errorf("--handler %s: this build cannot run %s hooks yet (%w); use --handler webhook or log", b.cmd.Handler, b.cmd.Handler, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench hook: %w", err)
+	}
+	return h, nil
+}
+
+// putHook validates an Admin API body, compiles it (as the Admin API checks) and writes
+// it through the store; it returns the hook with its defaults and id.
+func (b *benchRun) putHook(ctx context.Context, body []byte) (*hooks.Hook, error) {
 	h, err := hooks.ParseHook(body)
 	if err != nil {
-		return fmt.Errorf("bench hook: %w", err)
+		return nil, err
 	}
 	if err := hooks.Validate(h, b.core.cat, time.Now()); err != nil {
-		return fmt.Errorf("bench hook: %w", err)
+		return nil, err
 	}
 	if _, err := b.core.compile(h); err != nil {
-		if errors.Is(err, sinks.ErrUnsupportedHandler) {
-			return fmt.Errorf("--handler %s: this build cannot run %s hooks yet (%w); use --handler webhook or log", b.cmd.Handler, b.cmd.Handler, err)
-		}
-		return fmt.Errorf("bench hook: %w", err)
+		return nil, err
 	}
 	if err := b.core.store.Put(ctx, h); err != nil {
-		return fmt.Errorf("create bench hook: %w", err)
+		return nil, fmt.Errorf("create hook: %w", err)
 	}
-	return nil
+	return h, nil
 }
 
 // createDeadHooks adds --dead-hooks hooks on an endpoint that accepts connections and
@@ -307,14 +369,7 @@ func (b *benchRun) createDeadHooks(ctx context.Context) error {
 	for i := range b.cmd.DeadHooks {
 		body := fmt.Sprintf(`{"source":"balancer","event":"health","handler":"webhook","ordering":"none","timeout_ms":1000,`+
 			`"name":"dead-%d","config":{"url":"http://%s/dead"}}`, i, ln.Addr())
-		h, err := hooks.ParseHook([]byte(body))
-		if err == nil {
-			err = hooks.Validate(h, b.core.cat, time.Now())
-		}
-		if err == nil {
-			err = b.core.store.Put(ctx, h)
-		}
-		if err != nil {
+		if _, err := b.putHook(ctx, []byte(body)); err != nil {
 			return fmt.Errorf("dead hook: %w", err)
 		}
 	}
@@ -351,7 +406,7 @@ func benchHookBody(handler, target string, i int) ([]byte, error) {
 
 // run measures the processor, then the baselines.
 func (b *benchRun) run(ctx context.Context) error {
-	ours, err := b.measureProcessor(ctx)
+	ours, err := b.measureProcessor(ctx, b.cmd.CPUProfile)
 	if err != nil {
 		return err
 	}
@@ -367,8 +422,9 @@ func (b *benchRun) run(ctx context.Context) error {
 }
 
 // measureProcessor runs the processor over the run's events and returns the produce
-// row (drain mode) and the processor's row.
-func (b *benchRun) measureProcessor(ctx context.Context) ([]bench.Result, error) {
+// row (drain mode) and the processor's row; it writes a CPU profile of the processor's
+// phase to profile, unless empty. The processor has stopped when it returns.
+func (b *benchRun) measureProcessor(ctx context.Context, profile string) ([]bench.Result, error) {
 	c := b.cmd
 	topic := b.core.topics.Events[0]
 	var rows []bench.Result
@@ -409,7 +465,7 @@ func (b *benchRun) measureProcessor(ctx context.Context) ([]bench.Result, error)
 		b.log.Info("starting the processor", "events/s produced", int(pres.PerSec))
 		b.resetReceiver()
 		freeMemory()
-		if stopProfile, err = b.startProfile(b.cmd.CPUProfile); err != nil {
+		if stopProfile, err = b.startProfile(profile); err != nil {
 			return nil, err
 		}
 		m, start = bench.StartMeter(), time.Now()
@@ -422,7 +478,7 @@ func (b *benchRun) measureProcessor(ctx context.Context) ([]bench.Result, error)
 		}
 		b.resetReceiver()
 		freeMemory()
-		if stopProfile, err = b.startProfile(b.cmd.CPUProfile); err != nil {
+		if stopProfile, err = b.startProfile(profile); err != nil {
 			return nil, err
 		}
 		m, start = bench.StartMeter(), time.Now()

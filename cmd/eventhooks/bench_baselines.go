@@ -111,19 +111,26 @@ func (b *benchRun) dropTopics() {
 	if b.emb != nil || b.adm == nil {
 		return
 	}
+	b.dropPrefix(b.prefix)
+}
+
+// dropPrefix deletes the topics whose names start with prefix.
+func (b *benchRun) dropPrefix(prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	topics, err := b.adm.ListTopics(ctx)
 	if err == nil {
 		var ours []string
 		for _, t := range topics.Names() {
-			if strings.HasPrefix(t, b.prefix) {
+			if strings.HasPrefix(t, prefix) {
 				ours = append(ours, t)
 			}
 		}
-		err = b.deleteTopics(ctx, ours...)
+		if len(ours) > 0 {
+			err = b.deleteTopics(ctx, ours...)
+		}
 	}
 	if err != nil {
-		b.log.Warn("cannot delete the run's topics", "prefix", b.prefix, "err", err)
+		b.log.Warn("cannot delete the run's topics", "prefix", prefix, "err", err)
 	}
 }
