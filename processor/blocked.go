@@ -206,7 +206,7 @@ func retryRange(ctx context.Context, p *Processor, group, topic string, partitio
 	}
 	eo, ok := ends.Lookup(topic, partition)
 	if !ok || eo.Err != nil {
-		return 0, 0, fmt.Errorf("topic %s has no partition %d (it must be co-partitioned with the events topic)", topic, partition)
+		return 0, 0, p.growTopic(ctx, topic, partition)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {

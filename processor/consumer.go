@@ -30,6 +30,8 @@ type groupConsumer struct {
 	workers  map[tp]*partitionWorker
 	blocks   map[int32]*blockSet // by partition number, while a worker of it is owned
 	joined   atomic.Bool
+	// stragglers waits for workers still delivering after their stop grace.
+	stragglers sync.WaitGroup
 }
 
 type tp struct {
@@ -80,11 +82,12 @@ func (c *groupConsumer) run(ctx context.Context) error {
 
 	// Shutdown: stop feeding, let lanes finish their current record, commit, leave.
 	ws := c.takeAll()
-	stopWorkers(ws)
+	c.stopWorkers(ws)
 	stopCommitter()
 	wg.Wait()
 	c.commitFinal(ws)
 	cl.CloseAllowingRebalance()
+	c.stragglers.Wait()
 	return nil
 }
 
@@ -192,7 +195,7 @@ func (c *groupConsumer) setAssignedGauge(n int) { partitionsAssigned.Set(float64
 func (c *groupConsumer) revoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	c.clp.Store(cl)
 	ws := c.take(revoked)
-	stopWorkers(ws)
+	c.stopWorkers(ws)
 	c.commitFinal(ws)
 	c.p.log.Info("partitions revoked", "group", c.group, "revoked", revoked)
 }
@@ -200,7 +203,7 @@ func (c *groupConsumer) revoked(_ context.Context, cl *kgo.Client, revoked map[s
 // lost stops the workers without committing: the partitions already belong to someone
 // else, and anything not committed is redelivered there.
 func (c *groupConsumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	stopWorkers(c.take(lost))
+	c.stopWorkers(c.take(lost))
 	c.p.log.Warn("partitions lost", "group", c.group, "lost", lost)
 }
 
@@ -235,11 +238,30 @@ func (c *groupConsumer) takeAll() []*partitionWorker {
 	return c.take(all)
 }
 
-func stopWorkers(ws []*partitionWorker) {
+// stopGrace is how long a revoke or shutdown waits for deliveries in flight (fasthttp
+// cannot cancel a request) before it commits without them: their records stay
+// uncommitted for the next owner, and a member never outstays the rebalance timeout.
+const stopGrace = 5 * time.Second
+
+// stopWorkers stops ws and waits for them, at most stopGrace; workers still busy then
+// finish in the background, waited for by run before it returns.
+func (c *groupConsumer) stopWorkers(ws []*partitionWorker) {
 	for _, w := range ws {
 		w.stop()
 	}
-	for _, w := range ws {
-		w.wait()
+	done := make(chan struct{})
+	c.stragglers.Go(func() {
+		for _, w := range ws {
+			w.wait()
+		}
+		close(done)
+	})
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.p.log.Warn("deliveries still in flight after the stop grace; their records stay uncommitted",
+			"group", c.group, "grace", stopGrace)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/eventhooks/eventhooks/hooks"
 )
 
-// Gates: snooze and on_change (DESIGN.md §6).
+// Gates: snooze and on_change (docs/design.md, "Gates").
 //
 // Ownership: a gateSet belongs to one lane goroutine and is used without locks; the keys a
 // lane sees are exactly the keys whose state it holds, because a key always hashes to the
@@ -195,6 +195,15 @@ func (g *gateSet) check(spec *gateSpec, hookID string, key []byte, fp uint64, no
 		return true, ""
 	}
 	return g.entries[i].decide(spec, fp, now.UnixMilli())
+}
+
+// firedAt returns when the entry of recordKey last fired, if the set holds it.
+func (g *gateSet) firedAt(recordKey []byte) (int64, bool) {
+	i, ok := g.index[string(recordKey)]
+	if !ok {
+		return 0, false
+	}
+	return g.entries[i].fired, true
 }
 
 // decide applies spec to an existing entry. An entry written under another mode (the

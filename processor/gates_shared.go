@@ -90,8 +90,10 @@ func (s *sharedGates) unclaimLocked(spec *gateSpec, hookID string, key []byte, f
 	}
 }
 
-// expire is gateSet.expire under the lock; it also forgets claims past their deadline.
-func (s *sharedGates) expire(now time.Time) []stateChange {
+// expire drops the entries whose window ended and the claims past their deadline. No
+// tombstone is written: the records of an entry sit in the partitions of the events that
+// fired it, and a restore drops an ended window by its time.
+func (s *sharedGates) expire(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nowMs := now.UnixMilli()
@@ -100,14 +102,25 @@ func (s *sharedGates) expire(now time.Time) []stateChange {
 			delete(s.claims, k)
 		}
 	}
-	return s.set.expire(now)
+	s.set.expire(now)
 }
 
-// restore is gateSet.restore under the lock. Records of one hook-scoped entry may come from
-// several partitions; the last one applied wins.
+// restore is gateSet.restore under the lock, for records of a hook-scoped entry, which
+// may come from several partitions (each firing is written at its event's partition):
+// the one fired last wins, whatever the order partitions are restored in, so restoring a
+// partition never replaces fresher state (a live firing, or another partition's). A
+// tombstone never removes an entry held: hook-scoped entries expire here, by time.
 func (s *sharedGates) restore(recordKey, value []byte, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if fired, ok := s.set.firedAt(recordKey); ok {
+		if len(value) == 0 {
+			return nil
+		}
+		if st, err := decodeState(value); err == nil && st.fired < fired {
+			return nil
+		}
+	}
 	return s.set.restore(recordKey, value, now)
 }
 

@@ -660,3 +660,26 @@ func BenchmarkGateMemory1M(b *testing.B) {
 		runtime.KeepAlive(g)
 	}
 }
+
+// TestSharedRestoreKeepsTheLatestFiring: restoring a partition whose record of a
+// hook-scoped entry is older than what the set holds (a live firing, or another
+// partition's record) keeps the newer state, and a tombstone removes nothing held.
+func TestSharedRestoreKeepsTheLatestFiring(t *testing.T) {
+	spec := gateSpec{mode: gateChangeOnly, scope: hooks.ScopeHook}
+	t0 := time.UnixMilli(1_700_000_000_000)
+	older := newGateSet(0).fired(&spec, "h", nil, 1, t0)
+	s := newSharedGates(0)
+	s.fired(&spec, "h", nil, 2, t0.Add(time.Second))
+	if err := s.restore(older.key, older.value, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := s.check(&spec, "h", nil, 2, t0.Add(3*time.Second)); ok {
+		t.Fatalf("fingerprint 2 fires again after an older record was restored (%s): the restore went backwards", why)
+	}
+	if err := s.restore(older.key, nil, t0.Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if s.len() != 1 {
+		t.Fatalf("a tombstone removed the entry held")
+	}
+}

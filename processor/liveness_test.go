@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/testkit"
 	"github.com/eventhooks/eventhooks/processor"
+	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // TestCommitsProgressUnderSteadyGatedLoad: an on_change hook fires on every event, faster
@@ -87,4 +90,66 @@ func flappingEvent(k, seq int) *kgo.Record {
 	health := [2]string{"healthy", "unhealthy"}[seq/20%2]
 	return &kgo.Record{Key: []byte(fmt.Sprintf("u-%d", k)), Value: fmt.Appendf(nil,
 		`{"source":"balancer","event":"health","data":{"upstream_id":"u-%d","ip":"10.0.0.7","port":8000,"hostname":"api.internal","health":%q,"seq":%d}}`, k, health, seq)}
+}
+
+// panicSink is a sink whose Deliver panics: a bug, or an input no one foresaw.
+type panicSink struct{}
+
+func (panicSink) Deliver(context.Context, *hooks.Event, *sinks.Lane) sinks.Result { panic("boom") }
+func (panicSink) Handler() string                                                  { return "webhook" }
+
+// TestPanicInADeliveryDeadLettersIt: a hook whose delivery panics costs that delivery a
+// dead letter (internal_error), not the process nor the record's other hooks: the other
+// hook delivers every event, and the commit point moves on.
+func TestPanicInADeliveryDeadLettersIt(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	in := startInstance(t, emb.Addrs(), func(cfg *processor.Config) {
+		compile := cfg.Compile
+		cfg.Compile = func(h *hooks.Hook) (sinks.Sink, error) {
+			if h.Name != nil && *h.Name == "boom" {
+				return panicSink{}, nil
+			}
+			return compile(h)
+		}
+	})
+	in.addHook(t, `{"name":"boom","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`/boom"}}`)
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	produce(t, producer(t, emb.Addrs()), healthEvents(2, 5)...)
+	dl := readDLQ(t, emb.Addrs(), 10)
+	for _, e := range dl {
+		if e.Reason != "internal_error" {
+			t.Fatalf("dead letter reason %q, want internal_error", e.Reason)
+		}
+	}
+	rc.WaitFor(t, 10, 30*time.Second)
+	testkit.Eventually(t, 30*time.Second, "the commit point past the panicking records", func() bool {
+		return committed(t, emb.Addrs()) >= 10
+	})
+}
+
+// TestInputTopicGrowsItsPartitions: partitions added to the events topic are added to the
+// co-partitioned state and retry topics, and the new partitions' events are delivered
+// (restore used to retry for ever on the missing state partition).
+func TestInputTopicGrowsItsPartitions(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	rc := testkit.NewReceiver(t)
+	in := startInstance(t, emb.Addrs(), func(cfg *processor.Config) {
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100*time.Millisecond))
+	})
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	cl := producer(t, emb.Addrs())
+	if _, err := kadm.NewClient(cl).UpdatePartitions(context.Background(), 3, topics.Events[0]); err != nil {
+		t.Fatal(err)
+	}
+	rec := healthEvent("u-new", 0)
+	rec.Partition = 2
+	manual, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...), kgo.DefaultProduceTopic(topics.Events[0]),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
+	produce(t, manual, rec)
+	rc.WaitFor(t, 1, 60*time.Second)
 }

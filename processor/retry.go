@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -98,7 +99,7 @@ type next struct {
 func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next {
 	h := ch.hook
 	policy := retryPolicy(h)
-	res := ch.sink.Deliver(d.ctx, d.ev, d.sinks)
+	res := p.deliverSafely(d, ch)
 	ch.m.latency.observe(res.Duration)
 	if res.Delivered {
 		ch.m.delivered.Inc()
@@ -124,6 +125,8 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 			"err", res.Err, "retryable", res.Retryable, "offset", d.ev.Record.Offset, "suppressed", suppressed)
 	}
 	switch {
+	case errors.Is(res.Err, errInternal):
+		ent.Reason = reasonInternal
 	case errors.Is(res.Err, scripting.ErrTimeout) && ent.Attempts >= maxScriptAttempts:
 		ent.Reason = reasonScriptTimeout
 	case errors.Is(res.Err, scripting.ErrThrown) && ent.Attempts >= maxScriptAttempts:
@@ -137,6 +140,23 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 		return next{st: stepRetry, wait: backoff(policy, ent.Attempts, ra), retryAfter: ra}
 	}
 	return next{st: stepDeadLetter}
+}
+
+// errInternal marks an attempt that panicked: a bug, or an input nobody foresaw.
+var errInternal = errors.New("internal error")
+
+// deliverSafely is the sink's Deliver with a panic turned into a failed, permanent attempt
+// (logged at error level, counted): it costs this hook's delivery a dead letter, not the
+// other hooks of the record, the partition, or the process.
+func (p *Processor) deliverSafely(d delivery, ch *compiledHook) (res sinks.Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			internalErrors.Inc()
+			res = sinks.Result{Err: fmt.Errorf("deliver hook %s: %w: %v", ch.hook.ID, errInternal, v)}
+			p.log.Error("panic in a delivery; dead-lettered", "hook_id", ch.hook.ID, "offset", d.ev.Record.Offset, "err", res.Err)
+		}
+	}()
+	return ch.sink.Deliver(d.ctx, d.ev, d.sinks)
 }
 
 // serve delivers a live event to one hook: blocked (hook, key)s park behind their
@@ -434,10 +454,11 @@ func maxBackoff(r hooks.Retry) time.Duration {
 func backoff(r hooks.Retry, attempt int, retryAfter time.Duration) time.Duration {
 	initial := time.Duration(min(max(r.InitialBackoffMs, 0), maxBackoffMs)) * time.Millisecond
 	maxWait := maxBackoff(r)
-	ceil := maxWait
-	if shift := attempt - 1; shift >= 0 && shift < 32 && initial<<shift < maxWait && initial<<shift > 0 {
-		ceil = initial << shift
+	ceil := initial // doubled per attempt, never past maxWait (a day): no overflow
+	for n := 1; n < attempt && ceil < maxWait; n++ {
+		ceil *= 2
 	}
+	ceil = min(ceil, maxWait)
 	d := time.Duration(0)
 	if ceil > 0 {
 		d = time.Duration(rand.Int64N(int64(ceil) + 1))

@@ -50,6 +50,7 @@ func (l *lane) maybeExpire(now time.Time) {
 	for _, c := range l.gates.expire(now) {
 		p.writeState(l.w.ctx, nil, l.w.partition, c)
 	}
+	p.shared.expire(now) // every lane sweeps it too: a sweep of nothing costs one lock
 	gateEntries.Add(int64(l.gates.len() - before))
 }
 
@@ -74,7 +75,7 @@ func (w *partitionWorker) restoreState() error {
 	}
 	end, ok := ends.Lookup(p.cfg.StateTopic, w.partition)
 	if !ok || end.Err != nil {
-		return fmt.Errorf("state topic %s has no partition %d (it must be co-partitioned with the events topic)", p.cfg.StateTopic, w.partition)
+		return p.growTopic(w.ctx, p.cfg.StateTopic, w.partition)
 	}
 	now, n := p.cfg.Now(), 0
 	err = readPartition(w.ctx, p.cfg.ClientOpts, p.cfg.StateTopic, w.partition, 0, end.Offset, func(r *kgo.Record) {
@@ -86,6 +87,28 @@ func (w *partitionWorker) restoreState() error {
 	}
 	p.log.Debug("gate state restored", "partition", w.partition, "records", n, "took", time.Since(start))
 	return nil
+}
+
+// growTopic adds partitions to a state or retry topic that lacks partition: an input
+// topic grew, and those topics are co-partitioned with it. It returns an error either way,
+// so the restore is tried again (and succeeds once the partition exists).
+func (p *Processor) growTopic(ctx context.Context, topic string, partition int32) error {
+	missing := fmt.Errorf("topic %s has no partition %d, which an input topic has (they must be co-partitioned)", topic, partition)
+	cl, err := kgo.NewClient(p.cfg.ClientOpts...)
+	if err != nil {
+		return fmt.Errorf("%w; cannot create admin client: %w", missing, err)
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).UpdatePartitions(ctx, int(partition)+1, topic)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		p.log.Error("cannot add partitions to a co-partitioned topic: add them by hand", "topic", topic, "partitions", partition+1, "err", err)
+		return fmt.Errorf("%w; adding partitions failed: %w", missing, err)
+	}
+	p.log.Warn("added partitions to a co-partitioned topic, as an input topic has more", "topic", topic, "partitions", partition+1)
+	return fmt.Errorf("%w; partitions added, retrying", missing)
 }
 
 // restoreStall is how long a restore waits for the next record before it gives up (and

@@ -9,7 +9,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// classify is the one place that decides what an attempt's outcome means (DESIGN §5).
+// classify is the one place that decides what an attempt's outcome means (see "Delivery
+// outcome" in docs/design.md).
 // status is the response status, or 0 when no usable response arrived; err is the
 // transport error, nil when a complete response arrived.
 func classify(status int, err error) (delivered, retryable bool) {
