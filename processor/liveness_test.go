@@ -96,7 +96,7 @@ func flappingEvent(k, seq int) *kgo.Record {
 type panicSink struct{}
 
 func (panicSink) Deliver(context.Context, *hooks.Event, *sinks.Lane) sinks.Result { panic("boom") }
-func (panicSink) Handler() string                                                  { return "webhook" }
+func (panicSink) Handler() string                                                 { return "webhook" }
 
 // TestPanicInADeliveryDeadLettersIt: a hook whose delivery panics costs that delivery a
 // dead letter (internal_error), not the process nor the record's other hooks: the other
