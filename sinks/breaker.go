@@ -139,8 +139,8 @@ type breakerConfig struct {
 // which is set again when it closes or turns half-open.
 type breaker struct {
 	cfg        breakerConfig
-	epoch      time.Time // openUntil counts from here, on the monotonic clock
-	err        error     // ErrCircuitOpen wrapped with what is open (destination or hook)
+	epoch      time.Time        // openUntil counts from here, on the monotonic clock
+	err        error            // ErrCircuitOpen wrapped with what is open (destination or hook)
 	rejections *metrics.Counter // nil for a hook's breaker
 
 	state     atomic.Int32
