@@ -44,7 +44,7 @@ func TestCommitsProgressUnderSteadyGatedLoad(t *testing.T) {
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
 		for seq := 0; ctx.Err() == nil; seq++ {
-			cl.Produce(ctx, flappingEvent(seq%20, seq), nil)
+			cl.Produce(ctx, flappingEvent(seq, 20), nil)
 			select {
 			case <-tick.C:
 			case <-ctx.Done():
@@ -84,10 +84,11 @@ func TestOversizedRecordDoesNotFreezeTheCommitPoint(t *testing.T) {
 	}
 }
 
-// flappingEvent is a health event of upstream u-k whose health flips with seq, so that an
-// on_change hook fires on every one.
-func flappingEvent(k, seq int) *kgo.Record {
-	health := [2]string{"healthy", "unhealthy"}[seq/20%2]
+// flappingEvent is event seq of keys upstreams taking turns: upstream u-(seq%keys), whose
+// health flips at each of its events, so that an on_change hook fires on every one.
+func flappingEvent(seq, keys int) *kgo.Record {
+	k := seq % keys
+	health := [2]string{"healthy", "unhealthy"}[seq/keys%2]
 	return &kgo.Record{Key: []byte(fmt.Sprintf("u-%d", k)), Value: fmt.Appendf(nil,
 		`{"source":"balancer","event":"health","data":{"upstream_id":"u-%d","ip":"10.0.0.7","port":8000,"hostname":"api.internal","health":%q,"seq":%d}}`, k, health, seq)}
 }
