@@ -3,7 +3,7 @@ package processor_test
 import (
 	"context"
 	"errors"
-		"math/rand/v2"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
