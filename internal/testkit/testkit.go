@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,11 +68,12 @@ type Receiver struct {
 	// RespondHeaders adds response headers to the n-th request; may be nil.
 	RespondHeaders func(n int) map[string]string
 
-	mu      sync.Mutex
-	n       int
-	reqs    []*Request
-	changed chan struct{}
-	srv     *fasthttp.Server
+	inFlight atomic.Int64
+	mu       sync.Mutex
+	n        int
+	reqs     []*Request
+	changed  chan struct{}
+	srv      *fasthttp.Server
 }
 
 // NewReceiver starts a receiver, stopped when the test ends.
@@ -89,6 +91,8 @@ func NewReceiver(t testing.TB) *Receiver {
 }
 
 func (rc *Receiver) handle(ctx *fasthttp.RequestCtx) {
+	rc.inFlight.Add(1)
+	defer rc.inFlight.Add(-1)
 	r := &Request{
 		Method:  string(ctx.Method()),
 		Path:    string(ctx.RequestURI()),
@@ -120,6 +124,9 @@ func (rc *Receiver) handle(ctx *fasthttp.RequestCtx) {
 	rc.changed = make(chan struct{})
 	rc.mu.Unlock()
 }
+
+// InFlight returns how many requests are being answered now.
+func (rc *Receiver) InFlight() int { return int(rc.inFlight.Load()) }
 
 // Requests returns a copy of what arrived so far, in arrival order.
 func (rc *Receiver) Requests() []*Request {
