@@ -262,7 +262,11 @@ func (in *Ingest) ingest(ctx *fasthttp.RequestCtx) {
 	recs, line, err := in.records(ctx.PostBody(), ndjson, string(idemKey))
 	switch {
 	case err != nil:
-		in.answer(ctx, fasthttp.StatusBadRequest, ingestBadLine{Message: fmt.Sprintf("line %d: %v", line, err), Line: line})
+		status := fasthttp.StatusBadRequest
+		if errors.Is(err, hooks.ErrOversize) {
+			status = fasthttp.StatusRequestEntityTooLarge // as documented: an event over --max-event-bytes
+		}
+		in.answer(ctx, status, ingestBadLine{Message: fmt.Sprintf("line %d: %v", line, err), Line: line})
 		return
 	case len(recs) == 0:
 		in.answer(ctx, fasthttp.StatusBadRequest, ingestMessage{"no events: the request body is empty"})

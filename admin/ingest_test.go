@@ -296,9 +296,16 @@ func TestIngestBadLine(t *testing.T) {
 	big := append([]string(nil), lines...)
 	big[1] = `{"source":"s","event":"e","data":{"pad":"` + strings.Repeat("x", 200) + `"}}`
 	r := e.post("/events", "application/x-ndjson", strings.Join(big, "\n"))
-	r.expect(t, http.StatusBadRequest, map[string]any{"line": 2.0})
+	// An event over --max-event-bytes is 413, as the README's answer table says.
+	r.expect(t, http.StatusRequestEntityTooLarge, map[string]any{"line": 2.0})
 	if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "line 2: record value exceeds the size limit") {
 		t.Errorf("message %q", msg)
+	}
+	// curl -d without -H 'content-type: …' sends a form content type: 415, also in the table.
+	r = e.post("/events", "application/x-www-form-urlencoded", lines[0])
+	r.expect(t, http.StatusUnsupportedMediaType, nil)
+	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "application/x-ndjson") {
+		t.Errorf("415 message %q does not say what to send", msg)
 	}
 	e.post("/events", "application/json", `{"source":"s","event":"e","data":[]}`).expect(t, http.StatusBadRequest,
 		map[string]any{"message": `line 1: envelope has no "data" object: "data" is an array`, "line": 1.0})
