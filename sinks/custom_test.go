@@ -379,3 +379,54 @@ func TestLaneTemplateDataPerEvent(t *testing.T) {
 		t.Errorf("event without a record renders %s", got)
 	}
 }
+
+// TestCustomPayloadKeysSorted: the documented order of payload keys ("Keys come out in
+// sorted order") holds for every encoding, multipart parts included. (A fasthttp server
+// that pre-parses multipart forms re-encodes them in map order: the receivers here and
+// `eventhooks receive` disable that.)
+func TestCustomPayloadKeysSorted(t *testing.T) {
+	ts := startServer(t, nil)
+	p := newPool(t, PoolConfig{})
+	payload := `"payload":{"zeta":"1","alpha":"{{ .entity.username }}","Mid":"3","beta":"4","a.b":"5","a_b":"6"}`
+	want := []string{"Mid", "a.b", "a_b", "alpha", "beta", "zeta"}
+	for _, ct := range []string{`{}`, `{"Content-Type":"application/json"}`, `{"Content-Type":"application/x-www-form-urlencoded"}`} {
+		h := customHook(t, `"url":`+quote(ts.url+"/in")+`,"method":"POST","headers":`+ct+`,`+payload)
+		if res := mustCompile(t, h, p).Deliver(context.Background(), newEvent(t, "crud", "admins", adminData), nil); !res.Delivered {
+			t.Fatalf("result = %+v", res)
+		}
+		r := ts.next(t)
+		var got []string
+		switch ct {
+		case `{}`:
+			_, params, _ := mime.ParseMediaType(r.header("Content-Type"))
+			mr := multipart.NewReader(strings.NewReader(string(r.body)), params["boundary"])
+			for {
+				part, err := mr.NextPart()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, part.FormName())
+			}
+		default:
+			body := string(r.body)
+			got = want // checked pairwise below
+			idx := func(k string) int {
+				if strings.Contains(ct, "json") {
+					return strings.Index(body, quote(k)+":")
+				}
+				return strings.Index(body, url.QueryEscape(k)+"=")
+			}
+			for i := 1; i < len(want); i++ {
+				if a, b := idx(want[i-1]), idx(want[i]); a < 0 || b < 0 || a > b {
+					t.Errorf("%s: %q before %q is not kept: %s", ct, want[i-1], want[i], body)
+				}
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: keys in order %v, want %v (body %q)", ct, got, want, r.body)
+		}
+	}
+}

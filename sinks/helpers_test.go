@@ -52,7 +52,8 @@ func startServer(t testing.TB, handle fasthttp.RequestHandler) *testServer {
 	}
 	ts := &testServer{addr: ln.Addr().String(), reqs: make(chan received, 1024)}
 	ts.url = "http://" + ts.addr
-	ts.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	// DisablePreParseMultipartForm: else PostBody re-encodes a multipart body in map order.
+	ts.srv = &fasthttp.Server{DisablePreParseMultipartForm: true, Handler: func(ctx *fasthttp.RequestCtx) {
 		r := received{
 			method:  string(ctx.Method()),
 			uri:     string(ctx.RequestURI()),

@@ -23,7 +23,10 @@ type ReceiveCmd struct {
 // Run serves until SIGINT/SIGTERM.
 func (c *ReceiveCmd) Run(log *slog.Logger) error {
 	var mu sync.Mutex
-	srv := &fasthttp.Server{Name: "eventhooks-receive", Handler: func(ctx *fasthttp.RequestCtx) {
+	// DisablePreParseMultipartForm: otherwise fasthttp parses a multipart body into a map
+	// and PostBody re-encodes it in map order, so the parts printed would not be the parts
+	// sent (webhook-custom sends them in sorted order).
+	srv := &fasthttp.Server{Name: "eventhooks-receive", DisablePreParseMultipartForm: true, Handler: func(ctx *fasthttp.RequestCtx) {
 		var hdrs []string
 		for k, v := range ctx.Request.Header.All() {
 			hdrs = append(hdrs, fmt.Sprintf("  %s: %s", k, v))

@@ -84,7 +84,7 @@ func NewReceiver(t testing.TB) *Receiver {
 		t.Fatal(err)
 	}
 	rc := &Receiver{URL: "http://" + ln.Addr().String(), changed: make(chan struct{})}
-	rc.srv = &fasthttp.Server{Handler: rc.handle, Concurrency: 4096}
+	rc.srv = &fasthttp.Server{Handler: rc.handle, Concurrency: 4096, DisablePreParseMultipartForm: true} // bodies as sent
 	go func() { _ = rc.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = rc.srv.Shutdown() })
 	return rc
