@@ -135,6 +135,39 @@ func TestCreateDuplicateID(t *testing.T) {
 	}
 }
 
+// TestHookNamesUnique: a name is taken once (409, Kong's unique violation), through the
+// hooks topic on a real broker, by POST, PUT and PATCH alike; a hook keeps its own name.
+func TestHookNamesUnique(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.create(`{"name":"slack-unhealthy-targets","source":"balancer","event":"health","handler":"log"}`)
+	want := map[string]any{"code": 5.0, "name": "unique constraint violation",
+		"message": `UNIQUE violation detected on '{name="slack-unhealthy-targets"}'`,
+		"fields":  map[string]any{"name": "slack-unhealthy-targets"}}
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/event-hooks", `{"name":"slack-unhealthy-targets","source":"crud","handler":"log"}`},
+		{"PUT", "/event-hooks/" + uuid.NewString(), `{"name":"slack-unhealthy-targets","source":"crud","handler":"log"}`},
+	} {
+		if got := e.expect(http.StatusConflict, tc.method, tc.path, tc.body).json(t); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: 409 body = %v, want %v", tc.method, got, want)
+		}
+	}
+	b := e.create(`{"name":"other","source":"crud","handler":"log"}`)
+	if got := e.expect(http.StatusConflict, "PATCH", "/event-hooks/"+b, `{"name":"slack-unhealthy-targets"}`).json(t); !reflect.DeepEqual(got, want) {
+		t.Errorf("PATCH: 409 body = %v", got)
+	}
+	// Its own name is no conflict; hooks without a name never conflict.
+	e.expect(http.StatusOK, "PATCH", "/event-hooks/"+a, `{"snooze":5}`)
+	e.expect(http.StatusOK, "PUT", "/event-hooks/"+a, `{"name":"slack-unhealthy-targets","source":"balancer","handler":"log"}`)
+	e.create(`{"source":"crud","handler":"log"}`)
+	e.create(`{"source":"crud","handler":"log"}`)
+	// A freed name can be taken again.
+	e.expect(http.StatusNoContent, "DELETE", "/event-hooks/"+a, "")
+	e.expect(http.StatusOK, "PATCH", "/event-hooks/"+b, `{"name":"slack-unhealthy-targets"}`)
+	if n := len(e.store.Snapshot().Hooks); n != 3 {
+		t.Errorf("%d hooks stored, want 3", n)
+	}
+}
+
 func TestFormBodies(t *testing.T) {
 	e := newEnv(t, nil)
 	form := url.Values{"source": {"crud"}, "event": {"consumers"}, "handler": {"webhook"},

@@ -163,6 +163,9 @@ func (s *Server) writeHook(ctx *fasthttp.RequestCtx, status int, build func(*hoo
 		if err := s.validate(h); err != nil {
 			return err
 		}
+		if err := nameTaken(s.cfg.Store.Snapshot(), h); err != nil {
+			return err
+		}
 		s.warn(ctx, h)
 		if err := s.cfg.Store.Put(wctx, h); err != nil {
 			return err
@@ -208,6 +211,26 @@ func (s *Server) warn(ctx *fasthttp.RequestCtx, h *hooks.Hook) {
 		ctx.Response.Header.Set("Warning", `299 eventhooks "`+strings.ReplaceAll(msg, `"`, `'`)+`"`)
 		s.log.Warn("hook accepted with a warning", "hook_id", h.ID, "warning", msg)
 	}
+}
+
+// nameTaken returns Kong's 409 when another hook already has h's name: people and
+// tooling refer to hooks by name. A hook keeps a name it already has, so hooks that an
+// older version let share a name can still be changed (writes are serialised per
+// instance: two instances creating the same name at the same moment can both succeed).
+func nameTaken(snap *hooks.Snapshot, h *hooks.Hook) error {
+	if h.Name == nil || *h.Name == "" {
+		return nil
+	}
+	if old, ok := snap.Get(h.ID); ok && old.Name != nil && *old.Name == *h.Name {
+		return nil
+	}
+	for _, o := range snap.Hooks {
+		if o.ID != h.ID && o.Name != nil && *o.Name == *h.Name {
+			return &apiError{status: fasthttp.StatusConflict, Code: codeUniqueViolation, Name: "unique constraint violation",
+				Message: fmt.Sprintf(`UNIQUE violation detected on '{name="%s"}'`, *h.Name), Fields: map[string]string{"name": *h.Name}}
+		}
+	}
+	return nil
 }
 
 // uniqueViolation is Kong's 409 for an id that exists.
