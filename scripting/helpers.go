@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"github.com/eventhooks/eventhooks/internal/jsonx"
 	"math"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -45,6 +46,9 @@ func funcMap(limit int) template.FuncMap {
 		"join":        func(sep, list any) (string, error) { return joinHelper(sep, list, limit) },
 		"replace":     func(old, new, s any) (string, error) { return replaceHelper(old, new, s, limit) },
 		"quote":       func(v any) string { return string(appendJSONString(nil, toString(v))) },
+		// urlpath escapes a URL path segment: "a b/c" → "a%20b%2Fc" (urlquery gives
+		// "a+b%2Fc", and in a path "+" is a plus).
+		"urlpath": func(v any) string { return url.PathEscape(toString(v)) },
 
 		fnField: fieldHelper,
 		fnPrint: printHelper,

@@ -80,6 +80,7 @@ func TestTemplateRender(t *testing.T) {
 		{"join", `{{ join ", " .entity.tags }}`, "a, b"},
 		{"replace", `{{ replace "a" "o" "banana" }} {{ .operation | replace "e" "E" }}`, "bonono crEatE"},
 		{"quote", `{{ quote .text }}`, `"say \"hi\"\n<b>&"`},
+		{"urlpath escapes a path segment", `/users/{{ urlpath "a b/c+d?é" }}?q={{ urlquery "a b/c" }}`, "/users/a%20b%2Fc+d%3F%C3%A9?q=a+b%2Fc"},
 		{"now", `{{ now }} {{ unix_now }}`, "2026-11-27T07:00:00Z 1795762800"},
 		{"printf", `{{ printf "%05d" .port }}`, "08000"},
 		{"len", `{{ len .entity.tags }}`, "2"},

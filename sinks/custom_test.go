@@ -241,6 +241,14 @@ func TestCustomTemplatedURL(t *testing.T) {
 	if r := ts.next(t); r.uri != "/users/ada+lovelace%2Fx?op=create" {
 		t.Errorf("uri = %q", r.uri)
 	}
+	// urlpath is the path-segment escape: a space is %20 there ("+" is a plus in a path).
+	h = customHook(t, `"url":`+quote(ts.url+"/users/{{ .entity.username | urlpath }}?op={{ .operation | urlquery }}")+`,"method":"POST"`)
+	if res := mustCompile(t, h, p).Deliver(context.Background(), newEvent(t, "crud", "admins", data), nil); !res.Delivered {
+		t.Fatalf("result = %+v", res)
+	}
+	if r := ts.next(t); r.uri != "/users/ada%20lovelace%2Fx?op=create" {
+		t.Errorf("urlpath: uri = %q", r.uri)
+	}
 	// A value that moves the request to another host is a destination computed per
 	// event: bounded by MaxDestinations, and never sent to the configured host's client.
 	other := startServer(t, nil)
