@@ -319,6 +319,19 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestPatchConfigMaps pins what the README says PATCH does: config is merged key by key,
+// and a map inside it (headers) is replaced whole, as Kong does with map fields — so a
+// header can be removed by sending the map without it.
+func TestPatchConfigMaps(t *testing.T) {
+	e := newEnv(t, nil)
+	id := e.create(`{"source":"crud","handler":"webhook","config":{"url":"https://example.com/hook","headers":{"A":"1","B":"2"}}}`)
+	got := e.expect(http.StatusOK, "PATCH", "/event-hooks/"+id, `{"config":{"headers":{"B":"3"}}}`).json(t)
+	cfg := got["config"].(map[string]any)
+	if cfg["url"] != "https://example.com/hook" || !reflect.DeepEqual(cfg["headers"], map[string]any{"B": "3"}) {
+		t.Errorf("PATCH config = %v, want url kept and headers replaced by {B:3}", cfg)
+	}
+}
+
 func TestNotFoundAndMethods(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, tc := range []struct {
