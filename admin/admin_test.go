@@ -192,6 +192,15 @@ func TestFormBodies(t *testing.T) {
 	if got := r.json(t); got["handler"] != "log" || got["source"] != "crud" {
 		t.Errorf("JSON sent as a form: %s", r.body)
 	}
+	// A source's fields and unique are lists in a form as a hook's tags are: one value
+	// without [] is a list of one.
+	form = url.Values{"fields": {"invoice"}, "unique[]": {"invoice"}, "description": {"paid"}}
+	r = e.expect(http.StatusOK, "PUT", "/event-hooks/sources/billing/invoice-paid", form.Encode(),
+		"Content-Type", "application/x-www-form-urlencoded")
+	if info := e.store.Snapshot().Sources["billing"]["invoice-paid"]; !reflect.DeepEqual(info.Fields, []string{"invoice"}) ||
+		!reflect.DeepEqual(info.Unique, []string{"invoice"}) || info.Description != "paid" {
+		t.Errorf("form source registration stored %+v (answer %s)", info, r.body)
+	}
 	r = e.expect(http.StatusUnsupportedMediaType, "POST", "/event-hooks", "source=crud", "Content-Type", "text/plain")
 	if !strings.Contains(r.json(t)["message"].(string), "text/plain") {
 		t.Errorf("415 body %s", r.body)

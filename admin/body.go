@@ -20,12 +20,17 @@ var formTypes = map[string]string{
 	"tags": "array", "config.functions": "array",
 }
 
+// sourceFormTypes are the non-string fields of a source registration's flat form:
+// `fields=invoice` is a list of one, as `tags=a` is for a hook.
+var sourceFormTypes = map[string]string{"fields": "array", "unique": "array"}
+
 // arraySuffix matches Kong's array notations in form keys: "tags[]", "config.functions[1]".
 var arraySuffix = regexp.MustCompile(`\[\d*\]$`)
 
 // readBody returns the request body as JSON. JSON bodies pass through; flat Kong forms
-// (application/x-www-form-urlencoded) are converted, typed as hook fields when typed is set.
-func readBody(ctx *fasthttp.RequestCtx, typed bool) ([]byte, error) {
+// (application/x-www-form-urlencoded) are converted, the fields named in types typed as
+// given there (formTypes for hooks, sourceFormTypes for sources; nil: all strings).
+func readBody(ctx *fasthttp.RequestCtx, types map[string]string) ([]byte, error) {
 	ct := string(ctx.Request.Header.ContentType())
 	if ct == "" {
 		return ctx.PostBody(), nil
@@ -42,7 +47,7 @@ func readBody(ctx *fasthttp.RequestCtx, typed bool) ([]byte, error) {
 			// curl -d '{…}' sends JSON under this type; no Kong form starts with "{".
 			return ctx.PostBody(), nil
 		}
-		return formToJSON(ctx.PostArgs(), typed)
+		return formToJSON(ctx.PostArgs(), types)
 	}
 	return nil, &apiError{status: fasthttp.StatusUnsupportedMediaType,
 		Message: "unsupported Content-Type '" + mt + "': use application/json or application/x-www-form-urlencoded"}
@@ -56,16 +61,13 @@ func looksLikeJSONObject(b []byte) bool {
 
 // formToJSON turns "config.url=…&tags[]=a" into {"config":{"url":"…"},"tags":["a"]}.
 // An empty value is null, as in Kong.
-func formToJSON(args *fasthttp.Args, typed bool) ([]byte, error) {
+func formToJSON(args *fasthttp.Args, types map[string]string) ([]byte, error) {
 	root := map[string]any{}
 	for k, v := range args.All() {
 		key := string(k)
 		isArray := arraySuffix.MatchString(key)
 		key = arraySuffix.ReplaceAllString(key, "")
-		kind := ""
-		if typed {
-			kind = formTypes[key]
-		}
+		kind := types[key]
 		setPath(root, strings.Split(key, "."), formValue(string(v), kind), isArray || kind == "array")
 	}
 	return json.Marshal(root)

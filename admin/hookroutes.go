@@ -58,7 +58,7 @@ func (s *Server) getHook(ctx *fasthttp.RequestCtx, p params) error {
 
 // POST /event-hooks
 func (s *Server) createHook(ctx *fasthttp.RequestCtx, _ params) error {
-	body, err := readBody(ctx, true)
+	body, err := readBody(ctx, formTypes)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (s *Server) createHook(ctx *fasthttp.RequestCtx, _ params) error {
 
 // PATCH /event-hooks/{id}
 func (s *Server) patchHook(ctx *fasthttp.RequestCtx, p params) error {
-	body, err := readBody(ctx, true)
+	body, err := readBody(ctx, formTypes)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (s *Server) putHook(ctx *fasthttp.RequestCtx, p params) error {
 	if !ok {
 		return schemaViolation("id", "expected a uuid")
 	}
-	body, err := readBody(ctx, true)
+	body, err := readBody(ctx, formTypes)
 	if err != nil {
 		return err
 	}
@@ -248,7 +248,7 @@ func (s *Server) testHook(ctx *fasthttp.RequestCtx, p params) error {
 	if err != nil {
 		return err
 	}
-	data, err := readBody(ctx, false)
+	data, err := readBody(ctx, nil)
 	if err != nil {
 		return err
 	}

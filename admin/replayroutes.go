@@ -18,7 +18,7 @@ func (s *Server) startReplay(ctx *fasthttp.RequestCtx, _ params) error {
 	if s.cfg.Replays == nil {
 		return errNotImplemented
 	}
-	body, err := readBody(ctx, false)
+	body, err := readBody(ctx, nil)
 	if err != nil {
 		return err
 	}

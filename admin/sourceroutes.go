@@ -51,7 +51,7 @@ func (s *Server) putEvent(ctx *fasthttp.RequestCtx, p params) error {
 	if err := s.notBuiltin(p); err != nil {
 		return err
 	}
-	raw, err := readBody(ctx, false)
+	raw, err := readBody(ctx, sourceFormTypes)
 	if err != nil {
 		return err
 	}
