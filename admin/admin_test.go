@@ -2,15 +2,18 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -528,7 +531,9 @@ func TestTestAndPing(t *testing.T) {
 	}
 
 	pinged := make(chan string, 1)
+	logs := &syncBuffer{}
 	e = newEnv(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.Test = func(_ context.Context, h *hooks.Hook, data []byte) (any, error) {
 			var d map[string]any
 			if err := json.Unmarshal(data, &d); err != nil {
@@ -561,7 +566,20 @@ func TestTestAndPing(t *testing.T) {
 		t.Errorf("502 body %v", got)
 	}
 	e.expect(http.StatusBadRequest, "POST", "/event-hooks/"+id+"/test", `{"invalid":1}`)
-	e.expect(http.StatusBadRequest, "POST", "/event-hooks/"+id+"/test", `[1]`)
+	// Data that is not an object: a 400 in JSON's terms, not Go's.
+	for body, what := range map[string]string{`[1]`: "got an array", `"x"`: "got a string", `42`: "got a number",
+		`null`: "got null", `{"a":`: "invalid JSON"} {
+		got := e.expect(http.StatusBadRequest, "POST", "/event-hooks/"+id+"/test", body).json(t)
+		msg, _ := got["message"].(string)
+		if !strings.Contains(msg, "expected a JSON object as event data") || !strings.Contains(msg, what) ||
+			strings.Contains(msg, "Go value") || strings.Contains(msg, "map[") {
+			t.Errorf("/test %s: message %q, want one saying %q", body, msg, what)
+		}
+	}
+	// A failed /test is the destination's failure: logged, but not at error level.
+	if l := logs.String(); strings.Contains(l, "level=ERROR") || !strings.Contains(l, "connection refused") {
+		t.Errorf("logs after a failed /test:\n%s", l)
+	}
 	e.expect(http.StatusNotFound, "POST", "/event-hooks/"+uuid.NewString()+"/test", `{}`)
 
 	e.expect(http.StatusOK, "GET", "/event-hooks/"+id+"/ping", "")
@@ -572,6 +590,24 @@ func TestTestAndPing(t *testing.T) {
 		t.Errorf("ping log hook: %v", got)
 	}
 	e.expect(http.StatusNotFound, "GET", "/event-hooks/"+uuid.NewString()+"/ping", "")
+}
+
+// syncBuffer is a bytes.Buffer for a logger on another goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // failingStore wraps a real store and makes its hook writes fail.

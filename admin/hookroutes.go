@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -255,9 +256,8 @@ func (s *Server) testHook(ctx *fasthttp.RequestCtx, p params) error {
 	if len(data) == 0 {
 		data = []byte("{}")
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return schemaViolation("@entity", "expected a JSON object as event data: "+err.Error())
+	if err := testData(data); err != nil {
+		return err
 	}
 	cctx, cancel := context.WithTimeout(s.base, s.callTimeout(h))
 	defer cancel()
@@ -266,6 +266,37 @@ func (s *Server) testHook(ctx *fasthttp.RequestCtx, p params) error {
 		return callError(err)
 	}
 	return respond(ctx, fasthttp.StatusOK, res)
+}
+
+// testData checks that the body of /test is an event's data: a JSON object. The 400 says
+// what was posted instead, in JSON's terms.
+func testData(data []byte) error {
+	const want = "expected a JSON object as event data (the event's data, as in the envelope's \"data\")"
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return schemaViolation("@entity", fmt.Sprintf("%s: invalid JSON at byte %d: %s", want, se.Offset, se.Error()))
+		}
+		return schemaViolation("@entity", want+": invalid JSON")
+	}
+	var kind string
+	switch t := bytes.TrimLeft(data, " \t\r\n"); t[0] {
+	case '{':
+		return nil
+	case '[':
+		kind = "an array"
+	case '"':
+		kind = "a string"
+	case 't', 'f':
+		kind = "a boolean"
+	case 'n':
+		kind = "null"
+	default:
+		kind = "a number"
+	}
+	return schemaViolation("@entity", want+", got "+kind)
 }
 
 // GET /event-hooks/{id}/ping: webhook hooks only, as in Kong.

@@ -79,7 +79,13 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		ae = &apiError{status: fasthttp.StatusInternalServerError, Message: err.Error()}
 	}
-	if ae.status >= 500 && ae.status != fasthttp.StatusNotImplemented {
+	switch {
+	case ae.status == fasthttp.StatusBadGateway:
+		// /test or /ping reached a destination that failed: the answer says how, and it is
+		// the destination's failure, not this server's.
+		s.log.Info("admin request: hook call failed", "method", string(ctx.Method()), "path", string(ctx.Path()),
+			"status", ae.status, "err", err)
+	case ae.status >= 500 && ae.status != fasthttp.StatusNotImplemented:
 		s.log.Error("admin request failed", "method", string(ctx.Method()), "path", string(ctx.Path()),
 			"status", ae.status, "err", err)
 	}
