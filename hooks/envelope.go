@@ -275,7 +275,9 @@ func (d *Decoder) Decode(r *kgo.Record, ev *Event) error {
 	if err := setTime(ev, env.time.str()); err != nil {
 		return err
 	}
-	if len(h.src) > 0 && len(h.ev) > 0 && (string(h.src) != ev.Source || string(h.ev) != ev.Event) {
+	// Headers name both source and event or neither: one alone is a mismatch too (a
+	// producer that sets only eh-source has a bug the docs promise to report).
+	if (len(h.src) > 0 || len(h.ev) > 0) && (string(h.src) != ev.Source || string(h.ev) != ev.Event) {
 		return ErrHeaderMismatch
 	}
 	d.notePair(ev.Source, ev.Event)

@@ -61,6 +61,14 @@ func TestDecode(t *testing.T) {
 			name: "header mismatch", value: `{"source":"crud","event":"consumers","data":{}}`,
 			headers: hdrs(HeaderSource, "crud", HeaderEvent, "routes"), err: ErrHeaderMismatch,
 		},
+		{
+			name: "only eh-source", value: `{"source":"crud","event":"consumers","data":{}}`,
+			headers: hdrs(HeaderSource, "crud"), err: ErrHeaderMismatch,
+		},
+		{
+			name: "only eh-event", value: `{"source":"crud","event":"consumers","data":{}}`,
+			headers: hdrs(HeaderEvent, "consumers"), err: ErrHeaderMismatch,
+		},
 		{name: "oversize", value: `{"source":"x","event":"y","data":{"pad":"` + strings.Repeat("a", 2000) + `"}}`, err: ErrOversize},
 		{name: "ce without type", value: `{}`, headers: hdrs(HeaderCESource, "s"), err: ErrMissingEvent},
 	}
