@@ -220,6 +220,7 @@ func (s *service) run() error {
 		return err
 	}
 	defer c.close()
+	probe := newBrokerProbe(c.storeCl)
 	jobs := processor.NewReplayJobs(c.proc, func(id string) bool { _, ok := c.store.Snapshot().Get(id); return ok })
 	defer jobs.Close()
 	api, err := admin.New(admin.Config{
@@ -228,7 +229,7 @@ func (s *service) run() error {
 		Store:   c.store, Catalogue: c.cat, Logger: s.log,
 		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
 		Warn:  c.destinationWarning,
-		Ready: readiness(c.store, c.proc),
+		Ready: readiness(c.store, c.proc, probe),
 		Test:  sinks.Tester{Pool: c.pool, Logger: s.log}.Test,
 		Ping:  sinks.Tester{Pool: c.pool, Logger: s.log}.Ping,
 		Token: s.admin.AdminToken, MetricsToken: s.admin.MetricsToken,
@@ -239,6 +240,7 @@ func (s *service) run() error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.store.Run(gctx) })
+	g.Go(func() error { return probe.run(gctx) })
 	g.Go(func() error {
 		s.log.Info("admin API listening", "addr", "http://"+s.admin.AdminAddr)
 		return api.ListenAndServe(s.admin.AdminAddr)
@@ -334,18 +336,4 @@ func checkListener(addrFlag, addr, tokenFlag, token, what string) error {
 	}
 	env := "EVENTHOOKS_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(tokenFlag, "--"), "-", "_"))
 	return fmt.Errorf("%s %s is not a loopback address: set %s (%s) to protect %s", addrFlag, addr, tokenFlag, env, what)
-}
-
-func readiness(store *hooks.Store, proc *processor.Processor) func() (bool, string) {
-	return func() (bool, string) {
-		select {
-		case <-store.Loaded():
-		default:
-			return false, "hooks not loaded yet"
-		}
-		if !proc.Joined() {
-			return false, "consumer group not joined yet"
-		}
-		return true, ""
-	}
 }
