@@ -28,7 +28,7 @@ lint: vet
 
 ## bench: hot-path Go benchmarks, then the end-to-end bench with its baselines
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./sinks/ ./scripting/ ./internal/jsonx/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./hooks/ ./processor/ ./processor/gates/ ./sinks/ ./scripting/ ./internal/jsonx/
 	$(GO) run ./cmd/eventhooks bench --baseline --log-level warn
 
 ## fuzz: each fuzz target for FUZZTIME (decoders, encoders, templates, JS inputs, fingerprints)
@@ -42,7 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLambdaInput$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzLazyStringify$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzExactMembers$$' -fuzztime $(FUZZTIME) ./scripting/
-	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./processor/
+	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./processor/gates/
 
 clean:
 	rm -rf bin .eventhooks

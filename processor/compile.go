@@ -6,6 +6,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/processor/gates"
 	"github.com/eventhooks/eventhooks/sinks"
 )
 
@@ -14,7 +15,7 @@ type compiledHook struct {
 	hook   *hooks.Hook
 	logKey string // throttle key of its delivery failures
 	sink   sinks.Sink
-	gate   gateSpec
+	gate   gates.Spec
 	m      *hookMetrics
 }
 
@@ -70,7 +71,7 @@ func (m *hookMetrics) unregister() {
 
 // gatedCounter returns the counter of events dropped by a gate for reason.
 func (m *hookMetrics) gatedCounter(reason string) *metrics.Counter {
-	if reason == "unchanged" {
+	if reason == gates.ReasonUnchanged {
 		return m.gatedSame
 	}
 	return m.gatedSnooze
@@ -134,7 +135,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 				b.onError(h, err)
 				continue
 			}
-			ch = &compiledHook{hook: h, sink: sink, m: m, gate: newGateSpec(h, b.uniqueFields(h)), logKey: "deliver:" + h.ID}
+			ch = &compiledHook{hook: h, sink: sink, m: m, gate: gates.NewSpec(h, b.uniqueFields(h)), logKey: "deliver:" + h.ID}
 		}
 		nextCompiled[h.Version()] = ch
 		entries = append(entries, hooks.IndexEntry[*compiledHook]{Source: h.Source, Event: h.EventName(), Value: ch})

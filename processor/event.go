@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/processor/gates"
 )
 
 // The per-event path, top-down: route (headers) or decode (value), match the hook index,
@@ -77,38 +78,38 @@ func (l *lane) handleSafely(r *kgo.Record) (done bool) {
 func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 	spec := &ch.gate
 	d := l.delivery()
-	if !spec.active() || l.gates == nil {
+	if !spec.Active() || l.gates == nil {
 		return p.serve(d, ch)
 	}
 	now := p.cfg.Now()
 	var fp uint64
-	if spec.needsFingerprint() {
-		fp = fingerprint(l.ev.Data(), spec.unique)
+	if spec.NeedsFingerprint() {
+		fp = spec.Fingerprint(l.ev.Data())
 	}
 	key := l.ev.Key
-	if spec.hookScoped() {
+	if spec.HookScoped() {
 		key = nil
-		if ok, reason := p.shared.check(spec, ch.hook.ID, key, fp, now); !ok {
+		if ok, reason := p.shared.Check(spec, ch.hook.ID, key, fp, now); !ok {
 			ch.m.gatedCounter(reason).Inc()
 			return delivered // dropped by the gate: done
 		}
 		out := p.serve(d, ch)
 		if out == delivered {
-			p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, p.shared.fired(spec, ch.hook.ID, key, fp, now))
+			p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, p.shared.Fired(spec, ch.hook.ID, key, fp, now))
 		} else {
-			p.shared.release(spec, ch.hook.ID, key, fp)
+			p.shared.Release(spec, ch.hook.ID, key, fp)
 		}
 		return out
 	}
-	if ok, reason := l.gates.check(spec, ch.hook.ID, key, fp, now); !ok {
+	if ok, reason := l.gates.Check(spec, ch.hook.ID, key, fp, now); !ok {
 		ch.m.gatedCounter(reason).Inc()
 		return delivered
 	}
 	out := p.serve(d, ch)
 	if out == delivered {
-		before := l.gates.len()
-		p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, l.gates.fired(spec, ch.hook.ID, key, fp, now))
-		gateEntries.Add(int64(l.gates.len() - before))
+		before := l.gates.Len()
+		p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, l.gates.Fired(spec, ch.hook.ID, key, fp, now))
+		gates.AddEntries(l.gates.Len() - before)
 	}
 	return out
 }
@@ -119,15 +120,15 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 // committed. A write kgo gives up on is produced again until it lands or owner ends (the
 // partition is let go). Sweeps (expiry, deleted hooks) pass no ack: a lost tombstone
 // leaves an entry the next restore drops by its time, or that no hook matches.
-func (p *Processor) writeState(owner context.Context, ack *recordAck, partition int32, c stateChange) {
-	if c.key == nil || p.stateProd == nil {
+func (p *Processor) writeState(owner context.Context, ack *recordAck, partition int32, c gates.Change) {
+	if c.Key == nil || p.stateProd == nil {
 		if ack != nil {
 			ack.release()
 		}
 		return
 	}
 	stateWrites.Inc()
-	rec := &kgo.Record{Topic: p.cfg.StateTopic, Partition: partition, Key: c.key, Value: c.value}
+	rec := &kgo.Record{Topic: p.cfg.StateTopic, Partition: partition, Key: c.Key, Value: c.Value}
 	p.produceAsync(owner, p.stateProd, rec, "gate-state", func(_ *kgo.Record, err error) {
 		if err != nil {
 			stateWriteErrors.Inc()

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/processor/gates"
 	"github.com/eventhooks/eventhooks/sinks"
 )
 
@@ -234,7 +235,7 @@ type lane struct {
 	ev    hooks.Event
 	sinks sinks.Lane // the sinks' per-goroutine state (JS runtime, template context)
 
-	gates       *gateSet // nil on consumers without gates
+	gates       *gates.Set // nil on consumers without gates
 	lastExpire  time.Time
 	offset      int64      // of the record being handled
 	ack         *recordAck // the current record's, when a park is in flight
@@ -245,7 +246,7 @@ func newLane(w *partitionWorker) *lane {
 	p := w.c.p
 	l := &lane{w: w, in: make(chan *kgo.Record, p.cfg.LaneBuffer)}
 	l.dec.MaxBytes = p.cfg.MaxEventBytes
-	l.gates = newGateSet(max(1024, p.cfg.GateEntriesPerPartition/p.cfg.Lanes))
+	l.gates = gates.NewSet(max(1024, p.cfg.GateEntriesPerPartition/p.cfg.Lanes))
 	if cat := p.cfg.Catalogue; cat != nil {
 		l.dec.OnNewName = cat.Seen
 	}
@@ -254,7 +255,7 @@ func newLane(w *partitionWorker) *lane {
 
 func (l *lane) run() {
 	if l.gates != nil {
-		defer func() { gateEntries.Add(-int64(l.gates.len())) }()
+		defer func() { gates.AddEntries(-l.gates.Len()) }()
 	}
 	for r := range l.in {
 		if l.w.ctx.Err() != nil {

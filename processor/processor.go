@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/processor/gates"
 	"github.com/eventhooks/eventhooks/sinks"
 )
 
@@ -120,8 +121,8 @@ type Processor struct {
 	produceCtx  context.Context
 	stopProduce context.CancelFunc
 
-	shared    *sharedGates // gate state of snooze_scope "hook" hooks
-	stateProd *kgo.Client  // produces gate state to StateTopic at explicit partitions
+	shared    *gates.Shared // gate state of snooze_scope "hook" hooks
+	stateProd *kgo.Client   // produces gate state to StateTopic at explicit partitions
 }
 
 // hookSet is the compiled hook set the lanes read: the match index and, for parked
@@ -136,7 +137,7 @@ func New(cfg Config) (*Processor, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, shared: newSharedGates(cfg.GateEntriesPerPartition)}
+	p := &Processor{cfg: cfg, log: cfg.Logger, shared: gates.NewShared(cfg.GateEntriesPerPartition)}
 	p.produceCtx, p.stopProduce = context.WithCancel(context.Background())
 	p.ib = indexBuilder{
 		compile: cfg.Compile,
@@ -182,7 +183,7 @@ func (p *Processor) ApplyHooks(snap *hooks.Snapshot) {
 	for _, id := range p.ib.noteDeleted(snap) {
 		// Hook-scope records may sit in any partition: they are dropped here, and a
 		// restored one for a deleted hook never matches and ages out.
-		p.shared.dropHook(id)
+		p.shared.DropHook(id)
 	}
 	hs := p.ib.build(snap)
 	p.hs.Store(hs)

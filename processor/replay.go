@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/processor/gates"
 	"github.com/eventhooks/eventhooks/sinks"
 )
 
@@ -343,9 +344,9 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 	dec.MaxBytes = r.p.cfg.MaxEventBytes
 	var ev hooks.Event
 	var lane sinks.Lane // one per partition goroutine
-	var gates *gateSet
+	var gs *gates.Set
 	if r.rc.HonourGates {
-		gates = newGateSet(r.p.cfg.GateEntriesPerPartition)
+		gs = gates.NewSet(r.p.cfg.GateEntriesPerPartition)
 	}
 	for rec := range in {
 		if !r.pace.wait(ctx) {
@@ -355,7 +356,7 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 		if r.rc.DLQ {
 			ok = r.deadLetter(ctx, &dec, &ev, rec, &lane)
 		} else {
-			ok = r.event(ctx, &dec, &ev, rec, gates, &lane)
+			ok = r.event(ctx, &dec, &ev, rec, gs, &lane)
 		}
 		if !ok {
 			return false
@@ -368,7 +369,7 @@ func (r *replayRun) partition(ctx context.Context, part int32, in <-chan *kgo.Re
 	return ctx.Err() == nil
 }
 
-func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, gates *gateSet, lane *sinks.Lane) bool {
+func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, gs *gates.Set, lane *sinks.Lane) bool {
 	if err := dec.Decode(rec, ev); err != nil ||
 		(r.rc.Source != "" && ev.Source != r.rc.Source) || (r.rc.Event != "" && ev.Event != r.rc.Event) {
 		r.skipped.Add(1)
@@ -380,9 +381,9 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 			continue
 		}
 		matched = true
-		key, fp, gated := replayGate(gates, ch, ev)
+		key, fp, gated := replayGate(gs, ch, ev)
 		if gated {
-			if ok, _ := gates.check(&ch.gate, ch.hook.ID, key, fp, ev.Time); !ok {
+			if ok, _ := gs.Check(&ch.gate, ch.hook.ID, key, fp, ev.Time); !ok {
 				r.gated.Add(1)
 				continue
 			}
@@ -395,7 +396,7 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 			return false
 		}
 		if gated && out == delivered {
-			gates.fired(&ch.gate, ch.hook.ID, key, fp, ev.Time)
+			gs.Fired(&ch.gate, ch.hook.ID, key, fp, ev.Time)
 		}
 		r.count(ch.hook.ID)
 	}
@@ -407,15 +408,15 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 
 // replayGate returns the gate key and fingerprint of ev for ch, and whether the replay
 // gates it at all. A replay's windows run on event time, from a fresh state.
-func replayGate(gates *gateSet, ch *compiledHook, ev *hooks.Event) (key []byte, fp uint64, gated bool) {
-	if gates == nil || !ch.gate.active() {
+func replayGate(gs *gates.Set, ch *compiledHook, ev *hooks.Event) (key []byte, fp uint64, gated bool) {
+	if gs == nil || !ch.gate.Active() {
 		return nil, 0, false
 	}
-	if !ch.gate.hookScoped() {
+	if !ch.gate.HookScoped() {
 		key = ev.Key
 	}
-	if ch.gate.needsFingerprint() {
-		fp = fingerprint(ev.Data(), ch.gate.unique)
+	if ch.gate.NeedsFingerprint() {
+		fp = ch.gate.Fingerprint(ev.Data())
 	}
 	return key, fp, true
 }

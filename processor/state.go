@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/processor/gates"
 )
 
 // Gate state lives with the lane that owns the entity key and is written to the compacted
@@ -17,8 +18,6 @@ import (
 // restores exactly the state of its keys before its first record.
 
 var (
-	gateEntries     atomic.Int64
-	_               = metrics.NewGauge(`eventhooks_gate_entries`, func() float64 { return float64(gateEntries.Load()) })
 	restoreDuration = metrics.NewPrometheusHistogramExt(`eventhooks_state_restore_duration_seconds`,
 		[]float64{.001, .01, .1, .5, 1, 2.5, 5, 10, 30, 60})
 	restoreErrors = metrics.NewCounter(`eventhooks_state_restore_errors_total`)
@@ -37,21 +36,21 @@ func (l *lane) maybeExpire(now time.Time) {
 		return
 	}
 	l.lastExpire = now
-	before := l.gates.len()
+	before := l.gates.Len()
 	p := l.w.c.p
 	if deleted := p.ib.deleted.Load(); deleted != nil && len(*deleted) > l.deletedSeen {
 		for _, id := range (*deleted)[l.deletedSeen:] {
-			for _, c := range l.gates.dropHook(id) {
+			for _, c := range l.gates.DropHook(id) {
 				p.writeState(l.w.ctx, nil, l.w.partition, c)
 			}
 		}
 		l.deletedSeen = len(*deleted)
 	}
-	for _, c := range l.gates.expire(now) {
+	for _, c := range l.gates.Expire(now) {
 		p.writeState(l.w.ctx, nil, l.w.partition, c)
 	}
-	p.shared.expire(now) // every lane sweeps it too: a sweep of nothing costs one lock
-	gateEntries.Add(int64(l.gates.len() - before))
+	p.shared.Expire(now) // every lane sweeps it too: a sweep of nothing costs one lock
+	gates.AddEntries(l.gates.Len() - before)
 }
 
 // restoreState reads the state topic's partition from its start to the end offset listed
@@ -162,15 +161,15 @@ func readPartition(ctx context.Context, opts []kgo.Opt, topic string, partition 
 func (w *partitionWorker) restoreRecord(r *kgo.Record, now time.Time) {
 	p := w.c.p
 	var err error
-	if isHookScoped(r.Key) {
-		err = p.shared.restore(r.Key, r.Value, now)
-	} else if key := entityKeyOf(r.Key); key == nil {
+	if gates.IsHookScoped(r.Key) {
+		err = p.shared.Restore(r.Key, r.Value, now)
+	} else if key := gates.EntityKeyOf(r.Key); key == nil {
 		err = fmt.Errorf("unreadable state key %q", r.Key)
 	} else {
 		l := w.laneFor(&kgo.Record{Key: key})
-		before := l.gates.len()
-		err = l.gates.restore(r.Key, r.Value, now)
-		gateEntries.Add(int64(l.gates.len() - before))
+		before := l.gates.Len()
+		err = l.gates.Restore(r.Key, r.Value, now)
+		gates.AddEntries(l.gates.Len() - before)
 	}
 	if err != nil {
 		restoreErrors.Inc()

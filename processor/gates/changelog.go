@@ -1,4 +1,4 @@
-package processor
+package gates
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ import (
 //
 // Hook ids are UUIDs (no NUL byte); the entity key is last and taken as is, so any bytes
 // are fine in it, NULs included, and a record key alone (a tombstone has no value) says
-// where the entry goes: which lane (entityKeyOf) or the shared set (hook scope).
+// where the entry goes: which lane (EntityKeyOf) or the shared set (hook scope).
 //
 // Value (JSON, to be readable with any Kafka tool):
 //
@@ -57,7 +57,7 @@ type stateKey struct {
 }
 
 // appendStateKey appends the record key of the entry for (hook, key[, fp]) under spec.
-func appendStateKey(dst []byte, spec *gateSpec, hookID string, key []byte, fp uint64) []byte {
+func appendStateKey(dst []byte, spec *Spec, hookID string, key []byte, fp uint64) []byte {
 	dst = append(dst, hookID...)
 	dst = append(dst, 0)
 	if spec.scope == hooks.ScopeHook {
@@ -110,10 +110,10 @@ func parseStateKey(rk []byte) (k stateKey, ok bool) {
 	return k, true
 }
 
-// entityKeyOf returns the entity key of a state record key, so that the partition worker
+// EntityKeyOf returns the entity key of a state record key, so that the partition worker
 // can hand a restored record to the lane owning that key; nil when the record key is
-// malformed. Hook-scoped records (isHookScoped) go to the processor's sharedGates instead.
-func entityKeyOf(recordKey []byte) []byte {
+// malformed. Hook-scoped records (IsHookScoped) go to the processor's Shared instead.
+func EntityKeyOf(recordKey []byte) []byte {
 	k, ok := parseStateKey(recordKey)
 	if !ok {
 		return nil
@@ -124,8 +124,8 @@ func entityKeyOf(recordKey []byte) []byte {
 	return k.entityKey
 }
 
-// isHookScoped reports whether a state record key belongs to a hook-scoped entry.
-func isHookScoped(recordKey []byte) bool {
+// IsHookScoped reports whether a state record key belongs to a hook-scoped entry.
+func IsHookScoped(recordKey []byte) bool {
 	k, ok := parseStateKey(recordKey)
 	return ok && k.hookScope
 }

@@ -1,4 +1,4 @@
-package processor
+package gates
 
 import (
 	"bytes"
@@ -66,6 +66,10 @@ func fingerprint(data *fastjson.Value, unique []string) uint64 {
 	putFPHasher(f)
 	return h
 }
+
+// Fingerprint returns the on_change fingerprint of an event's data under the spec's
+// fingerprint fields (see fingerprint); it is worth computing only when NeedsFingerprint.
+func (s *Spec) Fingerprint(data *fastjson.Value) uint64 { return fingerprint(data, s.unique) }
 
 // fpHasher is the scratch of one fingerprint computation: the running FNV-1a state and a
 // stack of object members being ordered (each object orders the tail it appended).

@@ -1,4 +1,4 @@
-package processor
+package gates
 
 import (
 	"encoding/binary"

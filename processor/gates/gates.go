@@ -1,6 +1,7 @@
-package processor
+package gates
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -10,19 +11,19 @@ import (
 
 // Gates: snooze and on_change (docs/design.md, "Gates").
 //
-// Ownership: a gateSet belongs to one lane goroutine and is used without locks; the keys a
+// Ownership: a Set belongs to one lane goroutine and is used without locks; the keys a
 // lane sees are exactly the keys whose state it holds, because a key always hashes to the
 // same lane. Hook-scoped state (snooze_scope: hook) is shared by every lane of the
-// processor, so it lives in one sharedGates, under its mutex.
+// processor, so it lives in one Shared, under its mutex.
 //
 // Protocol per event and gated hook, in the lane:
 //
-//	deliver, reason := gates.check(&spec, hookID, key, fp, now)  // no state change
+//	deliver, reason := set.Check(&spec, hookID, key, fp, now)  // no state change
 //	... deliver ...
-//	change := gates.fired(&spec, hookID, key, fp, now)          // only after success
-//	if change.key != nil { write change to the state topic, same partition as the event }
+//	change := set.Fired(&spec, hookID, key, fp, now)          // only after success
+//	if change.Key != nil { write change to the state topic, same partition as the event }
 //
-// and every few seconds: for _, c := range gates.expire(now) { write c }.
+// and every few seconds: for _, c := range set.Expire(now) { write c }.
 //
 // Time: decisions use now truncated to milliseconds, the unit of the changelog, so a set
 // restored from the changelog decides exactly as the one that wrote it. A window is open
@@ -33,7 +34,7 @@ import (
 type gateMode uint8
 
 const (
-	// gateNone: neither snooze nor on_change; check always delivers.
+	// gateNone: neither snooze nor on_change; Check always delivers.
 	gateNone gateMode = iota
 	// gateSnoozeOnly: after a firing, drop everything for the window.
 	gateSnoozeOnly
@@ -69,19 +70,21 @@ func parseGateMode(b []byte) (gateMode, bool) {
 	return gateNone, false
 }
 
-// Drop reasons returned by check, fit for a metric label. A drop in mode both is a
+// Drop reasons returned by Check, fit for a metric label. A drop in mode both is a
 // "snooze": the fingerprint picks the window, the window drops the event.
 const (
-	reasonSnooze    = "snooze"
-	reasonUnchanged = "unchanged"
+	// ReasonSnooze: the event fell inside the window of an earlier firing.
+	ReasonSnooze = "snooze"
+	// ReasonUnchanged: on_change alone, and the fingerprint is the last fired one.
+	ReasonUnchanged = "unchanged"
 )
 
 // maxWindowSeconds caps a snooze so that it fits a time.Duration (Kong allows any int64).
 const maxWindowSeconds = int64(1<<63-1) / int64(time.Second)
 
-// gateSpec is what the gates need of one hook version; built once when the hook is
+// Spec is what the gates need of one hook version; built once when the hook is
 // compiled, read-only afterwards.
-type gateSpec struct {
+type Spec struct {
 	mode     gateMode
 	window   time.Duration // snooze; 0 for on_change alone
 	scope    string        // hooks.ScopeKey or hooks.ScopeHook
@@ -89,10 +92,10 @@ type gateSpec struct {
 	windowMs int64
 }
 
-// newGateSpec derives the gate spec of h; unique is the catalogue's fingerprint fields of
+// NewSpec derives the gate spec of h; unique is the catalogue's fingerprint fields of
 // the hook's source and event (Catalogue.UniqueFields).
-func newGateSpec(h *hooks.Hook, unique []string) gateSpec {
-	s := gateSpec{scope: h.SnoozeScope, unique: unique}
+func NewSpec(h *hooks.Hook, unique []string) Spec {
+	s := Spec{scope: h.SnoozeScope, unique: unique}
 	if s.scope != hooks.ScopeHook {
 		s.scope = hooks.ScopeKey
 	}
@@ -112,44 +115,55 @@ func newGateSpec(h *hooks.Hook, unique []string) gateSpec {
 	return s
 }
 
-// active reports whether the hook has a gate at all.
-func (s *gateSpec) active() bool { return s.mode != gateNone }
+// Active reports whether the hook has a gate at all.
+func (s *Spec) Active() bool { return s.mode != gateNone }
 
-// needsFingerprint reports whether check and fired look at fp (otherwise pass 0 and skip
+// NeedsFingerprint reports whether Check and Fired look at fp (otherwise pass 0 and skip
 // computing it).
-func (s *gateSpec) needsFingerprint() bool { return s.mode == gateChangeOnly || s.mode == gateBoth }
+func (s *Spec) NeedsFingerprint() bool { return s.mode == gateChangeOnly || s.mode == gateBoth }
 
-// hookScoped reports whether the state is per hook (Kong's) rather than per entity key:
-// such a hook is gated through the processor's sharedGates, not the lane's gateSet.
-func (s *gateSpec) hookScoped() bool { return s.scope == hooks.ScopeHook }
+// HookScoped reports whether the state is per hook (Kong's) rather than per entity key:
+// such a hook is gated through the processor's Shared, not the lane's Set.
+func (s *Spec) HookScoped() bool { return s.scope == hooks.ScopeHook }
 
-// stateChange is one record for the state topic: key is the record key, value nil a
-// tombstone. The zero stateChange (nil key) means there is nothing to write. key and value
+// Change is one record for the state topic: Key is the record key, Value nil a
+// tombstone. The zero Change (nil Key) means there is nothing to write. Key and Value
 // are freshly allocated and owned by the caller.
-type stateChange struct {
-	key   []byte
-	value []byte
+type Change struct {
+	Key   []byte
+	Value []byte
 }
 
 // gateEvictions counts entries dropped because a gate set was full.
 var gateEvictions = metrics.NewCounter(`eventhooks_gate_evictions_total`)
 
-// gateSet holds the gate entries of one lane, keyed by their changelog record key
+// gateEntries is the eventhooks_gate_entries gauge: the entries held by the lanes' sets.
+var (
+	gateEntries atomic.Int64
+	_           = metrics.NewGauge(`eventhooks_gate_entries`, func() float64 { return float64(gateEntries.Load()) })
+)
+
+// AddEntries adds delta to the eventhooks_gate_entries gauge. The processor reports the
+// change in Len of each lane's Set (and -Len when the lane ends); the sets of a replay and
+// Shared are not counted.
+func AddEntries(delta int) { gateEntries.Add(int64(delta)) }
+
+// Set holds the gate entries of one lane, keyed by their changelog record key
 // (see appendStateKey). Not safe for concurrent use.
 //
 // Memory: one map slot, one gateEntry and the record key's bytes per entry, plus a
 // 16-byte deadline for windowed entries: about 220 B per entry with UUID hook ids and
 // 36-byte entity keys (BenchmarkGateMemory1M). The number of entries is capped; past the
 // cap the entry fired longest ago is evicted.
-type gateSet struct {
+type Set struct {
 	max     int
 	index   map[string]int32 // record key → entries index
 	entries []gateEntry      // slab; free slots are chained through next
 	free    int32            // first free slot, -1 for none
 	// Fire order, oldest first, through prev/next: the eviction order.
 	head, tail int32
-	deadlines  []gateDeadline // min-heap by at; may hold stale items (see expire)
-	evicted    []string       // record keys evicted since the last expire: tombstones due
+	deadlines  []gateDeadline // min-heap by at; may hold stale items (see Expire)
+	evicted    []string       // record keys evicted since the last Expire: tombstones due
 	evictions  uint64
 	scratch    []byte // the record key being looked up
 }
@@ -170,22 +184,22 @@ type gateDeadline struct {
 	idx int32
 }
 
-// newGateSet returns an empty set holding at most maxEntries entries (0: unbounded).
-func newGateSet(maxEntries int) *gateSet {
-	return &gateSet{
+// NewSet returns an empty set holding at most maxEntries entries (0: unbounded).
+func NewSet(maxEntries int) *Set {
+	return &Set{
 		max:   maxEntries,
 		index: make(map[string]int32),
 		free:  -1, head: -1, tail: -1,
 	}
 }
 
-// len returns the number of entries held.
-func (g *gateSet) len() int { return len(g.index) }
+// Len returns the number of entries held.
+func (g *Set) Len() int { return len(g.index) }
 
-// check decides whether an event with fingerprint fp (0 when the spec does not need one)
+// Check decides whether an event with fingerprint fp (0 when the spec does not need one)
 // of entity key is delivered to the hook; reason says why not. It changes nothing: the
-// lane calls fired once the delivery has succeeded.
-func (g *gateSet) check(spec *gateSpec, hookID string, key []byte, fp uint64, now time.Time) (deliver bool, reason string) {
+// lane calls Fired once the delivery has succeeded.
+func (g *Set) Check(spec *Spec, hookID string, key []byte, fp uint64, now time.Time) (deliver bool, reason string) {
 	if spec.mode == gateNone {
 		return true, ""
 	}
@@ -198,7 +212,7 @@ func (g *gateSet) check(spec *gateSpec, hookID string, key []byte, fp uint64, no
 }
 
 // firedAt returns when the entry of recordKey last fired, if the set holds it.
-func (g *gateSet) firedAt(recordKey []byte) (int64, bool) {
+func (g *Set) firedAt(recordKey []byte) (int64, bool) {
 	i, ok := g.index[string(recordKey)]
 	if !ok {
 		return 0, false
@@ -209,7 +223,7 @@ func (g *gateSet) firedAt(recordKey []byte) (int64, bool) {
 // decide applies spec to an existing entry. An entry written under another mode (the
 // hook was edited) does not gate. A window shortened by an edit applies at once; a
 // lengthened one from the next firing.
-func (e *gateEntry) decide(spec *gateSpec, fp uint64, nowMs int64) (bool, string) {
+func (e *gateEntry) decide(spec *Spec, fp uint64, nowMs int64) (bool, string) {
 	if e.mode != spec.mode {
 		return true, ""
 	}
@@ -217,28 +231,28 @@ func (e *gateEntry) decide(spec *gateSpec, fp uint64, nowMs int64) (bool, string
 		if e.fp != fp {
 			return true, ""
 		}
-		return false, reasonUnchanged
+		return false, ReasonUnchanged
 	}
 	if nowMs >= min(e.expires, e.fired+spec.windowMs) {
 		return true, ""
 	}
-	return false, reasonSnooze
+	return false, ReasonSnooze
 }
 
-// fired records a successful delivery and returns the changelog record to write (the
-// zero stateChange when there is nothing new: no gate, or on_change with the same
+// Fired records a successful delivery and returns the changelog record to write (the
+// zero Change when there is nothing new: no gate, or on_change with the same
 // fingerprint as recorded). When the set is full the entry fired longest ago is evicted;
-// its tombstone comes out of the next expire.
-func (g *gateSet) fired(spec *gateSpec, hookID string, key []byte, fp uint64, now time.Time) (change stateChange) {
+// its tombstone comes out of the next Expire.
+func (g *Set) Fired(spec *Spec, hookID string, key []byte, fp uint64, now time.Time) (change Change) {
 	if spec.mode == gateNone {
-		return stateChange{}
+		return Change{}
 	}
 	g.scratch = appendStateKey(g.scratch[:0], spec, hookID, key, fp)
 	i, ok := g.index[string(g.scratch)]
 	if ok {
 		e := &g.entries[i]
 		if spec.mode == gateChangeOnly && e.mode == gateChangeOnly && e.fp == fp {
-			return stateChange{}
+			return Change{}
 		}
 	} else {
 		i = g.insert(string(g.scratch))
@@ -250,7 +264,7 @@ func (g *gateSet) fired(spec *gateSpec, hookID string, key []byte, fp uint64, no
 
 // insert adds an entry for record key rk, evicting the oldest if the set is full, and
 // returns its slot. The caller sets its state with set.
-func (g *gateSet) insert(rk string) int32 {
+func (g *Set) insert(rk string) int32 {
 	if g.max > 0 && len(g.index) >= g.max {
 		g.evictOldest()
 	}
@@ -269,7 +283,7 @@ func (g *gateSet) insert(rk string) int32 {
 }
 
 // set stores st in slot i, makes it the most recently fired and schedules its expiry.
-func (g *gateSet) set(i int32, st gateState) {
+func (g *Set) set(i int32, st gateState) {
 	e := &g.entries[i]
 	e.mode, e.fired, e.fp, e.expires = st.mode, st.fired, st.fp, 0
 	if st.mode != gateChangeOnly {
@@ -283,7 +297,7 @@ func (g *gateSet) set(i int32, st gateState) {
 }
 
 // remove frees slot i.
-func (g *gateSet) remove(i int32) {
+func (g *Set) remove(i int32) {
 	e := &g.entries[i]
 	delete(g.index, e.rk)
 	g.unlink(i)
@@ -292,7 +306,7 @@ func (g *gateSet) remove(i int32) {
 }
 
 // evictOldest removes the entry fired longest ago and queues its tombstone.
-func (g *gateSet) evictOldest() {
+func (g *Set) evictOldest() {
 	i := g.head
 	if i < 0 {
 		return
@@ -304,7 +318,7 @@ func (g *gateSet) evictOldest() {
 }
 
 // unlink takes slot i out of the fire-order list.
-func (g *gateSet) unlink(i int32) {
+func (g *Set) unlink(i int32) {
 	e := &g.entries[i]
 	if e.prev >= 0 {
 		g.entries[e.prev].next = e.next
@@ -320,7 +334,7 @@ func (g *gateSet) unlink(i int32) {
 }
 
 // linkTail makes slot i the most recently fired.
-func (g *gateSet) linkTail(i int32) {
+func (g *Set) linkTail(i int32) {
 	e := &g.entries[i]
 	e.prev, e.next = g.tail, -1
 	if g.tail >= 0 {
@@ -331,15 +345,15 @@ func (g *gateSet) linkTail(i int32) {
 	g.tail = i
 }
 
-// expire removes the entries whose window ended at or before now and returns the
+// Expire removes the entries whose window ended at or before now and returns the
 // tombstones to write: theirs and those of entries evicted since the last call (unless
 // the key has fired again since, which superseded the tombstone). Call it periodically,
 // e.g. every few seconds; it returns nil when there is nothing to write.
-func (g *gateSet) expire(now time.Time) []stateChange {
-	var out []stateChange
+func (g *Set) Expire(now time.Time) []Change {
+	var out []Change
 	for _, rk := range g.evicted {
 		if _, live := g.index[rk]; !live {
-			out = append(out, stateChange{key: []byte(rk)})
+			out = append(out, Change{Key: []byte(rk)})
 		}
 	}
 	clear(g.evicted)
@@ -351,20 +365,20 @@ func (g *gateSet) expire(now time.Time) []stateChange {
 		if e.rk == "" || e.expires != d.at {
 			continue // stale: the entry fired again, or its slot was freed
 		}
-		out = append(out, stateChange{key: []byte(e.rk)})
+		out = append(out, Change{Key: []byte(e.rk)})
 		g.remove(d.idx)
 	}
 	return out
 }
 
-// dropHook removes every entry of hookID (the hook was deleted) and returns their
+// DropHook removes every entry of hookID (the hook was deleted) and returns their
 // tombstones. It scans the whole set.
-func (g *gateSet) dropHook(hookID string) []stateChange {
-	var out []stateChange
+func (g *Set) DropHook(hookID string) []Change {
+	var out []Change
 	for i := range g.entries {
 		rk := g.entries[i].rk
 		if len(rk) > len(hookID) && rk[len(hookID)] == 0 && rk[:len(hookID)] == hookID {
-			out = append(out, stateChange{key: []byte(rk)})
+			out = append(out, Change{Key: []byte(rk)})
 			g.remove(int32(i))
 		}
 	}
@@ -372,7 +386,7 @@ func (g *gateSet) dropHook(hookID string) []stateChange {
 }
 
 // pushDeadline adds d to the deadline heap.
-func (g *gateSet) pushDeadline(d gateDeadline) {
+func (g *Set) pushDeadline(d gateDeadline) {
 	h := append(g.deadlines, d)
 	j := len(h) - 1
 	for j > 0 {
@@ -387,7 +401,7 @@ func (g *gateSet) pushDeadline(d gateDeadline) {
 }
 
 // popDeadline removes and returns the earliest deadline; the heap must not be empty.
-func (g *gateSet) popDeadline() gateDeadline {
+func (g *Set) popDeadline() gateDeadline {
 	h := g.deadlines
 	top := h[0]
 	n := len(h) - 1
@@ -412,13 +426,13 @@ func (g *gateSet) popDeadline() gateDeadline {
 	return top
 }
 
-// restore applies one record of the state topic, read in offset order when a partition is
+// Restore applies one record of the state topic, read in offset order when a partition is
 // assigned, before its first event: a tombstone deletes the entry, a value replaces it
 // (the last record of a key wins), a value whose window ended by now deletes it. Nothing
 // is written back, except tombstones for entries evicted because the set is full (they
-// come out of the next expire). It fails on a record it cannot read, which the caller
+// come out of the next Expire). It fails on a record it cannot read, which the caller
 // counts and skips.
-func (g *gateSet) restore(recordKey, value []byte, now time.Time) error {
+func (g *Set) Restore(recordKey, value []byte, now time.Time) error {
 	k, ok := parseStateKey(recordKey)
 	if !ok {
 		return errBadStateKey
@@ -451,10 +465,10 @@ func (g *gateSet) restore(recordKey, value []byte, now time.Time) error {
 }
 
 // change encodes the entry's record: key and value share one allocation.
-func (e *gateEntry) change(st gateState) stateChange {
+func (e *gateEntry) change(st gateState) Change {
 	buf := make([]byte, 0, len(e.rk)+maxStateValueLen)
 	buf = append(buf, e.rk...)
 	n := len(buf)
 	buf = encodeState(buf, st)
-	return stateChange{key: buf[:n:n], value: buf[n:]}
+	return Change{Key: buf[:n:n], Value: buf[n:]}
 }

@@ -1,22 +1,22 @@
-package processor
+package gates
 
 import (
 	"sync"
 	"time"
 )
 
-// sharedGates is the gate state of hook-scoped hooks, shared by every lane of the
+// Shared is the gate state of hook-scoped hooks, shared by every lane of the
 // processor under mu (hook scope is rare; key scope stays lock-free in the lanes).
 //
-// Lanes run concurrently, so a check alone would let every lane deliver the same burst
-// before the first delivery completes. check therefore claims the entry it lets through:
-// until fired or release, or at the latest until the claim's deadline (the window, and at
+// Lanes run concurrently, so a Check alone would let every lane deliver the same burst
+// before the first delivery completes. Check therefore claims the entry it lets through:
+// until Fired or Release, or at the latest until the claim's deadline (the window, and at
 // least claimTTL), other lanes' events for the same entry are dropped — for on_change
-// only those with the fingerprint in flight. The lane must call release when a delivery
+// only those with the fingerprint in flight. The lane must call Release when a delivery
 // it was allowed does not succeed.
-type sharedGates struct {
+type Shared struct {
 	mu     sync.Mutex
-	set    *gateSet
+	set    *Set
 	claims map[string]gateClaim // record key → delivery in flight; guarded by mu
 	key    []byte               // scratch record key; guarded by mu
 }
@@ -30,19 +30,19 @@ type gateClaim struct {
 // claimTTL is the shortest life of a claim whose lane never reports back.
 const claimTTL = time.Minute
 
-// newSharedGates returns an empty shared set of at most maxEntries entries.
-func newSharedGates(maxEntries int) *sharedGates {
-	return &sharedGates{set: newGateSet(maxEntries), claims: make(map[string]gateClaim)}
+// NewShared returns an empty shared set of at most maxEntries entries.
+func NewShared(maxEntries int) *Shared {
+	return &Shared{set: NewSet(maxEntries), claims: make(map[string]gateClaim)}
 }
 
-// check is gateSet.check under the lock, plus a claim on the entry when it delivers.
-func (s *sharedGates) check(spec *gateSpec, hookID string, key []byte, fp uint64, now time.Time) (deliver bool, reason string) {
+// Check is Set.Check under the lock, plus a claim on the entry when it delivers.
+func (s *Shared) Check(spec *Spec, hookID string, key []byte, fp uint64, now time.Time) (deliver bool, reason string) {
 	if spec.mode == gateNone {
 		return true, ""
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ok, why := s.set.check(spec, hookID, key, fp, now); !ok {
+	if ok, why := s.set.Check(spec, hookID, key, fp, now); !ok {
 		return false, why
 	}
 	s.key = appendStateKey(s.key[:0], spec, hookID, key, fp)
@@ -50,29 +50,29 @@ func (s *sharedGates) check(spec *gateSpec, hookID string, key []byte, fp uint64
 	if c, ok := s.claims[string(s.key)]; ok && nowMs < c.until {
 		switch {
 		case spec.mode != gateChangeOnly:
-			return false, reasonSnooze
+			return false, ReasonSnooze
 		case c.fp == fp:
-			return false, reasonUnchanged
+			return false, ReasonUnchanged
 		}
 	}
 	s.claims[string(s.key)] = gateClaim{fp: fp, until: nowMs + max(spec.windowMs, claimTTL.Milliseconds())}
 	return true, ""
 }
 
-// fired is gateSet.fired under the lock; it ends the claim of check.
-func (s *sharedGates) fired(spec *gateSpec, hookID string, key []byte, fp uint64, now time.Time) stateChange {
+// Fired is Set.Fired under the lock; it ends the claim of Check.
+func (s *Shared) Fired(spec *Spec, hookID string, key []byte, fp uint64, now time.Time) Change {
 	if spec.mode == gateNone {
-		return stateChange{}
+		return Change{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unclaimLocked(spec, hookID, key, fp)
-	return s.set.fired(spec, hookID, key, fp, now)
+	return s.set.Fired(spec, hookID, key, fp, now)
 }
 
-// release ends the claim of check when the delivery did not succeed (dead-lettered,
+// Release ends the claim of Check when the delivery did not succeed (dead-lettered,
 // parked or abandoned), so that the next event may be delivered.
-func (s *sharedGates) release(spec *gateSpec, hookID string, key []byte, fp uint64) {
+func (s *Shared) Release(spec *Spec, hookID string, key []byte, fp uint64) {
 	if spec.mode == gateNone {
 		return
 	}
@@ -83,17 +83,17 @@ func (s *sharedGates) release(spec *gateSpec, hookID string, key []byte, fp uint
 
 // unclaimLocked drops the claim on the entry if it is for fp (on_change may have handed
 // the claim to another fingerprint meanwhile).
-func (s *sharedGates) unclaimLocked(spec *gateSpec, hookID string, key []byte, fp uint64) {
+func (s *Shared) unclaimLocked(spec *Spec, hookID string, key []byte, fp uint64) {
 	s.key = appendStateKey(s.key[:0], spec, hookID, key, fp)
 	if c, ok := s.claims[string(s.key)]; ok && c.fp == fp {
 		delete(s.claims, string(s.key))
 	}
 }
 
-// expire drops the entries whose window ended and the claims past their deadline. No
+// Expire drops the entries whose window ended and the claims past their deadline. No
 // tombstone is written: the records of an entry sit in the partitions of the events that
 // fired it, and a restore drops an ended window by its time.
-func (s *sharedGates) expire(now time.Time) {
+func (s *Shared) Expire(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nowMs := now.UnixMilli()
@@ -102,15 +102,15 @@ func (s *sharedGates) expire(now time.Time) {
 			delete(s.claims, k)
 		}
 	}
-	s.set.expire(now)
+	s.set.Expire(now)
 }
 
-// restore is gateSet.restore under the lock, for records of a hook-scoped entry, which
+// Restore is Set.Restore under the lock, for records of a hook-scoped entry, which
 // may come from several partitions (each firing is written at its event's partition):
 // the one fired last wins, whatever the order partitions are restored in, so restoring a
 // partition never replaces fresher state (a live firing, or another partition's). A
 // tombstone never removes an entry held: hook-scoped entries expire here, by time.
-func (s *sharedGates) restore(recordKey, value []byte, now time.Time) error {
+func (s *Shared) Restore(recordKey, value []byte, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if fired, ok := s.set.firedAt(recordKey); ok {
@@ -121,19 +121,19 @@ func (s *sharedGates) restore(recordKey, value []byte, now time.Time) error {
 			return nil
 		}
 	}
-	return s.set.restore(recordKey, value, now)
+	return s.set.Restore(recordKey, value, now)
 }
 
-// dropHook is gateSet.dropHook under the lock.
-func (s *sharedGates) dropHook(hookID string) []stateChange {
+// DropHook is Set.DropHook under the lock.
+func (s *Shared) DropHook(hookID string) []Change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.set.dropHook(hookID)
+	return s.set.DropHook(hookID)
 }
 
 // len returns the number of entries held.
-func (s *sharedGates) len() int {
+func (s *Shared) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.set.len()
+	return s.set.Len()
 }
