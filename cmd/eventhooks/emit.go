@@ -11,23 +11,28 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventhooks/eventhooks/broker"
 	"github.com/eventhooks/eventhooks/hooks"
 )
 
 // EmitCmd produces events to the events topic.
 type EmitCmd struct {
-	KafkaFlags `embed:""`
-	Topic      string `help:"Topic to produce to." default:"eventhooks-events"`
-	Source     string `help:"Event source (e.g. crud, balancer). Without it, NDJSON envelopes are read from stdin."`
-	Event      string `help:"Event name (e.g. consumers, health)."`
-	Key        string `help:"Entity key (default: the --key-field value, else the event id)."`
-	KeyField   string `help:"Data field holding the entity key of events without one, a dotted path such as entity.id (several: comma separated, first found wins)."`
-	Data       string `help:"Event data, a JSON object." default:"{}"`
-	ID         string `help:"Event id (default: a new UUID)."`
+	KafkaFlags  `embed:""`
+	Topic       string `help:"Topic to produce to (default: <topic-prefix>events)."`
+	TopicPrefix string `help:"Prefix of eventhooks' topics, as given to run and dev: the default --topic is <prefix>events." default:"eventhooks-"`
+	Source      string `help:"Event source (e.g. crud, balancer). Without it, NDJSON envelopes are read from stdin."`
+	Event       string `help:"Event name (e.g. consumers, health)."`
+	Key         string `help:"Entity key (default: the --key-field value, else the event id)."`
+	KeyField    string `help:"Data field holding the entity key of events without one, a dotted path such as entity.id (several: comma separated, first found wins)."`
+	Data        string `help:"Event data, a JSON object." default:"{}"`
+	ID          string `help:"Event id (default: a new UUID)."`
 }
 
 // Run produces the event(s) and waits for the broker's acknowledgement.
 func (c *EmitCmd) Run(log *slog.Logger) error {
+	if c.Topic == "" {
+		c.Topic = broker.NewTopics(c.TopicPrefix, nil).Events[0]
+	}
 	opts, err := c.config().ClientOpts()
 	if err != nil {
 		return err
