@@ -87,7 +87,7 @@ func (c *groupConsumer) run(ctx context.Context) error {
 	wg.Wait()
 	c.commitFinal(ws)
 	cl.CloseAllowingRebalance()
-	c.stragglers.Wait()
+	c.waitStragglers(time.Second) // stopWorkers gave them stopGrace already
 	return nil
 }
 
@@ -242,6 +242,23 @@ func (c *groupConsumer) takeAll() []*partitionWorker {
 // cannot cancel a request) before it commits without them: their records stay
 // uncommitted for the next owner, and a member never outstays the rebalance timeout.
 const stopGrace = 5 * time.Second
+
+// waitStragglers waits, at most grace, for workers still delivering after their
+// stop grace: a request fasthttp cannot cancel must not hold a shutdown for its whole
+// timeout. One still running after that ends on its own when its request does; its
+// records were not committed, and its writes fail on the closed producers.
+func (c *groupConsumer) waitStragglers(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		c.stragglers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		c.p.log.Warn("stopping with deliveries still in flight; their records stay uncommitted", "group", c.group)
+	}
+}
 
 // stopWorkers stops ws and waits for them, at most stopGrace; workers still busy then
 // finish in the background, waited for by run before it returns.

@@ -174,14 +174,21 @@ func TestRestartWhileKeysBlockedKeepsOrder(t *testing.T) {
 }
 
 // blocked reads the eventhooks_blocked_keys gauge.
-func blocked() int {
+func blocked() int { return int(metricSum("eventhooks_blocked_keys ")) }
+
+// metricSum adds up the values of the metric lines that start with prefix.
+func metricSum(prefix string) float64 {
 	var sb strings.Builder
 	metrics.WritePrometheus(&sb, false)
+	sum := 0.0
 	for _, line := range strings.Split(sb.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, "eventhooks_blocked_keys "); ok {
-			n, _ := strconv.Atoi(v)
-			return n
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i >= 0 {
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			sum += v
 		}
 	}
-	return -1
+	return sum
 }

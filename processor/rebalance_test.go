@@ -1,0 +1,73 @@
+package processor_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventhooks/eventhooks/internal/testkit"
+	"github.com/eventhooks/eventhooks/processor"
+)
+
+// TestPausedRetryPartitionResumesAfterRebalance: the retry partition's fetching is paused
+// for its backlog (the scheduler may hold one entry), then the group rebalances twice; kgo
+// keeps a revoked partition paused, so the owner must resume every partition it is
+// assigned, or the parked deliveries are never read again.
+func TestPausedRetryPartitionResumesAfterRebalance(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	var healthy atomic.Bool
+	rc.Respond = recoverable("/", &healthy)
+	small := func(cfg *processor.Config) {
+		cfg.RetryMemoryPerPartition, cfg.LaneBuffer, cfg.PartitionBuffer, cfg.Lanes = 1, 1, 1, 1
+	}
+	first := startInstance(t, emb.Addrs(), small)
+	first.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
+		"retry":{"max_attempts":100,"initial_backoff_ms":100,"max_backoff_ms":300},"config":{"url":"`+rc.URL+`/"}}`)
+	const n = 200
+	produce(t, producer(t, emb.Addrs()), healthEvents(10, n/10)...)
+	testkit.Eventually(t, 30*time.Second, "the retry partition paused for its backlog", func() bool {
+		return metricSum("eventhooks_partition_fetch_pauses_total{topic=\"eventhooks-retry\"") > 0
+	})
+	second := startInstance(t, emb.Addrs(), small)
+	second.stop()
+	healthy.Store(true)
+	testkit.Eventually(t, 60*time.Second, "every parked delivery made after the rebalances", func() bool {
+		return delivered2xx(rc) == n
+	})
+}
+
+// TestStopDoesNotWaitOutAHangingDelivery: a receiver that holds a request for 28 s (the
+// hook's timeout is 30 s) does not hold a shutdown (or a revoke) for that long: in-flight
+// deliveries get a short grace, then their records stay uncommitted and are delivered by
+// the next owner.
+func TestStopDoesNotWaitOutAHangingDelivery(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	var hang atomic.Bool
+	hang.Store(true)
+	release := make(chan struct{})
+	rc.Respond = func(int, *testkit.Request) int {
+		if hang.Load() {
+			select {
+			case <-time.After(28 * time.Second):
+			case <-release: // the old owner's request: not a delivery
+				return 503
+			}
+		}
+		return 200
+	}
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","timeout_ms":30000,"config":{"url":"`+rc.URL+`"}}`)
+	produce(t, producer(t, emb.Addrs()), healthEvent("u-0", 0))
+	testkit.Eventually(t, 30*time.Second, "the request in flight", func() bool { return rc.InFlight() > 0 })
+	start := time.Now()
+	in.stop()
+	if took := time.Since(start); took > 20*time.Second { // grace 5 s + 1 s
+		t.Fatalf("stop took %v with a delivery hanging: it waited for the delivery", took)
+	}
+	hang.Store(false)
+	close(release)
+	startInstance(t, emb.Addrs())
+	testkit.Eventually(t, 60*time.Second, "the record redelivered by the next owner", func() bool { return delivered2xx(rc) == 1 })
+}
