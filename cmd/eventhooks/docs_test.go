@@ -117,3 +117,79 @@ func TestDocsGoProducer(t *testing.T) {
 		t.Errorf("record key %q value %s headers %v", r.Key, r.Value, hdr)
 	}
 }
+
+// TestDocsQuickstart runs README's Quickstart shell blocks as written against `dev` on
+// free ports, with a test receiver in place of `eventhooks receive` on 127.0.0.1:9000:
+// the hook is created and the emitted consumers events arrive, signed. Without kcat
+// installed its command is left out (and its delete event not expected).
+func TestDocsQuickstart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs dev")
+	}
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i, j := strings.Index(readme, "\n## Quickstart\n"), strings.Index(readme, "\n## The event envelope\n")
+	if i < 0 || j < i {
+		t.Fatal("README has no Quickstart section")
+	}
+	var blocks []string
+	for _, m := range regexp.MustCompile("(?s)\n```sh\n(.*?)\n```\n").FindAllStringSubmatch(readme[i:j], -1) {
+		blocks = append(blocks, m[1])
+	}
+	if len(blocks) != 2 {
+		t.Fatalf("%d sh blocks in the Quickstart, want 2 (create a hook, emit)", len(blocks))
+	}
+
+	rc := testkit.NewReceiver(t)
+	kafka := testkit.FreeAddr(t)
+	p := start(t, "dev", "--data-dir", t.TempDir(), "--kafka-addr", kafka, "--partitions", "2")
+	_, kcatErr := exec.LookPath("kcat")
+	want := 2
+	if kcatErr != nil {
+		want = 1
+		kcat := regexp.MustCompile(`(?m)^echo '0fd2\|.*\|\n\s+kcat .*\n`)
+		if !kcat.MatchString(blocks[1]) {
+			t.Fatalf("no kcat command to leave out in %q", blocks[1])
+		}
+		blocks[1] = kcat.ReplaceAllString(blocks[1], "")
+		t.Log("kcat is not installed: its command is left out")
+	}
+	r := strings.NewReplacer(
+		"localhost:8080", strings.TrimPrefix(p.admin, "http://"),
+		"http://127.0.0.1:9000/hook", rc.URL+"/hook",
+		"127.0.0.1:9092", kafka,
+		"./bin/eventhooks", binPath,
+	)
+	for n, block := range blocks {
+		cmd := exec.Command("sh", "-ec", r.Replace(block))
+		cmd.Env = append(os.Environ(), "EVENTHOOKS_BROKERS="+kafka)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("block %d failed: %v\n%s\n%s", n+1, err, r.Replace(block), out)
+		}
+		if n == 0 && !strings.Contains(string(out), `"handler":"webhook"`) {
+			t.Errorf("creating the hook answered %s", out)
+		}
+	}
+	got := rc.WaitFor(t, want, 60*time.Second)
+	time.Sleep(time.Second) // nothing more may come: the balancer event has no hook
+	if got = rc.Requests(); len(got) != want {
+		t.Fatalf("%d deliveries, want %d", len(got), want)
+	}
+	for _, req := range got {
+		var body map[string]any
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			t.Fatalf("body %s: %v", req.Body, err)
+		}
+		if req.Path != "/hook" || body["source"] != "crud" || body["event"] != "consumers" ||
+			!strings.HasPrefix(req.Headers["X-Kong-Signature"], "sha1=") || req.Headers["Webhook-Id"] == "" {
+			t.Errorf("delivery %s %v %s", req.Path, req.Headers, req.Body)
+		}
+	}
+	if !strings.Contains(string(got[0].Body), "Ada Lovelace") {
+		t.Errorf("first delivery %s, want the emitted create", got[0].Body)
+	}
+}
