@@ -213,15 +213,18 @@ func (h *recordHeaders) cloudEvent() bool { return len(h.ceSource) > 0 || len(h.
 // without parsing the value; ok is false when the headers do not name both.
 func (d *Decoder) Route(r *kgo.Record) (source, event string, ok bool) {
 	h := d.headers(r)
-	if len(h.src) > 0 && len(h.ev) > 0 {
-		src, ev := d.internPair(h.src, h.ev)
-		return src, ev, true
+	switch {
+	case len(h.src) > 0 && len(h.ev) > 0:
+		source, event = d.internPair(h.src, h.ev)
+	case len(h.ceSource) > 0 && len(h.ceType) > 0:
+		source, event = d.internPair(h.ceSource, h.ceType)
+	default:
+		return "", "", false
 	}
-	if len(h.ceSource) > 0 && len(h.ceType) > 0 {
-		src, ev := d.internPair(h.ceSource, h.ceType)
-		return src, ev, true
-	}
-	return "", "", false
+	// A record routed by its headers may never be decoded (no hook wants it): its names
+	// are learned here, so its source shows in the catalogue and can be subscribed to.
+	d.notePair(source, event)
+	return source, event, true
 }
 
 // Decode parses r into ev.

@@ -150,7 +150,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 	for _, e := range entries {
 		byID[e.Value.hook.ID] = e.Value
 	}
-	return &hookSet{index: hooks.BuildIndex(entries), byID: byID}
+	return &hookSet{index: hooks.BuildIndex(entries), byID: byID, replaced: make(chan struct{})}
 }
 
 func (b *indexBuilder) uniqueFields(h *hooks.Hook) []string {

@@ -154,3 +154,44 @@ func TestInputTopicGrowsItsPartitions(t *testing.T) {
 	produce(t, manual, rec)
 	rc.WaitFor(t, 1, 60*time.Second)
 }
+
+// TestHeaderRoutedSourcesAreLearned: a record routed by its eh-source/eh-event headers to
+// an event no hook wants is never decoded, but its source and event are learned, so a
+// hook can be created on them.
+func TestHeaderRoutedSourcesAreLearned(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	in := startInstance(t, emb.Addrs())
+	rec := &kgo.Record{Key: []byte("k"), Value: []byte(`{"source":"mysrc","event":"thing","data":{}}`),
+		Headers: []kgo.RecordHeader{{Key: "eh-source", Value: []byte("mysrc")}, {Key: "eh-event", Value: []byte("thing")}}}
+	produce(t, producer(t, emb.Addrs()), rec)
+	testkit.Eventually(t, 30*time.Second, "mysrc/thing in the catalogue", func() bool {
+		_, ok := in.cat.Lookup("mysrc", "thing")
+		return ok
+	})
+}
+
+// TestDeletingAHookEndsItsPendingDeliveries: the parked deliveries of a deleted hook are
+// dead-lettered (hook_deleted) at once, not retried until their due time.
+func TestDeletingAHookEndsItsPendingDeliveries(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = func(int, *testkit.Request) int { return 503 }
+	in := startInstance(t, emb.Addrs())
+	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"initial_backoff_ms":60000,"max_backoff_ms":60000},
+		"config":{"url":"`+rc.URL+`"}}`)
+	produce(t, producer(t, emb.Addrs()), healthEvents(3, 2)...)
+	testkit.Eventually(t, 30*time.Second, "the deliveries parked", func() bool { return blocked() >= 3 })
+	if err := in.store.Delete(context.Background(), h.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range readDLQ(t, emb.Addrs(), 6) {
+		if e.Reason != "hook_deleted" || e.HookID != h.ID {
+			t.Fatalf("dead letter %q for hook %s, want hook_deleted for %s", e.Reason, e.HookID, h.ID)
+		}
+	}
+	n := len(rc.Requests())
+	time.Sleep(200 * time.Millisecond)
+	if got := len(rc.Requests()); got != n {
+		t.Fatalf("%d more requests after the hook was deleted", got-n)
+	}
+}

@@ -130,6 +130,9 @@ type Processor struct {
 type hookSet struct {
 	index *hooks.Index[*compiledHook]
 	byID  map[string]*compiledHook
+	// replaced is closed when a newer set is published (the retry scheduler then ends
+	// the pending deliveries of deleted and disabled hooks at once).
+	replaced chan struct{}
 }
 
 // New validates cfg and returns a processor; Run starts it.
@@ -147,7 +150,7 @@ func New(cfg Config) (*Processor, error) {
 			p.log.Error("cannot compile hook; it will not fire", "hook_id", h.ID, "err", err)
 		},
 	}
-	p.hs.Store(&hookSet{index: hooks.BuildIndex[*compiledHook](nil)})
+	p.hs.Store(&hookSet{index: hooks.BuildIndex[*compiledHook](nil), replaced: make(chan struct{})})
 	parker, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// A dead endpoint parks every event of its hooks: let the lanes run ahead of the
@@ -186,7 +189,7 @@ func (p *Processor) ApplyHooks(snap *hooks.Snapshot) {
 		p.shared.DropHook(id)
 	}
 	hs := p.ib.build(snap)
-	p.hs.Store(hs)
+	close(p.hs.Swap(hs).replaced)
 	hooksActive.Set(float64(hs.index.Len()))
 }
 

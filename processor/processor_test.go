@@ -32,6 +32,7 @@ var topics = broker.NewTopics("", nil)
 
 // instance is one eventhooks processor with its hook store, as `run` wires them.
 type instance struct {
+	cat    *hooks.Catalogue
 	store  *hooks.Store
 	proc   *processor.Processor
 	cancel context.CancelFunc
@@ -70,7 +71,7 @@ func startInstance(t *testing.T, addrs []string, opts ...func(*processor.Config)
 	}
 	store := hooks.NewStore(cl, topics.Hooks, cat, log, proc.ApplyHooks)
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{store: store, proc: proc, cancel: cancel, done: make(chan struct{})}
+	in := &instance{cat: cat, store: store, proc: proc, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = store.Run(ctx) }()
 	<-store.Loaded()
 	go func() {

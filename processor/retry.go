@@ -192,6 +192,10 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 				return abandoned
 			}
 		case stepRetry:
+			if p.hs.Load().byID[h.ID] == nil { // deleted or disabled meanwhile: ends here
+				e.Reason = reasonHookDeleted
+				return p.deadLetterFor(d, ch, e)
+			}
 			if canPark {
 				// The inline budget is spent, or the endpoint asked for more time
 				// than a lane gives: park, due after the full wait.

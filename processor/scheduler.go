@@ -115,7 +115,10 @@ func (s *retryScheduler) run() {
 			timer.Reset(time.Until(s.due[0].due))
 			tick = timer.C
 		}
+		hs := s.w.c.p.hs.Load()
 		select {
+		case <-hs.replaced:
+			s.endGone()
 		case r, ok := <-in:
 			if !ok {
 				return
@@ -128,6 +131,22 @@ func (s *retryScheduler) run() {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// endGone makes the scheduled entries of hooks that were deleted or disabled due now, so
+// they are dead-lettered (hook_deleted) at once rather than at their due time; their
+// queues follow, head by head.
+func (s *retryScheduler) endGone() {
+	byID := s.w.c.p.hs.Load().byID
+	now, moved := time.Now(), false
+	for _, j := range s.due {
+		if byID[j.e.HookID] == nil && j.due.After(now) {
+			j.due, moved = now, true
+		}
+	}
+	if moved {
+		heap.Init(&s.due)
 	}
 }
 
