@@ -43,6 +43,16 @@ var decodeErrorKinds = []struct {
 	{ErrMissingData, "missing_data"}, {ErrHeaderMismatch, "header_mismatch"}, {ErrBadTime, "bad_time"},
 }
 
+// DecodeErrorKinds returns every name DecodeErrorKind gives, "other" last, so a counter
+// per kind can exist (at zero) before the first malformed record.
+func DecodeErrorKinds() []string {
+	out := make([]string, 0, len(decodeErrorKinds)+1)
+	for _, k := range decodeErrorKinds {
+		out = append(out, k.kind)
+	}
+	return append(out, "other")
+}
+
 // DecodeErrorKind names a decode error for metrics and logs ("not_json", "oversize", …).
 func DecodeErrorKind(err error) string {
 	for _, k := range decodeErrorKinds {

@@ -204,7 +204,9 @@ func (c *groupConsumer) revoked(_ context.Context, cl *kgo.Client, revoked map[s
 // else, and anything not committed is redelivered there.
 func (c *groupConsumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.stopWorkers(c.take(lost))
-	c.p.log.Warn("partitions lost", "group", c.group, "lost", lost)
+	if len(lost) > 0 { // kgo calls it with nothing lost while the broker is unreachable
+		c.p.log.Warn("partitions lost", "group", c.group, "lost", lost)
+	}
 }
 
 // take removes the workers of parts from the owned set. Holding commitMu makes a

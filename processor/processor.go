@@ -142,6 +142,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger, shared: gates.NewShared(cfg.GateEntriesPerPartition)}
 	p.produceCtx, p.stopProduce = context.WithCancel(context.Background())
+	for _, kind := range hooks.DecodeErrorKinds() {
+		malformedCounter(kind) // every series exists from the start, at zero
+	}
 	p.ib = indexBuilder{
 		compile: cfg.Compile,
 		cat:     cfg.Catalogue,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
@@ -127,8 +128,69 @@ func (p *Processor) Replay(ctx context.Context, rc ReplayConfig) (ReplayProgress
 	if err != nil {
 		return ReplayProgress{}, err
 	}
+	fromDLQPosition := rc.DLQ && rc.From.Time.IsZero() && len(rc.From.Offsets) == 0
+	if fromDLQPosition {
+		if err := p.dlqPosition(ctx, start, end); err != nil {
+			return ReplayProgress{}, err
+		}
+	}
 	r := newReplayRun(p, rc, start, end)
-	return r.run(ctx)
+	res, err := r.run(ctx)
+	if err == nil && rc.DLQ && !rc.DryRun {
+		err = p.saveDLQPosition(ctx, rc.Topic, res.Next.Offsets)
+	}
+	return res, err
+}
+
+// dlqReplayGroup is the consumer group whose committed offsets are where `replay --dlq`
+// got to: a later run without --from re-sends only what was dead-lettered since.
+func (p *Processor) dlqReplayGroup() string { return p.cfg.Group + "-dlq-replay" }
+
+// dlqPosition moves start to where the last DLQ replay got to, within [start, end].
+func (p *Processor) dlqPosition(ctx context.Context, start, end map[int32]int64) error {
+	cl, err := kgo.NewClient(p.cfg.ClientOpts...)
+	if err != nil {
+		return fmt.Errorf("replay: cannot create client: %w", err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, p.dlqReplayGroup())
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return nil // the first DLQ replay
+	}
+	if err != nil {
+		return fmt.Errorf("replay: cannot read the DLQ replay position (group %s): %w", p.dlqReplayGroup(), err)
+	}
+	topic := p.cfg.DLQTopic
+	for part := range start {
+		if o, ok := offs.Lookup(topic, part); ok && o.Err == nil && o.At > start[part] {
+			start[part] = min(o.At, end[part])
+		}
+	}
+	return nil
+}
+
+// saveDLQPosition records where a DLQ replay got to (see dlqReplayGroup).
+func (p *Processor) saveDLQPosition(ctx context.Context, topic string, next map[int32]int64) error {
+	if len(next) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(p.cfg.ClientOpts...)
+	if err != nil {
+		return fmt.Errorf("replay: cannot create client: %w", err)
+	}
+	defer cl.Close()
+	var offs kadm.Offsets
+	for part, at := range next {
+		offs.AddOffset(topic, part, at, -1)
+	}
+	resp, err := kadm.NewClient(cl).CommitOffsets(ctx, p.dlqReplayGroup(), offs)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("replay: cannot save the DLQ replay position (group %s): %w", p.dlqReplayGroup(), err)
+	}
+	return nil
 }
 
 func (p *Processor) resolveRange(ctx context.Context, rc ReplayConfig) (start, end map[int32]int64, err error) {
@@ -170,11 +232,19 @@ func (p *Processor) boundOffsets(ctx context.Context, adm *kadm.Client, topic st
 	if len(out) == 0 {
 		return nil, fmt.Errorf("replay: topic %s does not exist", topic)
 	}
+	ends := out
+	if len(b.Offsets) > 0 && !isEnd {
+		if ends, err = p.boundOffsets(ctx, adm, topic, Bound{}, true); err != nil {
+			return nil, err
+		}
+	}
 	for part, off := range b.Offsets {
 		if _, ok := out[part]; !ok {
 			return nil, fmt.Errorf("replay: topic %s has no partition %d", topic, part)
 		}
-		out[part] = off
+		// An offset past a partition's end means its end: a range never waits for
+		// records that are not there.
+		out[part] = min(off, ends[part])
 	}
 	return out, nil
 }

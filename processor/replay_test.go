@@ -101,6 +101,38 @@ func TestReplayDLQRedrivesOnceTheReceiverIsFixed(t *testing.T) {
 			t.Fatalf("re-driven delivery answered %d", r.Status)
 		}
 	}
+
+	// A second run re-sends only what was dead-lettered since the first.
+	broken = true
+	produce(t, producer(t, emb.Addrs()), healthEvent("u-3", 3))
+	readDLQ(t, emb.Addrs(), 4)
+	broken = false
+	again, err := in.proc.Replay(context.Background(), processor.ReplayConfig{DLQ: true, To: processor.Bound{Time: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Read != 1 || len(again.Served) != 1 {
+		t.Fatalf("second DLQ replay = %+v, want only the new dead letter", again)
+	}
+}
+
+// TestReplayEndPastThePartitionEnd: a range whose end is past what a partition holds ends
+// at the partition's end instead of waiting for records that are not there.
+func TestReplayEndPastThePartitionEnd(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	in := startInstance(t, emb.Addrs())
+	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"http://127.0.0.1:1/"}}`)
+	produce(t, producer(t, emb.Addrs()), healthEvent("u-1", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := in.proc.Replay(ctx, processor.ReplayConfig{
+		HookIDs: []string{h.ID}, DryRun: true,
+		From: processor.Bound{Offsets: map[int32]int64{0: 0}},
+		To:   processor.Bound{Offsets: map[int32]int64{0: 5}},
+	})
+	if err != nil || !got.Done || got.Served[h.ID] != 1 {
+		t.Fatalf("replay to 0:5 of a one-record partition = %+v, %v", got, err)
+	}
 }
 
 func TestReplayHonoursGatesOnRequest(t *testing.T) {
