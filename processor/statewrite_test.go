@@ -77,3 +77,43 @@ func TestFailedStateWriteHoldsTheCommit(t *testing.T) {
 	produce(t, cl, flappingEvent(2, 1)) // healthy again: a change from the last delivered
 	rc.WaitFor(t, 3, 30*time.Second)
 }
+
+// TestSlowRestoreReadsToTheEnd: a restore whose fetches are answered late (3 s, longer
+// than the quiet spell the restore used to take for the end) still reads the state to
+// its end, so a snoozed key stays snoozed after a restart.
+func TestSlowRestoreReadsToTheEnd(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	c := emb.Cluster()
+	rc := testkit.NewReceiver(t)
+	in := startInstance(t, emb.Addrs())
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","snooze":3600,"config":{"url":"`+rc.URL+`"}}`)
+	cl := producer(t, emb.Addrs())
+	produce(t, cl, healthEvent("u-1", 0))
+	rc.WaitFor(t, 1, 30*time.Second)
+	testkit.Eventually(t, 30*time.Second, "the firing committed", func() bool { return committed(t, emb.Addrs()) == 1 })
+	in.stop()
+
+	td, err := kadm.NewClient(cl).ListTopics(context.Background(), topics.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateID := td[topics.State].ID
+	var slowed atomic.Int64
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, ft := range req.(*kmsg.FetchRequest).Topics {
+			if (ft.TopicID == stateID || ft.Topic == topics.State) && slowed.Add(1) <= 3 {
+				c.SleepControl(func() { time.Sleep(3 * time.Second) })
+			}
+		}
+		return nil, nil, false
+	})
+	startInstance(t, emb.Addrs())
+	produce(t, cl, healthEvent("u-1", 1)) // within the snooze window: dropped
+	produce(t, cl, healthEvent("u-2", 0)) // another key: delivered, and after u-1's
+	rc.WaitFor(t, 2, 60*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if reqs := rc.Requests(); len(reqs) != 2 {
+		t.Fatalf("%d deliveries, want 2: the snoozed key fired again after a slow restore", len(reqs))
+	}
+}
