@@ -12,7 +12,8 @@ import (
 )
 
 // TestKillDuringOutageKeepsIsolationAndOrder: hook A's receiver answers 503 while hook B,
-// on the same host:port, is healthy. B delivers every event during A's outage; the
+// on the same host:port, is healthy, beside hooks C (a lambda that never returns) and D
+// (a refused port). B delivers every event during A's outage; the
 // processor is killed (SIGKILL) mid-outage and restarted; once A recovers it gets every
 // event, and per key no event's first attempt precedes the previous event's 2xx.
 func TestKillDuringOutageKeepsIsolationAndOrder(t *testing.T) {
@@ -31,6 +32,8 @@ func TestKillDuringOutageKeepsIsolationAndOrder(t *testing.T) {
 	retry := `"retry":{"max_attempts":100,"initial_backoff_ms":200,"max_backoff_ms":1000}`
 	p.createHook(t, `{"name":"A","source":"balancer","event":"health","handler":"webhook",`+retry+`,"config":{"url":"`+rc.URL+`/a"}}`)
 	p.createHook(t, `{"name":"B","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`/b"}}`)
+	p.createHook(t, `{"name":"C","source":"balancer","event":"health","handler":"lambda","config":{"functions":["(d) => { while (true) {} }"]}}`)
+	p.createHook(t, `{"name":"D","source":"balancer","event":"health","handler":"webhook",`+retry+`,"config":{"url":"http://`+testkit.FreeAddr(t)+`/d"}}`)
 
 	const n = 400
 	produceHealth(t, brokers, n/2)
