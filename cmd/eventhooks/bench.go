@@ -113,6 +113,9 @@ func (c *BenchCmd) Run(log *slog.Logger) error {
 
 	report, err := c.measure(ctx, log)
 	if err != nil {
+		if report != nil && len(report.Results) > 0 { // what was measured before the failure
+			_ = report.WriteText(os.Stdout)
+		}
 		return err
 	}
 	if c.JSON {
@@ -133,7 +136,7 @@ func (c *BenchCmd) measure(ctx context.Context, log *slog.Logger) (*bench.Report
 		run = b.runFaults
 	}
 	if err := run(ctx); err != nil {
-		return nil, err
+		return &b.report, err
 	}
 	return &b.report, nil
 }
@@ -487,7 +490,16 @@ func (b *benchRun) measureProcessor(ctx context.Context, profile string) ([]benc
 			prodE <- err
 		}()
 	}
-	end, err := b.waitDone(ctx, topic, int64(c.Events))
+	wctx := ctx
+	if c.Faults {
+		var stopWatch func()
+		wctx, stopWatch = b.watchStall(ctx, int64(c.Events))
+		defer stopWatch()
+	}
+	end, err := b.waitDone(wctx, topic, int64(c.Events))
+	if cause := context.Cause(wctx); err != nil && errors.Is(cause, errStalled) {
+		err = cause
+	}
 	if c.Rate > 0 {
 		if perr := <-prodE; perr != nil && err == nil {
 			err = perr

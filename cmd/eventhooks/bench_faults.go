@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -181,6 +183,57 @@ func (b *benchRun) faultsPhase(ctx context.Context, pair int, fhs []faultHook) (
 		}
 	}
 	return res, seen, nil
+}
+
+// stallAfter is how long the healthy hook may receive nothing before a phase gives up.
+const stallAfter = 60 * time.Second
+
+var errStalled = errors.New("the healthy hook stalled")
+
+// watchStall returns a context cancelled (cause wrapping errStalled) when the receiver's
+// count stays below n and unchanged for stallAfter; the cause has the processor's
+// counters of every hook and where a goroutine dump was written.
+func (b *benchRun) watchStall(ctx context.Context, n int64) (context.Context, func()) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last, since := int64(-1), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-wctx.Done():
+				return
+			case now := <-t.C:
+				got := b.rcv.Count()
+				if got != last || got >= n {
+					last, since = got, now
+					continue
+				}
+				if now.Sub(since) < stallAfter {
+					continue
+				}
+				msg := fmt.Sprintf("the receiver got %d of %d of its requests and none for %v", got, n, stallAfter)
+				for _, h := range b.core.store.Snapshot().Hooks {
+					name := h.ID
+					if h.Name != nil {
+						name = *h.Name
+					}
+					msg += fmt.Sprintf("; hook %s: %+v", h.ID, hookCounters(name, h))
+				}
+				if f, err := os.CreateTemp("", "eventhooks-bench-stall-*.txt"); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+					_ = f.Close()
+					msg += "; goroutines written to " + f.Name()
+				}
+				cancel(fmt.Errorf("%w: %s", errStalled, msg))
+				return
+			}
+		}
+	}()
+	return wctx, func() { close(done); cancel(nil) }
 }
 
 // hookCounters reads the processor's counters of hook h (its eventhooks_* series).
