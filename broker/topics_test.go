@@ -184,8 +184,17 @@ func TestBootstrapExistingTopics(t *testing.T) {
 			t.Fatalf("Bootstrap: %v", err)
 		}
 		got := describeTopics(t, adm, "a-events", "a-state", "a-retry")
-		if got["a-events"].Partitions != 3 || got["a-state"].Partitions != 3 || got["a-retry"].Partitions != 5 {
-			t.Errorf("partitions = %+v, want events 3, state 3, retry 5", got)
+		if got["a-events"].Partitions != 3 || got["a-state"].Partitions != 3 || got["a-retry"].Partitions != 3 {
+			t.Errorf("partitions = %+v, want events, state and retry 3 (co-partitioned)", got)
+		}
+	})
+
+	t.Run("retry not co-partitioned", func(t *testing.T) {
+		create("r-events", 4, "delete")
+		create("r-retry", 2, "delete")
+		err := Bootstrap(testCtx(t), adm, NewTopics("r-", nil), BootstrapConfig{})
+		if !errors.Is(err, ErrTopicConflict) || !strings.Contains(err.Error(), "r-retry has 2 partitions but events topic r-events has 4") {
+			t.Fatalf("Bootstrap = %v, want a co-partitioning conflict naming r-retry", err)
 		}
 	})
 
