@@ -51,6 +51,10 @@ func appendIntField(dst []byte, name string, v int64) []byte {
 	return append(strconv.AppendInt(dst, v, 10), ',')
 }
 
+// historyParsers parse eh-delivery headers: one per record read back from the retry
+// topic, so a parser (and its cache) is reused rather than grown anew each time.
+var historyParsers fastjson.ParserPool
+
 var errNotParkedEntry = errors.New("not a parked delivery: no eh-hook-id, eh-reason, eh-delivery headers")
 
 // parseParkedEntry reads a record that parkedEntry.record wrote: ours are the last
@@ -67,7 +71,8 @@ func parseParkedEntry(r *kgo.Record, e *parkedEntry) error {
 	if n < 2 || r.Headers[n-2].Key != headerHookID || r.Headers[n-1].Key != headerReason {
 		return errNotParkedEntry
 	}
-	var p fastjson.Parser
+	p := historyParsers.Get()
+	defer historyParsers.Put(p)
 	v, err := p.ParseBytes(r.Headers[n].Value)
 	if err != nil {
 		return fmt.Errorf("%s header: %w", headerDelivery, err)

@@ -160,8 +160,10 @@ type breaker struct {
 
 // unprovenWait is how long a request that avoids probes waits for the first answer of a
 // destination that has not answered yet, before it is turned away (and parked): a
-// healthy destination answers well within it; a dead one costs it once.
-const unprovenWait = 50 * time.Millisecond
+// healthy destination answers well within it, even on a busy machine at start-up (a
+// healthy hook parked then would wait behind the retry backlog of failing ones); a dead
+// one costs it once.
+const unprovenWait = time.Second
 
 // failedLastTime reports whether the destination failed since it was last healthy.
 func (b *breaker) failedLastTime() bool { return b.opened.Load() || b.failures.Load() > 0 }
