@@ -182,15 +182,21 @@ func newBreaker(cfg breakerConfig, addr string, rejections *metrics.Counter) *br
 	return b
 }
 
-// newHookBreaker returns the breaker of hook hookID's compiled sink: closed, without a
-// metric (the processor's per-hook metrics count its rejections as breaker waits).
+// newHookBreaker returns the breaker of hook hookID's compiled sink, without a metric
+// (the processor's per-hook metrics count its rejections as breaker waits). Like a
+// destination's, it starts unproven: one attempt at a time until the hook first
+// succeeds, so that a hook whose script never returns, or whose URL answers 503, costs
+// one attempt at start-up rather than one per lane (a lambda's runs up to its timeout
+// on a core every lane shares).
 func newHookBreaker(cfg breakerConfig, hookID string) *breaker {
-	return &breaker{
+	b := &breaker{
 		cfg:      cfg,
 		epoch:    time.Now(),
 		err:      fmt.Errorf("%w for hook %s", ErrCircuitOpen, hookID),
 		cooldown: cfg.cooldown,
 	}
+	b.state.Store(breakerHalfOpen)
+	return b
 }
 
 func (b *breaker) now() int64 { return int64(time.Since(b.epoch)) }
