@@ -175,12 +175,16 @@ func (b *blockSet) restore(ctx context.Context, p *Processor, group string, part
 	}
 	err = readPartition(ctx, p.cfg.ClientOpts, topic, partition, from, end, func(r *kgo.Record) {
 		var e parkedEntry
-		if parseParkedEntry(r, &e) != nil || e.Blocking == blockNone {
+		if parseParkedEntry(r, &e) != nil {
 			return
 		}
-		b.mu.Lock()
-		b.addLocked(newBlockKey(e.HookID, e.Key), e.Blocking)
-		b.mu.Unlock()
+		e.each(func(one *parkedEntry) {
+			if one.Blocking != blockNone {
+				b.mu.Lock()
+				b.addLocked(newBlockKey(one.HookID, one.Key), one.Blocking)
+				b.mu.Unlock()
+			}
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("restore blocked keys from %s/%d: %w", topic, partition, err)

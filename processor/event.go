@@ -44,15 +44,16 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	recordsMatched.Inc()
 	for _, ch := range matched {
 		if !p.serveGated(l, ch).settled() {
+			p.flushBehind(l.delivery(), &l.behind, false)
 			return false
 		}
 	}
-	return true
+	return p.flushBehind(l.delivery(), &l.behind, true)
 }
 
 // delivery is the lane's delivery context for its current record.
 func (l *lane) delivery() delivery {
-	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks}
+	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind}
 }
 
 // handleSafely is handle with a panic turned into a dead letter of the record (reason
@@ -62,6 +63,7 @@ func (l *lane) handleSafely(r *kgo.Record) (done bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			p := l.w.c.p
+			p.flushBehind(l.delivery(), &l.behind, false)
 			internalErrors.Inc()
 			err := fmt.Errorf("internal error: %v", v)
 			p.log.Error("panic while handling a record; dead-lettered", "topic", r.Topic, "partition", r.Partition,

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,31 @@ type parkedEntry struct {
 	// Blocking says which count of its partition's blockSet the entry holds: an ordering
 	// "key" delivery parked while its (hook, key) is blocked (see blocked.go).
 	Blocking blockMark
+	// Marks, on an entry for several hooks (HookID is then their ids joined by commas),
+	// holds each hook's blocking mark as a digit, in the same order: the deliveries of one
+	// event parked behind blocked keys of several hooks share one record.
+	Marks string
+}
+
+// hookSep separates the hook ids of an entry parked for several hooks (ids are UUIDs).
+const hookSep = ","
+
+// each calls fn with the entry of each hook it is for: itself, or, for an entry of
+// several hooks, a copy per hook with its own id and blocking mark.
+func (e *parkedEntry) each(fn func(*parkedEntry)) {
+	if e.Marks == "" {
+		fn(e)
+		return
+	}
+	ids := strings.Split(e.HookID, hookSep)
+	for i, id := range ids {
+		one := *e
+		one.HookID, one.Marks, one.Blocking = id, "", blockNone
+		if i < len(e.Marks) && blockMark(e.Marks[i]-'0') <= blockByHook {
+			one.Blocking = blockMark(e.Marks[i] - '0')
+		}
+		fn(&one)
+	}
 }
 
 func newEntry(r *kgo.Record, hookID string, now time.Time) *parkedEntry {

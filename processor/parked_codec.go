@@ -38,6 +38,9 @@ func (e *parkedEntry) appendJSON(dst []byte) []byte {
 	if e.Blocking != blockNone {
 		dst = appendIntField(dst, "blocking", int64(e.Blocking))
 	}
+	if e.Marks != "" {
+		dst = appendStringField(dst, "blocking_marks", e.Marks)
+	}
 	return append(dst[:len(dst)-1], '}') // the last field's comma becomes the brace
 }
 
@@ -102,6 +105,7 @@ func readHistory(v *fastjson.Value, e *parkedEntry) {
 	if m := blockMark(v.GetInt("blocking")); m <= blockByHook {
 		e.Blocking = m
 	}
+	e.Marks = string(v.GetStringBytes("blocking_marks"))
 }
 
 // parseLegacyEntry reads the entry earlier versions wrote as the record's value: the

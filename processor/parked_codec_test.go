@@ -2,8 +2,10 @@ package processor
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -96,5 +98,30 @@ func BenchmarkParkedRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.record("eventhooks-retry").release()
+	}
+}
+
+// TestEntryForSeveralHooks: an entry parked behind the blocked keys of several hooks is
+// one record that reads back as one entry per hook, each with its own blocking mark.
+func TestEntryForSeveralHooks(t *testing.T) {
+	orig := &kgo.Record{Topic: "events", Partition: 2, Offset: 7, Key: []byte("k"), Value: []byte(`{"x":1}`)}
+	e := newEntry(orig, "h1"+hookSep+"h2"+hookSep+"h3", time.UnixMilli(1000))
+	e.Marks = "121"
+	pr := e.record("retry")
+	defer pr.release()
+	var back parkedEntry
+	if err := parseParkedEntry(&pr.rec, &back); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	back.each(func(one *parkedEntry) {
+		got = append(got, fmt.Sprintf("%s:%d:%s:%d", one.HookID, one.Blocking, one.Key, one.Offset))
+	})
+	want := []string{"h1:1:k:7", "h2:2:k:7", "h3:1:k:7"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("entries %v, want %v", got, want)
+	}
+	if pr.rec.Partition != 2 {
+		t.Fatalf("written at partition %d, want the event's 2", pr.rec.Partition)
 	}
 }

@@ -239,6 +239,7 @@ type lane struct {
 	lastExpire  time.Time
 	offset      int64      // of the record being handled
 	ack         *recordAck // the current record's, when a park is in flight
+	behind      behindList // the current record's hooks parked behind blocked keys
 	deletedSeen int        // how many of the deleted hooks (indexBuilder.deleted) were dropped
 }
 

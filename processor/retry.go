@@ -34,6 +34,9 @@ type delivery struct {
 	sinks  *sinks.Lane
 	acks   acker
 	blocks *blockSet
+	// behind, on a live lane, collects the hooks of the record parked behind blocked
+	// keys, written as one retry record once every hook was served (see behindList).
+	behind *behindList
 }
 
 // acker hands out the completion of the record being handled, created on its first
@@ -169,6 +172,11 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 	keyed := h.Ordering != hooks.OrderingNone
 	if canPark && keyed && d.blocks.blocked(h.ID, d.ev.Key) {
 		ch.m.parkedBehind.Inc()
+		if d.behind != nil {
+			d.behind.add(h.ID, d.blocks.add(h.ID, d.ev.Key))
+			ch.m.parked.Inc()
+			return parked
+		}
 		return p.park(d, ch, newEntry(d.ev.Record, h.ID, p.cfg.Now()), p.cfg.Now())
 	}
 	// A delivery that can park is never the probe of a failing destination or hook (the
@@ -226,6 +234,41 @@ func (p *Processor) redeliver(d delivery, dec *hooks.Decoder, e *parkedEntry) ou
 		return p.deadLetterFor(d, ch, e)
 	}
 	return p.serve(d, ch)
+}
+
+// behindList collects, for one live record, the hooks parked behind a blocked key and
+// their blocking marks: with several failing hooks each event of theirs would otherwise
+// cost one retry record per hook. Owned by the lane.
+type behindList struct {
+	ids   []byte // hook ids joined by hookSep
+	marks []byte // one digit per hook
+}
+
+func (b *behindList) add(hookID string, m blockMark) {
+	if len(b.marks) > 0 {
+		b.ids = append(b.ids, hookSep...)
+	}
+	b.ids = append(b.ids, hookID...)
+	b.marks = append(b.marks, byte('0'+m))
+}
+
+// flush writes the collected hooks' one retry record for the lane's current record
+// (written false: the record is abandoned, and their counts are released instead), and
+// empties the list.
+func (p *Processor) flushBehind(d delivery, b *behindList, written bool) bool {
+	if len(b.marks) == 0 {
+		return true
+	}
+	e := newEntry(d.ev.Record, string(b.ids), p.cfg.Now())
+	e.DueMs, e.Marks = e.FirstAttemptMs, string(b.marks)
+	b.ids, b.marks = b.ids[:0], b.marks[:0]
+	blocks, key := d.blocks, e.Key
+	release := func() { e.each(func(one *parkedEntry) { blocks.release(one.HookID, key, one.Blocking) }) }
+	if !written {
+		release()
+		return false
+	}
+	return p.write(d, e.record(p.cfg.RetryTopic), "behind", release)
 }
 
 // waitBreaker waits until an attempt turned away by a breaker may be tried again: wait

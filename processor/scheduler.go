@@ -161,21 +161,35 @@ func (s *retryScheduler) dispatchDue() {
 }
 
 // add takes a record of the retry partition: a blocking entry joins its (hook, key)'s
-// queue (scheduled when it is the head), any other is scheduled at its due time.
+// queue (scheduled when it is the head), any other is scheduled at its due time. An
+// entry for several hooks becomes a job per hook, sharing the record's completion.
 func (s *retryScheduler) add(r *kgo.Record) {
-	j := &retryJob{rec: r, size: len(r.Key) + len(r.Value) + jobOverhead}
+	size := len(r.Key) + len(r.Value) + jobOverhead
 	for _, h := range r.Headers {
-		j.size += len(h.Key) + len(h.Value)
+		size += len(h.Key) + len(h.Value)
 	}
-	j.ack = &recordAck{wm: s.w.wm, offset: r.Offset}
-	j.ack.pending.Store(1) // the job's own hold, released when it is settled
-	if err := parseParkedEntry(r, &j.e); err != nil {
+	ack := &recordAck{wm: s.w.wm, offset: r.Offset}
+	var e parkedEntry
+	if err := parseParkedEntry(r, &e); err != nil {
 		p := s.w.c.p
 		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
+		j := &retryJob{rec: r, ack: ack}
+		ack.pending.Store(1)
 		ok := p.deadLetter(delivery{ctx: s.w.ctx, acks: j}, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
-		s.w.c.p.settleJob(j, ok)
+		p.settleJob(j, ok)
 		return
 	}
+	var jobs []*retryJob
+	e.each(func(one *parkedEntry) { jobs = append(jobs, &retryJob{rec: r, e: *one, ack: ack}) })
+	ack.pending.Store(int32(len(jobs))) // each job's own hold, released when it is settled
+	for _, j := range jobs {
+		j.size = size / len(jobs)
+		s.schedule(j)
+	}
+}
+
+// schedule holds j: in its (hook, key)'s queue when it blocks, else by due time.
+func (s *retryScheduler) schedule(j *retryJob) {
 	s.held += j.size
 	j.mark = j.e.Blocking
 	j.due = time.UnixMilli(j.e.DueMs)
