@@ -126,7 +126,7 @@ func (e *parkedEntry) record(topic string) *parkedRecord {
 type parkedRecord struct {
 	rec     kgo.Record
 	headers [5]kgo.RecordHeader // ours and up to two of the original's
-	values  [288]byte           // hook id, reason and delivery history
+	values  [512]byte           // hook id(s), reason and delivery history
 }
 
 var parkedRecords = sync.Pool{New: func() any { return new(parkedRecord) }}
