@@ -9,75 +9,22 @@ import (
 	"bytes"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
 	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
-// smallObject is the size up to which plainKeys looks for duplicates by scanning.
-const smallObject = 16
-
 // plainKeys reports whether a JavaScript object keeps o's keys as they are, in order:
 // none is an array index (objects list those first, in numeric order) or repeated, and
 // all are valid UTF-8.
 func plainKeys(o *fastjson.Object) bool {
-	var ks keySet
+	var ks jsonx.Keys
 	ok := true
 	o.Visit(func(k []byte, _ *fastjson.Value) {
-		ok = ok && plainKey(k) && ks.first(k)
+		ok = ok && jsonx.PlainKey(k) && ks.First(k)
 	})
 	return ok
-}
-
-// plainKey reports whether a JavaScript object keeps the key k as it is, wherever it
-// is: not an array index, valid UTF-8.
-func plainKey(k []byte) bool { return !isIndexKey(k) && utf8.Valid(k) }
-
-// keySet tells whether each key of a JSON object is the first with its text, as the
-// members are met in order. A small object's keys are kept and scanned, on a collision
-// of keyBit only; past smallObject keys they go into a map. (Comparing the member with
-// the one Object.Get finds would not do: true, false and null are shared values.)
-type keySet struct {
-	n      int
-	small  [smallObject][]byte
-	hashes uint64
-	seen   map[string]struct{}
-}
-
-func (ks *keySet) first(k []byte) bool {
-	if ks.seen == nil && ks.n < smallObject {
-		bit := keyBit(k)
-		first := true
-		if ks.hashes&bit != 0 {
-			for _, p := range ks.small[:ks.n] {
-				first = first && !bytes.Equal(p, k)
-			}
-		}
-		ks.hashes |= bit
-		ks.small[ks.n] = k
-		ks.n++
-		return first
-	}
-	if ks.seen == nil {
-		ks.seen = make(map[string]struct{}, 2*smallObject)
-		for _, p := range ks.small[:ks.n] {
-			ks.seen[string(p)] = struct{}{}
-		}
-	}
-	_, dup := ks.seen[string(k)]
-	ks.seen[string(k)] = struct{}{}
-	return !dup
-}
-
-// keyBit hashes a key to one bit of 64 from its length and its first and last bytes.
-func keyBit(k []byte) uint64 {
-	h := uint(len(k))
-	if len(k) > 0 {
-		h = h*31 + uint(k[0])*7 + uint(k[len(k)-1])
-	}
-	return 1 << (h & 63)
 }
 
 // appendJSNumber appends the number v as JSON.stringify writes its conversion.
@@ -161,54 +108,9 @@ func appendLongInt(dst []byte, i int64) []byte {
 // valid JSON of the same structure (members in order, duplicates kept, invalid UTF-8 as
 // U+FFFD, which goja makes of it too), and exact is false. depth is how deep v nests.
 func appendExact(dst []byte, v *fastjson.Value) (out []byte, depth int, exact bool) {
-	x := exactWriter{buf: dst, exact: true}
-	x.value(v, 0)
-	return x.buf, x.depth, x.exact
-}
-
-// exactWriter is appendExact's state.
-type exactWriter struct {
-	buf   []byte
-	depth int
-	exact bool
-}
-
-func (x *exactWriter) value(v *fastjson.Value, depth int) {
-	x.depth = max(x.depth, depth)
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		// The keys are checked as they are written (plainKeys in the same pass).
-		var ks keySet
-		x.buf = append(x.buf, '{')
-		o.Visit(func(k []byte, e *fastjson.Value) {
-			x.exact = x.exact && plainKey(k) && ks.first(k)
-			if x.buf[len(x.buf)-1] != '{' {
-				x.buf = append(x.buf, ',')
-			}
-			x.buf = append(appendJSONString(x.buf, k), ':')
-			x.value(e, depth+1)
-		})
-		x.buf = append(x.buf, '}')
-	case fastjson.TypeArray:
-		items, _ := v.Array()
-		x.buf = append(x.buf, '[')
-		for i, e := range items {
-			if i > 0 {
-				x.buf = append(x.buf, ',')
-			}
-			x.value(e, depth+1)
-		}
-		x.buf = append(x.buf, ']')
-	case fastjson.TypeString:
-		s := v.GetStringBytes()
-		x.exact = x.exact && utf8.Valid(s)
-		x.buf = appendJSONString(x.buf, s)
-	case fastjson.TypeNumber:
-		x.buf = appendJSNumber(x.buf, v)
-	default:
-		x.buf = v.MarshalTo(x.buf) // true, false, null
-	}
+	x := jsonx.ValueWriter{Buf: dst, Number: appendJSNumber, Exact: true}
+	x.Value(v, 0)
+	return x.Buf, x.Depth, x.Exact
 }
 
 // appendExactMembers appends what appendExact appends for the object whose members'
@@ -219,23 +121,23 @@ func (x *exactWriter) value(v *fastjson.Value, depth int) {
 // string or key) or is not such JSON; the caller then parses it and calls appendExact.
 // num parses the numbers to rewrite.
 func appendExactMembers(dst, members []byte, num *fastjson.Parser) (out []byte, depth int, exact, ok bool) {
-	t := textWriter{src: members, num: num, exactWriter: exactWriter{buf: dst, exact: true}}
+	t := textWriter{src: members, num: num, w: jsonx.ValueWriter{Buf: dst, Exact: true}}
 	ok = t.object(0, len(members)) && t.i == len(members)
-	return t.buf, t.depth, t.exact, ok
+	return t.w.Buf, t.w.Depth, t.w.Exact, ok
 }
 
 // textWriter is appendExactMembers' state: src is read from i on.
 type textWriter struct {
-	exactWriter
+	w   jsonx.ValueWriter // what is written: Buf, Depth, Exact
 	src []byte
 	i   int
 	num *fastjson.Parser
 }
 
-// value copies the value at t.i, nested depth levels deep, as exactWriter.value writes
-// its parsed form.
+// value copies the value at t.i, nested depth levels deep, as appendExact writes its
+// parsed form.
 func (t *textWriter) value(depth int) bool {
-	t.depth = max(t.depth, depth)
+	t.w.Depth = max(t.w.Depth, depth)
 	if depth > maxJSONDepth || t.i >= len(t.src) {
 		return false
 	}
@@ -248,13 +150,13 @@ func (t *textWriter) value(depth int) bool {
 		return t.array(depth)
 	case '"':
 		s, ok := t.str()
-		t.buf = append(append(append(t.buf, '"'), s...), '"')
+		t.w.Buf = append(append(append(t.w.Buf, '"'), s...), '"')
 		return ok
 	case 't', 'f', 'n':
 		for _, lit := range [...]string{"true", "false", "null"} {
 			if lit[0] == c && bytes.HasPrefix(t.src[t.i:], []byte(lit)) {
 				t.i += len(lit)
-				t.buf = append(t.buf, lit...)
+				t.w.Buf = append(t.w.Buf, lit...)
 				return true
 			}
 		}
@@ -266,8 +168,8 @@ func (t *textWriter) value(depth int) bool {
 // object copies the members at t.i, up to its closing brace (the end of src for the
 // outermost object, end being len(src) then, -1 otherwise).
 func (t *textWriter) object(depth, end int) bool {
-	var keys keySet
-	t.buf = append(t.buf, '{')
+	var keys jsonx.Keys
+	t.w.Buf = append(t.w.Buf, '{')
 	for n := 0; ; n++ {
 		if t.i == end {
 			break
@@ -284,20 +186,20 @@ func (t *textWriter) object(depth, end int) bool {
 			return false
 		}
 		t.i++
-		t.exact = t.exact && !isIndexKey(k) && keys.first(k) // UTF-8 already
-		t.buf = append(t.buf, '"')
-		t.buf = append(t.buf, k...)
-		t.buf = append(t.buf, '"', ':')
+		t.w.Exact = t.w.Exact && !jsonx.IsIndexKey(k) && keys.First(k) // UTF-8 already
+		t.w.Buf = append(t.w.Buf, '"')
+		t.w.Buf = append(t.w.Buf, k...)
+		t.w.Buf = append(t.w.Buf, '"', ':')
 		if !t.value(depth + 1) {
 			return false
 		}
 	}
-	t.buf = append(t.buf, '}')
+	t.w.Buf = append(t.w.Buf, '}')
 	return true
 }
 
 func (t *textWriter) array(depth int) bool {
-	t.buf = append(t.buf, '[')
+	t.w.Buf = append(t.w.Buf, '[')
 	for n := 0; ; n++ {
 		if t.i < len(t.src) && t.src[t.i] == ']' {
 			t.i++
@@ -310,7 +212,7 @@ func (t *textWriter) array(depth int) bool {
 			return false
 		}
 	}
-	t.buf = append(t.buf, ']')
+	t.w.Buf = append(t.w.Buf, ']')
 	return true
 }
 
@@ -323,7 +225,7 @@ func (t *textWriter) comma(n int) bool {
 		return false
 	}
 	t.i++
-	t.buf = append(t.buf, ',')
+	t.w.Buf = append(t.w.Buf, ',')
 	return true
 }
 
@@ -353,29 +255,17 @@ func (t *textWriter) number() bool {
 		return false
 	}
 	if plainInt(text) {
-		t.buf = append(t.buf, text...)
+		t.w.Buf = append(t.w.Buf, text...)
 		return true
 	}
 	if i, ok := longInt(text); ok {
-		t.buf = appendLongInt(t.buf, i)
+		t.w.Buf = appendLongInt(t.w.Buf, i)
 		return true
 	}
 	v, err := t.num.ParseBytes(text)
 	if err != nil || v.Type() != fastjson.TypeNumber {
 		return false
 	}
-	t.buf = appendJSNumber(t.buf, v)
+	t.w.Buf = appendJSNumber(t.w.Buf, v)
 	return true
-}
-
-// isIndexKey reports whether k is an array index ("0" to "4294967294", no leading zero).
-func isIndexKey(k []byte) bool {
-	if len(k) == 0 || k[0] < '0' || k[0] > '9' || len(k) > 10 {
-		return false
-	}
-	if k[0] == '0' {
-		return len(k) == 1
-	}
-	n, err := strconv.ParseUint(string(k), 10, 32)
-	return err == nil && n < math.MaxUint32
 }

@@ -45,7 +45,7 @@ func funcMap(limit int) template.FuncMap {
 		"unix_now":    unixNow,
 		"join":        func(sep, list any) (string, error) { return joinHelper(sep, list, limit) },
 		"replace":     func(old, new, s any) (string, error) { return replaceHelper(old, new, s, limit) },
-		"quote":       func(v any) string { return string(appendJSONString(nil, toString(v))) },
+		"quote":       func(v any) string { return string(jsonx.AppendString(nil, toString(v), false)) },
 		// urlpath escapes a URL path segment: "a b/c" → "a%20b%2Fc" (urlquery gives
 		// "a+b%2Fc", and in a path "+" is a plus).
 		"urlpath": func(v any) string { return url.PathEscape(toString(v)) },
@@ -301,9 +301,4 @@ func appendFloat(dst []byte, f float64) []byte {
 		dst = append(dst[:e+2], dst[e+3:]...)
 	}
 	return dst
-}
-
-// appendJSONString appends s as JSON.stringify does (U+2028/U+2029 left as they are).
-func appendJSONString[T string | []byte](dst []byte, s T) []byte {
-	return jsonx.AppendString(dst, s, false)
 }

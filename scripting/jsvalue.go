@@ -10,6 +10,8 @@ import (
 
 	"github.com/dop251/goja"
 	"github.com/valyala/fastjson"
+
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
 // maxJSONDepth bounds nesting when converting between JSON and JavaScript values, in both
@@ -148,7 +150,7 @@ func (w *jsonWriter) value(key string, v goja.Value, depth int) (emitted bool, e
 	case goja.IsNull(v):
 		w.buf = append(w.buf, "null"...)
 	case goja.IsString(v):
-		w.buf = appendJSONString(w.buf, v.String())
+		w.buf = jsonx.AppendString(w.buf, v.String(), false)
 	case goja.IsNumber(v):
 		w.number(v)
 	case goja.IsBigInt(v):
@@ -193,7 +195,7 @@ func (w *jsonWriter) object(obj *goja.Object, depth int) (bool, error) {
 		w.number(obj.ToNumber())
 		return true, w.check()
 	case "String":
-		w.buf = appendJSONString(w.buf, obj.String())
+		w.buf = jsonx.AppendString(w.buf, obj.String(), false)
 		return true, w.check()
 	case "Boolean":
 		b, _ := obj.Export().(bool)
@@ -212,7 +214,7 @@ func (w *jsonWriter) object(obj *goja.Object, depth int) (bool, error) {
 		if n > 0 {
 			w.buf = append(w.buf, ',')
 		}
-		w.buf = appendJSONString(w.buf, k)
+		w.buf = jsonx.AppendString(w.buf, k, false)
 		w.buf = append(w.buf, ':')
 		ok, err := w.value(k, obj.Get(k), depth+1)
 		if err != nil {
@@ -269,7 +271,7 @@ func (w *jsonWriter) tree(v *fastjson.Value, depth int) error {
 		if !utf8.Valid(s) {
 			return w.converted(v, depth)
 		}
-		w.buf = appendJSONString(w.buf, s)
+		w.buf = jsonx.AppendString(w.buf, s, false)
 	case fastjson.TypeNumber:
 		w.buf = appendJSNumber(w.buf, v)
 	case fastjson.TypeTrue:
@@ -319,7 +321,7 @@ func (w *jsonWriter) members(o *fastjson.Object, read []goja.Value, depth int) e
 		if n > 0 {
 			w.buf = append(w.buf, ',')
 		}
-		w.buf = appendJSONString(w.buf, k)
+		w.buf = jsonx.AppendString(w.buf, k, false)
 		w.buf = append(w.buf, ':')
 		ok := true
 		if obj, isObj := memberAt(read, i).(*goja.Object); isObj {

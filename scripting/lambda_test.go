@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dop251/goja"
+
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
 func mustLambda(t testing.TB, fns ...string) *Lambda {
@@ -380,7 +382,7 @@ func TestLambdaJSONMatchesGoja(t *testing.T) {
 			t.Errorf("%s:\n ours %s\n goja %s", expr, out, want)
 		}
 		got, err := rt.Call(mustLambda(t, "(d) => JSON.stringify("+expr+")"), "h", []byte(`{}`), "e", "s", time.Second)
-		if err != nil || string(got) != string(appendJSONString(nil, want.String())) {
+		if err != nil || string(got) != string(jsonx.AppendString(nil, want.String(), false)) {
 			t.Errorf("JSON.stringify(%s) in the sandbox: %s, %v", expr, got, err)
 		}
 	}

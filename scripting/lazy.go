@@ -7,6 +7,8 @@ import (
 
 	"github.com/dop251/goja"
 	"github.com/valyala/fastjson"
+
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
 // The event data reaches a lambda lazily: each JSON object in it is a goja dynamic object
@@ -128,7 +130,7 @@ func (in *lazyInput) value(v *fastjson.Value, parent *lazyObject, member int, in
 // lazyObject is the goja DynamicObject of one JSON object of a lazyInput. Reading a
 // member of a small object converts that member only, once (vals); anything else — a
 // write, a delete, listing the keys, or any access to an object of more than
-// smallObject members — converts all members into obj, an ordinary object without a
+// jsonx.SmallObject members — converts all members into obj, an ordinary object without a
 // prototype (the dynamic object has it) that holds them from then on.
 type lazyObject struct {
 	in   *lazyInput
@@ -253,7 +255,7 @@ func (o *lazyObject) read(i int, e *fastjson.Value) goja.Value {
 // small reports whether members are read one by one: a lookup scans the object, and
 // compares keys as goja would only when they are plain (goja replaces invalid UTF-8).
 func (o *lazyObject) small() bool {
-	return o.obj == nil && o.tree().GetObject().Len() <= smallObject && o.plainKeys()
+	return o.obj == nil && o.tree().GetObject().Len() <= jsonx.SmallObject && o.plainKeys()
 }
 
 // Get implements goja.DynamicObject.

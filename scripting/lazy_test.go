@@ -11,13 +11,15 @@ import (
 
 	"github.com/dop251/goja"
 	"github.com/valyala/fastjson"
+
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
 // lazyData has an array index key (listed first), nesting through arrays, and every kind
 // of value.
 const lazyData = `{"b":1,"a":{"x":[1,{"y":2},[{"z":3}]]},"s":"str","2":"two","n":null,"t":true,"f":1.5,"big":12345678901234567890}`
 
-// lazyBigData has more than smallObject members, which convert all at once.
+// lazyBigData has more than jsonx.SmallObject members, which convert all at once.
 var lazyBigData = `{"k0":0,` + strings.Repeat(`"k":{"a":1},`, 20) + lazyData[1:]
 
 // TestLazyObjectMatchesEager runs each expression on the lazy input and on the same data
@@ -134,7 +136,7 @@ return (d) => {
 			t.Fatal(err)
 		}
 	}
-	want := `[` + events[0] + `,` + string(appendJSONString(nil, events[0])) + `,{"y":2},[{"z":3}],"str",true]`
+	want := `[` + events[0] + `,` + string(jsonx.AppendString(nil, events[0], false)) + `,{"y":2},[{"z":3}],"str",true]`
 	if string(out) != want {
 		t.Errorf("got  %s\nwant %s", out, want)
 	}
@@ -205,7 +207,7 @@ func FuzzLazyStringify(f *testing.F) {
 			t.Fatalf("%q with members read:\nlazy  %s, %v\neager %s", data, got, err, want)
 		}
 		got, err = rt.Call(stringify, "h", data, "e", "s", time.Second)
-		if eagerErr == nil && (err != nil || string(got) != string(appendJSONString(nil, want))) {
+		if eagerErr == nil && (err != nil || string(got) != string(jsonx.AppendString(nil, want, false))) {
 			t.Fatalf("JSON.stringify of %q:\nlazy  %s, %v\neager %s", data, got, err, want)
 		}
 	})

@@ -46,18 +46,19 @@ func appendEventBody(dst []byte, ev *hooks.Event) []byte {
 // appendBodyHead opens Kong's body with its "source" and "event" members.
 func appendBodyHead(dst []byte, source, event string) []byte {
 	dst = append(dst, `{"source":`...)
-	dst = appendJSONString(dst, source)
+	dst = jsonx.AppendString(dst, source, true)
 	dst = append(dst, `,"event":`...)
-	return appendJSONString(dst, event)
+	return jsonx.AppendString(dst, event, true)
 }
 
 // appendWebhookBody appends Kong's webhook body to dst: the data object with "source" and
 // "event" added first. Top-level "source"/"event" keys of data are dropped (replaced, not
 // duplicated). A nil or non-object data yields just the two keys.
 //
-// It writes JSON itself rather than through fastjson's MarshalTo, whose string escaping
-// (strconv.AppendQuote) emits \x01, \a and \v, which are not JSON; and it re-checks
-// numbers, because fastjson's parser accepts NaN, Inf and "1-2" as numbers.
+// It writes JSON with jsonx rather than through fastjson's MarshalTo, whose string
+// escaping (strconv.AppendQuote) emits \x01, \a and \v, which are not JSON; jsonx
+// re-checks numbers, because fastjson's parser accepts NaN, Inf and "1-2" as numbers.
+// Strings are also valid JavaScript (U+2028 and U+2029 escaped).
 func appendWebhookBody(dst []byte, source, event string, data *fastjson.Value) []byte {
 	dst = appendBodyHead(dst, source, event)
 	if data != nil && data.Type() == fastjson.TypeObject {
@@ -67,68 +68,10 @@ func appendWebhookBody(dst []byte, source, event string, data *fastjson.Value) [
 				return
 			}
 			dst = append(dst, ',')
-			dst = appendJSONString(dst, k)
+			dst = jsonx.AppendString(dst, k, true)
 			dst = append(dst, ':')
-			dst = appendJSONValue(dst, v)
+			dst = jsonx.AppendValue(dst, v, true)
 		})
 	}
 	return append(dst, '}')
-}
-
-// appendJSONValue appends v as valid JSON. Recursion is bounded by fastjson.MaxDepth.
-func appendJSONValue(dst []byte, v *fastjson.Value) []byte {
-	switch v.Type() {
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		dst = append(dst, '{')
-		first := true
-		o.Visit(func(k []byte, vv *fastjson.Value) {
-			if !first {
-				dst = append(dst, ',')
-			}
-			first = false
-			dst = appendJSONString(dst, k)
-			dst = append(dst, ':')
-			dst = appendJSONValue(dst, vv)
-		})
-		return append(dst, '}')
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		dst = append(dst, '[')
-		for i, vv := range a {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendJSONValue(dst, vv)
-		}
-		return append(dst, ']')
-	case fastjson.TypeString:
-		return appendJSONString(dst, v.GetStringBytes())
-	case fastjson.TypeNumber:
-		start := len(dst)
-		dst = v.MarshalTo(dst) // the number's source text
-		if validJSONNumber(dst[start:]) {
-			return dst
-		}
-		// NaN, Inf, "1-2"…: keep the text, as a string, rather than emit invalid JSON.
-		n := string(dst[start:])
-		return appendJSONString(dst[:start], n)
-	case fastjson.TypeTrue:
-		return append(dst, "true"...)
-	case fastjson.TypeFalse:
-		return append(dst, "false"...)
-	default:
-		return append(dst, "null"...)
-	}
-}
-
-// validJSONNumber reports whether b is one number of RFC 8259's grammar.
-func validJSONNumber(b []byte) bool {
-	n := jsonx.NumberLen(b)
-	return n > 0 && n == len(b)
-}
-
-// appendJSONString appends s as a JSON string that is also valid JavaScript.
-func appendJSONString[T string | []byte](dst []byte, s T) []byte {
-	return jsonx.AppendString(dst, s, true)
 }

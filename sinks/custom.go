@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
@@ -188,7 +189,7 @@ func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		f := customField{value: tc.compile("config.payload."+k, cfg.Payload[k], payloadFormat)}
-		f.jsonKey = append(appendJSONString(nil, k), ':')
+		f.jsonKey = append(jsonx.AppendString(nil, k, true), ':')
 		f.formKey = append(fasthttp.AppendQuotedArg(nil, []byte(k)), '=')
 		f.partHeader = []byte(`Content-Disposition: form-data; name="` + escapeQuotes(k) + "\"\r\n\r\n")
 		s.payload = append(s.payload, f)
@@ -463,7 +464,7 @@ func (s *customSink) build(req *fasthttp.Request, buf *buffer, ev *hooks.Event, 
 					b = append(b, ',')
 				}
 				b = append(b, s.payload[i].jsonKey...)
-				b = appendJSONString(b, value(i))
+				b = jsonx.AppendString(b, value(i), true)
 			}
 			b = append(b, '}')
 		case encForm:

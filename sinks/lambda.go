@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
@@ -180,7 +181,7 @@ func (s *lambdaSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, s
 			data = fastjson.MustParse(`{}`)
 		}
 		buf := getBuffer()
-		buf.B = appendJSONValue(buf.B[:0], data)
+		buf.B = jsonx.AppendValue(buf.B[:0], data, true)
 		out, err = rt.Call(s.fn, s.hookID, buf.B, ev.Event, ev.Source, limit)
 		putBuffer(buf)
 	} else {
@@ -473,7 +474,7 @@ func parseRequest(o *fastjson.Object, lane *Lane) (lambdaRequest, error) {
 			case fastjson.TypeString:
 				lane.scratch = append(lane.scratch, v.GetStringBytes()...)
 			default:
-				lane.scratch = appendJSONValue(lane.scratch, v)
+				lane.scratch = jsonx.AppendValue(lane.scratch, v, true)
 				jsonBody = true
 			}
 			r.bodyTo, r.hasBody = len(lane.scratch), true

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/jsonx"
 )
 
 // logSink is the compiled log handler: one structured line per event, at info (Kong 2.6 to
@@ -32,7 +33,7 @@ func (s *logSink) Deliver(ctx context.Context, ev *hooks.Event, _ *Lane) Result 
 	}
 	buf := getBuffer()
 	if data := ev.Data(); data != nil {
-		buf.B = appendJSONValue(buf.B[:0], data)
+		buf.B = jsonx.AppendValue(buf.B[:0], data, true)
 	} else {
 		buf.B = append(buf.B[:0], "null"...)
 	}

@@ -1,7 +1,8 @@
-// Package jsonx appends JSON string literals the way the hot paths need them: no
-// reflection, no HTML escaping, invalid UTF-8 replaced rather than rejected. It is shared
-// by sinks (request bodies) and scripting (JSON.stringify, template helpers) and holds no
-// state.
+// Package jsonx appends JSON the way the hot paths need it: no reflection, no HTML
+// escaping, invalid UTF-8 replaced rather than rejected. It is the one JSON string writer
+// (AppendString) and the one writer of parsed values (ValueWriter, AppendValue) of the
+// module, shared by sinks (request bodies) and scripting (JSON.stringify, template
+// helpers), and holds no state.
 package jsonx
 
 import "unicode/utf8"
