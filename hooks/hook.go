@@ -118,8 +118,40 @@ func (h *Hook) SnoozeSeconds() int64 {
 // ChangeOnly reports whether on_change is set.
 func (h *Hook) ChangeOnly() bool { return h.OnChange != nil && *h.OnChange }
 
-// Timeout returns the per-delivery timeout.
+// Timeout returns the per-delivery timeout as stored (0 when unset); see AttemptTimeout.
 func (h *Hook) Timeout() time.Duration { return time.Duration(h.TimeoutMs) * time.Millisecond }
+
+// AttemptTimeout returns how long one delivery attempt may take: timeout_ms, or
+// DefaultTimeoutMs when it is unset (a hook that did not go through Validate).
+func (h *Hook) AttemptTimeout() time.Duration {
+	if t := h.Timeout(); t > 0 {
+		return t
+	}
+	return DefaultTimeoutMs * time.Millisecond
+}
+
+// RetryPolicy returns the retry policy deliveries follow, whatever the hook holds: a field
+// unset or negative takes its default (DefaultMaxAttempts, DefaultInitialBackoffMs,
+// DefaultMaxBackoffMs) and both backoffs are at most MaxBackoffMs, so a hook stored by an
+// older version cannot overflow a duration. For a hook that went through Validate it is
+// its Retry as stored.
+func (h *Hook) RetryPolicy() Retry {
+	r := Retry{MaxAttempts: DefaultMaxAttempts, InitialBackoffMs: DefaultInitialBackoffMs, MaxBackoffMs: DefaultMaxBackoffMs}
+	if h.Retry != nil {
+		if h.Retry.MaxAttempts > 0 {
+			r.MaxAttempts = h.Retry.MaxAttempts
+		}
+		if h.Retry.InitialBackoffMs > 0 {
+			r.InitialBackoffMs = h.Retry.InitialBackoffMs
+		}
+		if h.Retry.MaxBackoffMs > 0 {
+			r.MaxBackoffMs = h.Retry.MaxBackoffMs
+		}
+	}
+	r.InitialBackoffMs = min(r.InitialBackoffMs, MaxBackoffMs)
+	r.MaxBackoffMs = min(r.MaxBackoffMs, MaxBackoffMs)
+	return r
+}
 
 // Version identifies one revision of a hook: compiled artefacts are cached per version.
 func (h *Hook) Version() string { return h.ID + "@" + strconv.FormatInt(h.Revision, 10) }

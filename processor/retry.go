@@ -468,21 +468,10 @@ func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) (*kgo.R
 	}
 }
 
-// retryPolicy is the hook's retry policy with defaults and bounds applied, so a hook
-// stored by an older version with absurd values cannot overflow a duration.
+// retryPolicy is the hook's retry policy with defaults and bounds applied (see
+// hooks.Hook.RetryPolicy), within this package's cap on any backoff.
 func retryPolicy(h *hooks.Hook) hooks.Retry {
-	r := hooks.Retry{MaxAttempts: hooks.DefaultMaxAttempts, InitialBackoffMs: hooks.DefaultInitialBackoffMs, MaxBackoffMs: hooks.DefaultMaxBackoffMs}
-	if h.Retry != nil {
-		if h.Retry.MaxAttempts > 0 {
-			r.MaxAttempts = h.Retry.MaxAttempts
-		}
-		if h.Retry.InitialBackoffMs > 0 {
-			r.InitialBackoffMs = h.Retry.InitialBackoffMs
-		}
-		if h.Retry.MaxBackoffMs > 0 {
-			r.MaxBackoffMs = h.Retry.MaxBackoffMs
-		}
-	}
+	r := h.RetryPolicy()
 	r.InitialBackoffMs = min(r.InitialBackoffMs, maxBackoffMs)
 	r.MaxBackoffMs = min(r.MaxBackoffMs, maxBackoffMs)
 	return r

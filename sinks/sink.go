@@ -121,14 +121,8 @@ func Compile(h *hooks.Hook, p *Pool, log *slog.Logger) (Sink, error) {
 	return s, nil
 }
 
-// timeoutOf returns the hook's per-attempt timeout, falling back to the default when the
-// hook did not go through hooks.Validate.
-func timeoutOf(h *hooks.Hook) time.Duration {
-	if t := h.Timeout(); t > 0 {
-		return t
-	}
-	return hooks.DefaultTimeoutMs * time.Millisecond
-}
+// timeoutOf returns the hook's per-attempt timeout (hooks.Hook.AttemptTimeout).
+func timeoutOf(h *hooks.Hook) time.Duration { return h.AttemptTimeout() }
 
 // canceled is the Result of an attempt that did not start because ctx was done.
 func canceled(ctx context.Context, hookID string, start time.Time) Result {
