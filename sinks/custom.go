@@ -346,168 +346,223 @@ func isScriptFailure(err error) bool {
 }
 
 // build fills req for ev, the body going to buf (not copied into req: buf outlives it),
-// and returns the endpoint to send it to.
+// and returns the endpoint to send it to. It renders in the lane's scratch space, in
+// order: the payload values (GET puts them in the URL, other methods in the body), the
+// URL, the headers, the body.
 func (s *customSink) build(req *fasthttp.Request, buf *buffer, ev *hooks.Event, lane *Lane) (*endpoint, error) {
-	var tctx *scripting.EventData
+	b := customBuild{s: s, req: req, sc: lane.scratch[:0], marks: lane.marks[:0]}
 	if s.needsCtx {
-		tctx = lane.eventData(ev)
+		b.tctx = lane.eventData(ev)
+	}
+	ep, err := b.build(buf)
+	lane.scratch = b.sc
+	if err == nil {
+		lane.marks = b.marks
+	}
+	return ep, err
+}
+
+// customBuild is the state of one customSink.build.
+type customBuild struct {
+	s    *customSink
+	req  *fasthttp.Request
+	tctx *scripting.EventData // nil when no part is a template
+	// sc holds the rendered payload values (sc[:values], value i ending at marks[i]),
+	// then from mark on the rendered URL or header value being set.
+	sc            []byte
+	marks         []int
+	values, mark  int
+	encodePayload bool // the payload is sent, in the query string or as the body
+}
+
+func (b *customBuild) build(buf *buffer) (*endpoint, error) {
+	s := b.s
+	b.encodePayload = len(s.payload) > 0 && (s.query || !s.useBody)
+	if err := b.renderPayload(); err != nil {
+		return nil, err
+	}
+	ep, err := b.url()
+	if err != nil {
+		return nil, err
+	}
+	b.req.Header.SetMethod(s.method)
+	ctype, enc, err := b.headers()
+	if err != nil {
+		return nil, err
+	}
+	if ctype, err = b.body(buf, ctype, enc); err != nil {
+		return nil, err
+	}
+	switch {
+	case s.query:
+	case ctype != nil:
+		b.req.Header.SetContentTypeBytes(ctype)
+	default:
+		b.req.Header.SetNoDefaultContentType(true) // as configured: none
+	}
+	if !s.query {
+		b.req.SetBodyRaw(buf.B)
+	}
+	return ep, nil
+}
+
+// renderPayload renders the payload values into sc when the request sends them.
+func (b *customBuild) renderPayload() error {
+	var err error
+	if b.encodePayload {
+		for i := range b.s.payload {
+			if b.sc, err = b.s.payload[i].value.appendTo(b.sc, b.tctx); err != nil {
+				return err
+			}
+			b.marks = append(b.marks, len(b.sc))
+		}
+	}
+	b.values = len(b.sc)
+	return nil
+}
+
+// value returns the i-th rendered payload value.
+func (b *customBuild) value(i int) []byte {
+	from := 0
+	if i > 0 {
+		from = b.marks[i-1]
+	}
+	return b.sc[from:b.marks[i]]
+}
+
+// url sets the request URI, with the payload as its query string for GET and HEAD, and
+// returns the endpoint it names (another one than the configured URL's only when the URL
+// is a template).
+func (b *customBuild) url() (*endpoint, error) {
+	s := b.s
+	if s.url.tmpl == nil && !(s.query && b.encodePayload) {
+		b.req.SetRequestURI(s.url.lit)
+		return s.ep, nil
 	}
 	var err error
 	ep := s.ep
-
-	// Payload values first: GET needs them for the URL, others for the body.
-	sc, marks := lane.scratch[:0], lane.marks[:0]
-	encodePayload := len(s.payload) > 0 && (s.query || !s.useBody)
-	if encodePayload {
-		for i := range s.payload {
-			if sc, err = s.payload[i].value.appendTo(sc, tctx); err != nil {
-				lane.scratch = sc
-				return nil, err
-			}
-			marks = append(marks, len(sc))
-		}
+	if b.sc, err = s.url.appendTo(b.sc, b.tctx); err != nil {
+		return nil, err
 	}
-	valuesEnd := len(sc)
-	value := func(i int) []byte {
-		from := 0
-		if i > 0 {
-			from = marks[i-1]
-		}
-		return sc[from:marks[i]]
-	}
-
-	// The URL, with the payload as its query string for GET and HEAD.
-	if s.url.tmpl == nil && !(s.query && encodePayload) {
-		req.SetRequestURI(s.url.lit)
-	} else {
-		if sc, err = s.url.appendTo(sc, tctx); err != nil {
-			lane.scratch = sc
+	if s.url.tmpl != nil {
+		if ep, err = s.endpointFor(b.sc[b.values:]); err != nil {
 			return nil, err
 		}
-		if s.url.tmpl != nil {
-			if ep, err = s.endpointFor(sc[valuesEnd:]); err != nil {
-				lane.scratch = sc
-				return nil, err
-			}
-		}
-		if s.query && encodePayload {
-			if i := bytes.IndexByte(sc[valuesEnd:], '#'); i >= 0 {
-				sc = sc[:valuesEnd+i] // a fragment is never sent; the query goes before it
-			}
-			sep := byte('?')
-			if bytes.IndexByte(sc[valuesEnd:], '?') >= 0 {
-				sep = '&'
-			}
-			for i := range s.payload {
-				sc = append(sc, sep)
-				sep = '&'
-				sc = append(sc, s.payload[i].formKey...)
-				sc = fasthttp.AppendQuotedArg(sc, value(i))
-			}
-		}
-		req.SetRequestURIBytes(sc[valuesEnd:]) // copied
 	}
-	req.Header.SetMethod(s.method)
+	if s.query && b.encodePayload {
+		if i := bytes.IndexByte(b.sc[b.values:], '#'); i >= 0 {
+			b.sc = b.sc[:b.values+i] // a fragment is never sent; the query goes before it
+		}
+		sep := byte('?')
+		if bytes.IndexByte(b.sc[b.values:], '?') >= 0 {
+			sep = '&'
+		}
+		for i := range s.payload {
+			b.sc = append(b.sc, sep)
+			sep = '&'
+			b.sc = append(b.sc, s.payload[i].formKey...)
+			b.sc = fasthttp.AppendQuotedArg(b.sc, b.value(i))
+		}
+	}
+	b.req.SetRequestURIBytes(b.sc[b.values:]) // copied
+	return ep, nil
+}
 
-	// Headers.
-	mark := len(sc)
+// headers sets the configured headers and Host, and returns the rendered Content-Type
+// (nil when none is configured) with the payload encoding it selects.
+func (b *customBuild) headers() (ctype []byte, enc encoding, err error) {
+	s := b.s
+	b.mark = len(b.sc)
+	mark := b.mark
 	for i := range s.headers {
 		hv := &s.headers[i]
 		if hv.value.tmpl == nil {
-			req.Header.SetBytesKV(hv.key, hv.lit)
+			b.req.Header.SetBytesKV(hv.key, hv.lit)
 			continue
 		}
-		if sc, err = s.renderHeader(sc[:mark], &hv.value, tctx, hv.key); err != nil {
-			lane.scratch = sc
-			return nil, err
+		if b.sc, err = s.renderHeader(b.sc[:mark], &hv.value, b.tctx, hv.key); err != nil {
+			return nil, 0, err
 		}
-		req.Header.SetBytesKV(hv.key, sc[mark:]) // copied
+		b.req.Header.SetBytesKV(hv.key, b.sc[mark:]) // copied
 	}
 	if s.hasHost {
-		if sc, err = s.renderHeader(sc[:mark], &s.host, tctx, headerHost); err != nil {
-			lane.scratch = sc
-			return nil, err
+		if b.sc, err = s.renderHeader(b.sc[:mark], &s.host, b.tctx, headerHost); err != nil {
+			return nil, 0, err
 		}
-		req.UseHostHeader = true
-		req.Header.SetHostBytes(sc[mark:])
+		b.req.UseHostHeader = true
+		b.req.Header.SetHostBytes(b.sc[mark:])
 	}
-	var ctype []byte
-	enc := s.enc
+	enc = s.enc
 	if s.hasCType {
-		if sc, err = s.renderHeader(sc[:mark], &s.ctype, tctx, headerContentType); err != nil {
-			lane.scratch = sc
-			return nil, err
+		if b.sc, err = s.renderHeader(b.sc[:mark], &s.ctype, b.tctx, headerContentType); err != nil {
+			return nil, 0, err
 		}
-		ctype = sc[mark:]
+		ctype = b.sc[mark:]
 		if s.ctype.tmpl != nil {
 			enc = encodingOf(ctype)
 		}
 	}
+	return ctype, enc, nil
+}
 
-	// The body.
-	b := buf.B[:0]
+// body writes the body to buf.B: none for GET and HEAD, config.body when set, else the
+// payload encoded by enc. It returns the Content-Type to send: ctype, or multipart's
+// with its boundary.
+func (b *customBuild) body(buf *buffer, ctype []byte, enc encoding) ([]byte, error) {
+	s := b.s
+	out := buf.B[:0]
+	var err error
 	switch {
 	case s.query:
 		// No body, no Content-Type.
 	case s.useBody:
-		if b, err = s.body.appendTo(b, tctx); err != nil {
-			buf.B = b
-			lane.scratch = sc
+		out, err = s.body.appendTo(out, b.tctx)
+		if err != nil {
+			buf.B = out
 			return nil, err
 		}
-	case encodePayload:
+	case b.encodePayload:
 		switch enc {
 		case encJSON:
-			b = append(b, '{')
+			out = append(out, '{')
 			for i := range s.payload {
 				if i > 0 {
-					b = append(b, ',')
+					out = append(out, ',')
 				}
-				b = append(b, s.payload[i].jsonKey...)
-				b = jsonx.AppendString(b, value(i), true)
+				out = append(out, s.payload[i].jsonKey...)
+				out = jsonx.AppendString(out, b.value(i), true)
 			}
-			b = append(b, '}')
+			out = append(out, '}')
 		case encForm:
 			for i := range s.payload {
 				if i > 0 {
-					b = append(b, '&')
+					out = append(out, '&')
 				}
-				b = append(b, s.payload[i].formKey...)
-				b = fasthttp.AppendQuotedArg(b, value(i))
+				out = append(out, s.payload[i].formKey...)
+				out = fasthttp.AppendQuotedArg(out, b.value(i))
 			}
 		default:
 			boundary := s.boundary
-			if bytes.Contains(sc[:valuesEnd], s.boundaryB) {
+			if bytes.Contains(b.sc[:b.values], s.boundaryB) {
 				boundary = newBoundary() // a value contains ours: never split a value
 			}
 			for i := range s.payload {
-				b = append(b, "--"...)
-				b = append(b, boundary...)
-				b = append(b, "\r\n"...)
-				b = append(b, s.payload[i].partHeader...)
-				b = append(b, value(i)...)
-				b = append(b, "\r\n"...)
+				out = append(out, "--"...)
+				out = append(out, boundary...)
+				out = append(out, "\r\n"...)
+				out = append(out, s.payload[i].partHeader...)
+				out = append(out, b.value(i)...)
+				out = append(out, "\r\n"...)
 			}
-			b = append(b, "--"...)
-			b = append(b, boundary...)
-			b = append(b, "--\r\n"...)
-			sc = append(append(sc[:mark], contentTypeMultipart...), boundary...)
-			ctype = sc[mark:]
+			out = append(out, "--"...)
+			out = append(out, boundary...)
+			out = append(out, "--\r\n"...)
+			b.sc = append(append(b.sc[:b.mark], contentTypeMultipart...), boundary...)
+			ctype = b.sc[b.mark:]
 		}
 	}
-	buf.B = b
-	switch {
-	case s.query:
-	case ctype != nil:
-		req.Header.SetContentTypeBytes(ctype)
-	default:
-		req.Header.SetNoDefaultContentType(true) // as configured: none
-	}
-	if !s.query {
-		req.SetBodyRaw(b)
-	}
-	lane.scratch, lane.marks = sc, marks
-	return ep, nil
+	buf.B = out
+	return ctype, nil
 }
 
 // renderHeader appends the rendered value of a templated header to dst and checks that
