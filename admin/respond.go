@@ -1,18 +1,18 @@
 package admin
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
-	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/httpserve"
 )
 
 // contentTypeJSON is what Kong's Admin API answers with.
-const contentTypeJSON = "application/json; charset=utf-8"
+const contentTypeJSON = httpserve.ContentTypeJSON
 
 // Kong's error codes (kong/db/errors.lua) used here.
 const (
@@ -54,16 +54,7 @@ func schemaViolation(field, msg string) error {
 
 // respond writes v as a JSON body with status.
 func respond(ctx *fasthttp.RequestCtx, status int, v any) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("cannot encode response: %w", err)
-	}
-	ctx.SetStatusCode(status)
-	ctx.SetContentType(contentTypeJSON)
-	ctx.SetBody(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
-	return nil
+	return httpserve.JSON(ctx, status, v)
 }
 
 // fail is the one error writer: it turns err into Kong's error shape and status, and logs

@@ -1,18 +1,19 @@
 package admin
 
 import (
-	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
-	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"net"
 	"time"
 
-	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/bearer"
+	"github.com/eventhooks/eventhooks/internal/httpserve"
 )
 
 // HookStore is what the Admin API needs of the hook store (*hooks.Store implements it).
@@ -31,10 +32,6 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	// MaxRequestBodySize caps request bodies; larger ones get 413.
 	MaxRequestBodySize = 1 << 20
-	serverName         = "eventhooks"
-	readTimeout        = 30 * time.Second
-	writeTimeout       = 30 * time.Second
-	idleTimeout        = 2 * time.Minute
 )
 
 // Config configures a Server. Store and Catalogue are required.
@@ -86,12 +83,10 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	srv      *fasthttp.Server
+	srv      *httpserve.Server
 	routes   map[string]*route
 	other    *route
 	writeSem chan struct{}
-	base     context.Context
-	cancel   context.CancelFunc
 }
 
 // New validates cfg, fills its defaults and returns a Server ready to Serve.
@@ -117,19 +112,14 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, writeSem: make(chan struct{}, 1)}
 	// # HELP/# TYPE lines let Prometheus see histograms as histograms.
 	metrics.ExposeMetadata(true)
-	s.base, s.cancel = context.WithCancel(context.Background())
 	s.routes, s.other = s.routeTable()
-	s.srv = &fasthttp.Server{
-		Handler:                      s.serve,
-		ErrorHandler:                 s.serverError,
-		Name:                         serverName,
-		ReadTimeout:                  readTimeout,
-		WriteTimeout:                 writeTimeout,
-		IdleTimeout:                  idleTimeout,
-		MaxRequestBodySize:           MaxRequestBodySize,
-		DisablePreParseMultipartForm: true,
-		Logger:                       fasthttpLogger{cfg.Logger},
-	}
+	s.srv = httpserve.New(httpserve.Config{
+		Handler:            s.serve,
+		ErrorHandler:       s.serverError,
+		MaxRequestBodySize: MaxRequestBodySize,
+		Logger:             cfg.Logger,
+		LogMsg:             "admin http server",
+	})
 	return s, nil
 }
 
@@ -140,21 +130,11 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
 // ListenAndServe listens on the TCP address addr and serves the Admin API until Shutdown.
-func (s *Server) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", addr, err)
-	}
-	return s.Serve(ln)
-}
+func (s *Server) ListenAndServe(addr string) error { return s.srv.ListenAndServe(addr) }
 
 // Shutdown stops accepting connections and waits for in-flight requests until ctx is done;
 // then writes still waiting on the store are cancelled (their clients get 503).
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.ShutdownWithContext(ctx)
-	s.cancel()
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
 // serve is the fasthttp handler: route, authenticate, dispatch, count.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
@@ -174,7 +154,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, rt *route, p params) error {
 	if !rt.public && !s.authorized(ctx) {
 		return errUnauthorized
 	}
-	if rt.pattern == patMetrics && s.cfg.MetricsToken != "" && !bearerIs(ctx, s.cfg.MetricsToken) {
+	if rt.pattern == patMetrics && s.cfg.MetricsToken != "" && !bearer.Is(ctx, s.cfg.MetricsToken) {
 		return errUnauthorized
 	}
 	if rt == s.other {
@@ -198,32 +178,14 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 		return true
 	}
 	if got := ctx.Request.Header.Peek("Kong-Admin-Token"); len(got) > 0 {
-		return subtle.ConstantTimeCompare(got, []byte(s.cfg.Token)) == 1
+		return bearer.Equal(got, s.cfg.Token)
 	}
-	return bearerIs(ctx, s.cfg.Token)
-}
-
-// bearerIs reports, in constant time, whether the request carries
-// "Authorization: Bearer <token>" with this token (not empty).
-func bearerIs(ctx *fasthttp.RequestCtx, token string) bool {
-	auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
-	if token == "" || len(auth) <= 7 || !bytes.EqualFold(auth[:7], []byte("Bearer ")) {
-		return false
-	}
-	return subtle.ConstantTimeCompare(bytes.TrimSpace(auth[7:]), []byte(token)) == 1
+	return bearer.Is(ctx, s.cfg.Token)
 }
 
 // serverError answers requests fasthttp could not read (too large, malformed, timed out).
 func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
-	status := fasthttp.StatusBadRequest
-	var netErr net.Error
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status = fasthttp.StatusRequestEntityTooLarge
-		err = fmt.Errorf("request body exceeds %d bytes", MaxRequestBodySize)
-	case errors.As(err, &netErr) && netErr.Timeout():
-		status = fasthttp.StatusRequestTimeout
-	}
+	status, err := httpserve.ReadError(err, MaxRequestBodySize)
 	ctx.ResetBody()
 	s.other.count(status)
 	s.fail(ctx, &apiError{status: status, Message: err.Error()})
@@ -231,7 +193,7 @@ func (s *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
 
 // writeCtx returns the context a write runs under: WriteTimeout, cancelled on Shutdown.
 func (s *Server) writeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.base, s.cfg.WriteTimeout)
+	return context.WithTimeout(s.srv.Context(), s.cfg.WriteTimeout)
 }
 
 // lockWrites takes the write semaphore, giving up when ctx is done.
@@ -245,10 +207,3 @@ func (s *Server) lockWrites(ctx context.Context) error {
 }
 
 func (s *Server) unlockWrites() { <-s.writeSem }
-
-// fasthttpLogger sends fasthttp's own messages to slog.
-type fasthttpLogger struct{ log *slog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn("admin http server", "msg", fmt.Sprintf(format, args...))
-}

@@ -82,7 +82,7 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 		commitDuration.UpdateDuration(start)
 		if err != nil {
 			commitErrors.Inc()
-			c.p.logs.warn(c.p.log, "commit", "cannot commit offsets", "err", err)
+			c.p.logs.Warn(c.p.log, "commit", "cannot commit offsets", "err", err)
 			return
 		}
 		rejected := map[tp]bool{}
@@ -91,7 +91,7 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 				if part.ErrorCode != 0 {
 					rejected[tp{t.Topic, part.Partition}] = true
 					commitErrors.Inc()
-					c.p.logs.warn(c.p.log, "commit", "offset commit rejected", "topic", t.Topic, "partition", part.Partition, "code", part.ErrorCode)
+					c.p.logs.Warn(c.p.log, "commit", "offset commit rejected", "topic", t.Topic, "partition", part.Partition, "code", part.ErrorCode)
 				}
 			}
 		}

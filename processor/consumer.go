@@ -101,7 +101,7 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 		}
 		fetches.EachError(func(t string, part int32, err error) {
 			if !errors.Is(err, context.Canceled) {
-				c.p.logs.warn(c.p.log, "fetch:"+t, "fetch error", "topic", t, "partition", part, "err", err)
+				c.p.logs.Warn(c.p.log, "fetch:"+t, "fetch error", "topic", t, "partition", part, "err", err)
 			}
 		})
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {

@@ -30,7 +30,7 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	if err := l.dec.Decode(r, &l.ev); err != nil {
 		kind := hooks.DecodeErrorKind(err)
 		malformedCounter(kind).Inc()
-		p.logs.warn(p.log, "malformed:"+kind, "malformed record sent to the DLQ",
+		p.logs.Warn(p.log, "malformed:"+kind, "malformed record sent to the DLQ",
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", err)
 		return p.deadLetter(l.delivery(), newEntry(r, "", p.cfg.Now()).fail(0, err, "malformed: "+err.Error()))
 	}
@@ -134,7 +134,7 @@ func (p *Processor) writeState(owner context.Context, ack *recordAck, partition 
 	p.produceAsync(owner, p.stateProd, rec, "gate-state", func(_ *kgo.Record, err error) {
 		if err != nil {
 			stateWriteErrors.Inc()
-			p.logs.warn(p.log, "state-write", "cannot write gate state", "partition", partition, "err", err)
+			p.logs.Warn(p.log, "state-write", "cannot write gate state", "partition", partition, "err", err)
 		}
 		if ack != nil {
 			if err != nil {

@@ -1,11 +1,7 @@
 package processor
 
 import (
-	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -48,46 +44,4 @@ func newPartitionMetrics(topic string, partition int32) partitionMetrics {
 // malformedCounter returns the counter of records that failed to decode, by reason.
 func malformedCounter(kind string) *metrics.Counter {
 	return metrics.GetOrCreateCounter(`eventhooks_records_malformed_total{reason="` + kind + `"}`)
-}
-
-// throttle logs a repeated message at most once per interval per key, with the number of
-// occurrences it swallowed. Lock-free once a key has been seen: failures during an outage
-// hit it on every record, from every lane.
-type throttle struct {
-	keys sync.Map // key → *throttleKey
-}
-
-type throttleKey struct {
-	last atomic.Int64 // unix nanoseconds of the last line logged
-	hits atomic.Int64 // lines swallowed since
-}
-
-const throttleInterval = 10 * time.Second
-
-// allow reports whether a line for key may be logged now, and how many were swallowed
-// since the last one.
-func (t *throttle) allow(key string) (ok bool, suppressed int64) {
-	v, found := t.keys.Load(key)
-	if !found {
-		v, _ = t.keys.LoadOrStore(key, &throttleKey{})
-	}
-	k := v.(*throttleKey)
-	now := time.Now().UnixNano()
-	last := k.last.Load()
-	if (last != 0 && now-last < int64(throttleInterval)) || !k.last.CompareAndSwap(last, now) {
-		k.hits.Add(1)
-		return false, 0
-	}
-	return true, k.hits.Swap(0)
-}
-
-func (t *throttle) warn(log *slog.Logger, key, msg string, args ...any) {
-	ok, suppressed := t.allow(key)
-	if !ok {
-		return
-	}
-	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
-	}
-	log.Warn(msg, args...)
 }

@@ -195,7 +195,7 @@ func (w *partitionWorker) restoreUntilDone() bool {
 			return false
 		}
 		restoreErrors.Inc()
-		p.logs.warn(p.log, "restore:"+w.topic, "cannot restore partition state; partition waits", "partition", w.partition, "attempt", attempt, "err", err)
+		p.logs.Warn(p.log, "restore:"+w.topic, "cannot restore partition state; partition waits", "partition", w.partition, "attempt", attempt, "err", err)
 		if !sleepCtx(w.ctx, backoff(policy, attempt, 0)) {
 			return false
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/logthrottle"
 	"github.com/eventhooks/eventhooks/processor/gates"
 	"github.com/eventhooks/eventhooks/sinks"
 )
@@ -111,7 +112,7 @@ type Processor struct {
 	log  *slog.Logger
 	hs   atomic.Pointer[hookSet]
 	ib   indexBuilder
-	logs throttle
+	logs logthrottle.Throttle
 
 	events *groupConsumer // the events and the retry topic, co-partitioned
 	parker *kgo.Client    // produces to the retry and DLQ topics, acks=all

@@ -384,7 +384,7 @@ func (r *replayRun) poll(ctx context.Context, cl *kgo.Client, chans map[int32]ch
 			return
 		}
 		fs.EachError(func(t string, part int32, err error) {
-			r.p.logs.warn(r.p.log, "replay-fetch", "replay fetch error", "topic", t, "partition", part, "err", err)
+			r.p.logs.Warn(r.p.log, "replay-fetch", "replay fetch error", "topic", t, "partition", part, "err", err)
 		})
 		fs.EachRecord(func(rec *kgo.Record) {
 			ch := chans[rec.Partition]

@@ -123,7 +123,7 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 	ent.fail(res.Status, res.Err, "")
 	ent.LastAttemptMs = now.UnixMilli()
 	ch.m.failed.Inc()
-	if ok, suppressed := p.logs.allow(ch.logKey); ok { // no allocation while throttled
+	if ok, suppressed := p.logs.Allow(ch.logKey); ok { // no allocation while throttled
 		p.log.Warn("delivery failed", "hook_id", h.ID, "attempt", ent.Attempts, "status", res.Status,
 			"err", res.Err, "retryable", res.Retryable, "offset", d.ev.Record.Offset, "suppressed", suppressed)
 	}
@@ -331,7 +331,7 @@ func (p *Processor) deadLetterFor(d delivery, ch *compiledHook, e *parkedEntry) 
 func (p *Processor) deadLetter(d delivery, e *parkedEntry) bool {
 	deadLetters.Inc()
 	if p.cfg.DLQTopic == "" {
-		p.logs.warn(p.log, "dlq:"+e.HookID, "dead letter dropped: no DLQ topic", "hook_id", e.HookID, "reason", e.Reason)
+		p.logs.Warn(p.log, "dlq:"+e.HookID, "dead letter dropped: no DLQ topic", "hook_id", e.HookID, "reason", e.Reason)
 		return true
 	}
 	e.Blocking = blockNone
@@ -391,7 +391,7 @@ func (p *Processor) produceAsync(owner context.Context, cl *kgo.Client, rec *kgo
 			}
 		default:
 			produceErrors.Inc()
-			p.logs.warn(p.log, "write:"+r.Topic, "cannot write; retrying", "topic", r.Topic, "hook_id", what, "err", err)
+			p.logs.Warn(p.log, "write:"+r.Topic, "cannot write; retrying", "topic", r.Topic, "hook_id", what, "err", err)
 			time.AfterFunc(backoff(produceRetry, attempt, 0), func() { p.produceAsync(owner, cl, rec, what, done, attempt+1) })
 		}
 	})
@@ -414,7 +414,7 @@ const headerTruncated = "eh-truncated"
 // already loses its value. It returns nil without a DLQ topic.
 func (p *Processor) truncated(r *kgo.Record, err error) *kgo.Record {
 	tooLargeRecords.Inc()
-	p.logs.warn(p.log, "too-large:"+r.Topic, "record too large for its topic; dead-lettered with its value cut",
+	p.logs.Warn(p.log, "too-large:"+r.Topic, "record too large for its topic; dead-lettered with its value cut",
 		"topic", r.Topic, "bytes", len(r.Value), "err", err)
 	if p.cfg.DLQTopic == "" {
 		return nil
@@ -461,7 +461,7 @@ func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) (*kgo.R
 			continue
 		}
 		produceErrors.Inc()
-		p.logs.warn(p.log, "produce:"+rec.Topic, "cannot write delivery; retrying", "topic", rec.Topic, "err", err)
+		p.logs.Warn(p.log, "produce:"+rec.Topic, "cannot write delivery; retrying", "topic", rec.Topic, "err", err)
 		if !sleepCtx(ctx, backoff(produceRetry, attempt, 0)) {
 			return rec, false
 		}

@@ -172,7 +172,7 @@ func (s *retryScheduler) add(r *kgo.Record) {
 	var e parkedEntry
 	if err := parseParkedEntry(r, &e); err != nil {
 		p := s.w.c.p
-		p.logs.warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
+		p.logs.Warn(p.log, "retry:unreadable", "unreadable retry entry sent to the DLQ", "offset", r.Offset, "err", err)
 		j := &retryJob{rec: r, ack: ack}
 		ack.pending.Store(1)
 		ok := p.deadLetter(delivery{ctx: s.w.ctx, acks: j}, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))

@@ -173,6 +173,6 @@ func (w *partitionWorker) restoreRecord(r *kgo.Record, now time.Time) {
 	}
 	if err != nil {
 		restoreErrors.Inc()
-		p.logs.warn(p.log, "restore", "skipping unreadable gate state", "partition", w.partition, "offset", r.Offset, "err", err)
+		p.logs.Warn(p.log, "restore", "skipping unreadable gate state", "partition", w.partition, "offset", r.Offset, "err", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/eventhooks/eventhooks/admin"
 	"github.com/eventhooks/eventhooks/broker"
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/ingest"
 	"github.com/eventhooks/eventhooks/processor"
 	"github.com/eventhooks/eventhooks/sinks"
 )
@@ -285,7 +286,7 @@ func (s *service) serveIngest(ctx context.Context, g *errgroup.Group, c *core) e
 	if err != nil {
 		return fmt.Errorf("cannot create ingest producer: %w", err)
 	}
-	in, err := admin.NewIngest(admin.IngestConfig{
+	in, err := ingest.New(ingest.Config{
 		Producer: prod, Topic: c.topics.Events[0], KeyField: s.ingest.IngestKeyField,
 		Token: s.ingest.IngestToken, MaxEventBytes: s.proc.MaxEventBytes, Timeout: 30 * time.Second, Logger: s.log,
 	})

@@ -1,4 +1,4 @@
-package processor
+package logthrottle
 
 import (
 	"sync"
@@ -6,20 +6,20 @@ import (
 )
 
 func TestThrottleLetsOneLinePerIntervalPerKey(t *testing.T) {
-	var th throttle
-	if ok, _ := th.allow("a"); !ok {
+	var th Throttle
+	if ok, _ := th.Allow("a"); !ok {
 		t.Fatal("first line of a key throttled")
 	}
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if ok, _ := th.allow("a"); ok {
+			if ok, _ := th.Allow("a"); ok {
 				t.Error("a second line within the interval was let through")
 			}
 		})
 	}
 	wg.Wait()
-	if ok, _ := th.allow("b"); !ok {
+	if ok, _ := th.Allow("b"); !ok {
 		t.Fatal("another key was throttled")
 	}
 	v, _ := th.keys.Load("a")

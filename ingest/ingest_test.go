@@ -1,4 +1,4 @@
-package admin
+package ingest
 
 import (
 	"bufio"
@@ -36,7 +36,7 @@ type ingestEnv struct {
 
 // newIngestEnv starts a broker, a producer with prodOpts and an Ingest; mod may adjust
 // the config.
-func newIngestEnv(t *testing.T, mod func(*IngestConfig), prodOpts ...kgo.Opt) *ingestEnv {
+func newIngestEnv(t *testing.T, mod func(*Config), prodOpts ...kgo.Opt) *ingestEnv {
 	t.Helper()
 	emb := testkit.Broker(t, 4)
 	prod, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, prodOpts...)...)
@@ -49,11 +49,11 @@ func newIngestEnv(t *testing.T, mod func(*IngestConfig), prodOpts ...kgo.Opt) *i
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	cfg := IngestConfig{Producer: prod, Topic: eventsTopic, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := Config{Producer: prod, Topic: eventsTopic, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mod != nil {
 		mod(&cfg)
 	}
-	in, err := NewIngest(cfg)
+	in, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func header(r *kgo.Record, key string) string {
 }
 
 func TestIngestOneEnvelope(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.KeyField = "entity.id" })
+	e := newIngestEnv(t, func(c *Config) { c.KeyField = "entity.id" })
 	for _, body := range []string{
 		// key from the body's "key"
 		`{"id":"ev-1","key":"k-1","source":"crud","event":"consumers:create","data":{"entity":{"id":"c-1"}}}`,
@@ -235,7 +235,7 @@ func TestIngestOneEnvelope(t *testing.T) {
 
 // TestIngestKongWebhookBody posts what a Kong `webhook` event hook sends.
 func TestIngestKongWebhookBody(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.KeyField = "entity.id,upstream_id" })
+	e := newIngestEnv(t, func(c *Config) { c.KeyField = "entity.id,upstream_id" })
 	kong := `{"operation":"create","entity":{"id":"c-9","username":"ada"},"schema":"consumers","source":"crud","event":"consumers:create"}`
 	e.post("/events", "application/json", kong).expect(t, http.StatusAccepted, map[string]any{"accepted": 1.0})
 	r := e.consume(1)[0]
@@ -259,7 +259,7 @@ func TestIngestKongWebhookBody(t *testing.T) {
 }
 
 func TestIngestNDJSON(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.KeyField = "upstream_id" })
+	e := newIngestEnv(t, func(c *Config) { c.KeyField = "upstream_id" })
 	const n = 10000
 	var b strings.Builder
 	for i := range n {
@@ -283,7 +283,7 @@ func TestIngestNDJSON(t *testing.T) {
 }
 
 func TestIngestBadLine(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.MaxEventBytes = 200 })
+	e := newIngestEnv(t, func(c *Config) { c.MaxEventBytes = 200 })
 	lines := make([]string, 10)
 	for i := range lines {
 		lines[i] = fmt.Sprintf(`{"source":"s","event":"e","data":{"n":%d}}`, i)
@@ -341,7 +341,7 @@ func TestIngestIdempotencyKey(t *testing.T) {
 }
 
 func TestIngestLimitsAndAuth(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.Token = "s3cret" })
+	e := newIngestEnv(t, func(c *Config) { c.Token = "s3cret" })
 	one := `{"source":"s","event":"e","data":{}}`
 	auth := []string{"Authorization", "Bearer s3cret"}
 
@@ -363,7 +363,7 @@ func TestIngestLimitsAndAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", DefaultIngestMaxBodyBytes+1)
+		fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n", DefaultMaxBodyBytes+1)
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
@@ -397,7 +397,7 @@ func TestIngestLimitsAndAuth(t *testing.T) {
 
 // TestIngestSmallBodyLimit sends a real body over a configured limit.
 func TestIngestSmallBodyLimit(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.MaxBodyBytes = 1024 })
+	e := newIngestEnv(t, func(c *Config) { c.MaxBodyBytes = 1024 })
 	body := strings.Repeat(`{"source":"s","event":"e","data":{}}`+"\n", 60)
 	e.post("/events", "application/x-ndjson", body).expect(t, http.StatusRequestEntityTooLarge,
 		map[string]any{"message": "request body exceeds 1024 bytes"})
@@ -414,7 +414,7 @@ func ndjsonLines(n int) string {
 // TestIngestBrokerDown: with the broker gone before the request, the answer is 503 after
 // Timeout, never 202.
 func TestIngestBrokerDown(t *testing.T) {
-	e := newIngestEnv(t, func(c *IngestConfig) { c.Timeout = 2 * time.Second },
+	e := newIngestEnv(t, func(c *Config) { c.Timeout = 2 * time.Second },
 		kgo.RecordDeliveryTimeout(2*time.Second))
 	e.post("/events", "application/json", `{"source":"s","event":"e","data":{}}`).expect(t, http.StatusAccepted, nil)
 	e.emb.Close()
@@ -451,7 +451,7 @@ func (h *stallAfterFirstBatch) OnProduceBatchWritten(kgo.BrokerMetadata, string,
 // acknowledged: the answer is 503, no partial acknowledgement.
 func TestIngestBrokerDiesMidRequest(t *testing.T) {
 	stall := &stallAfterFirstBatch{written: make(chan struct{}), resume: make(chan struct{})}
-	e := newIngestEnv(t, func(c *IngestConfig) { c.Timeout = 2 * time.Second },
+	e := newIngestEnv(t, func(c *Config) { c.Timeout = 2 * time.Second },
 		kgo.RecordDeliveryTimeout(2*time.Second), kgo.MaxBufferedRecords(100), kgo.WithHooks(stall))
 	answer := make(chan ingestResponse, 1)
 	go func() { answer <- e.post("/events", "application/x-ndjson", ndjsonLines(10000)) }()
@@ -473,19 +473,19 @@ func TestIngestBrokerDiesMidRequest(t *testing.T) {
 	}
 }
 
-func TestNewIngestValidates(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for _, cfg := range []IngestConfig{
+	for _, cfg := range []Config{
 		{Topic: eventsTopic},
 		{Producer: cl},
 		{Producer: cl, Topic: eventsTopic, Timeout: -time.Second},
 	} {
-		if _, err := NewIngest(cfg); err == nil {
-			t.Errorf("NewIngest(%+v) = nil error", cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) = nil error", cfg)
 		}
 	}
 }

@@ -1,4 +1,10 @@
-package admin
+// Package ingest is HTTP ingest, the data-plane door into the events topic: POST /events
+// (JSON or NDJSON envelopes, or Kong webhook bodies), produced with acks=all and answered
+// once the broker has acknowledged every event. It is served on its own listener with its
+// own token, apart from the Admin API.
+//
+// It must not read Kafka, deliver events or touch hooks: it validates and produces.
+package ingest
 
 import (
 	"bytes"
@@ -20,16 +26,19 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/bearer"
+	"github.com/eventhooks/eventhooks/internal/httpserve"
+	"github.com/eventhooks/eventhooks/internal/logthrottle"
 )
 
-// Defaults of IngestConfig.
+// Defaults of Config.
 const (
-	// DefaultIngestMaxBodyBytes is IngestConfig.MaxBodyBytes when it is zero (16 MiB).
-	DefaultIngestMaxBodyBytes = 16 << 20
-	// DefaultIngestTimeout is IngestConfig.Timeout when it is zero.
-	DefaultIngestTimeout = 30 * time.Second
-	// DefaultIngestConcurrency is IngestConfig.MaxConcurrency when it is zero.
-	DefaultIngestConcurrency = 256
+	// DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero (16 MiB).
+	DefaultMaxBodyBytes = 16 << 20
+	// DefaultTimeout is Config.Timeout when it is zero.
+	DefaultTimeout = 30 * time.Second
+	// DefaultConcurrency is Config.MaxConcurrency when it is zero.
+	DefaultConcurrency = 256
 )
 
 // HeaderIdempotencyKey names the request header that makes the ids Ingest gives to
@@ -41,8 +50,8 @@ const maxIdempotencyKey = 255
 // ingestIDSpace is the UUIDv5 namespace of ids derived from an Idempotency-Key.
 var ingestIDSpace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/eventhooks/eventhooks#ingest"))
 
-// IngestConfig configures an Ingest endpoint. Producer and Topic are required.
-type IngestConfig struct {
+// Config configures a Server. Producer and Topic are required.
+type Config struct {
 	// Producer writes the events. Keep franz-go's defaults, acks=all and idempotent writes
 	// (do not add kgo.DisableIdempotentWrite); a kgo.RecordDeliveryTimeout no longer than
 	// Timeout frees its buffer sooner while the broker is down, and
@@ -72,8 +81,8 @@ type IngestConfig struct {
 	Logger *slog.Logger
 }
 
-// Ingest is the HTTP ingest endpoint, POST /events, served on its own listener (plus GET
-// /healthz). Create it with NewIngest; it is safe for concurrent use.
+// Server is the HTTP ingest endpoint, POST /events, served on its own listener (plus GET
+// /healthz). Create it with New; it is safe for concurrent use.
 //
 // A request carries one event (Content-Type application/json: an envelope, or the body
 // of Kong's own webhook event hook) or many (application/x-ndjson, application/jsonl:
@@ -93,46 +102,42 @@ type IngestConfig struct {
 // line number and its line, so a byte-identical retry with the same key gives every
 // event the id it had in the failed attempt. Producers that retry should set "id" or
 // Idempotency-Key; Kong's webhook hook does not retry, so for it this does not arise.
-type Ingest struct {
-	cfg      IngestConfig
+type Server struct {
+	cfg      Config
 	log      *slog.Logger
-	srv      *fasthttp.Server
-	base     context.Context
-	cancel   context.CancelFunc
-	requests map[int]*metrics.Counter // read-only after NewIngest
+	srv      *httpserve.Server
+	requests map[int]*metrics.Counter // read-only after New
 	events   *metrics.Counter
-
-	lastFailLog atomic.Int64 // unix nanoseconds of the last produce failure logged
-	suppressed  atomic.Int64 // produce failures not logged since
+	failLogs logthrottle.Throttle // failed requests
 }
 
-// NewIngest validates cfg, fills its defaults and returns an Ingest ready to Serve.
-func NewIngest(cfg IngestConfig) (*Ingest, error) {
+// New validates cfg, fills its defaults and returns a Server ready to Serve.
+func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Producer == nil:
-		return nil, errors.New("admin: IngestConfig.Producer is required")
+		return nil, errors.New("ingest: Config.Producer is required")
 	case cfg.Topic == "":
-		return nil, errors.New("admin: IngestConfig.Topic is required")
+		return nil, errors.New("ingest: Config.Topic is required")
 	case cfg.MaxBodyBytes < 0, cfg.MaxEventBytes < 0, cfg.Timeout < 0, cfg.MaxConcurrency < 0:
-		return nil, fmt.Errorf("admin: IngestConfig limits must not be negative (MaxBodyBytes %d, MaxEventBytes %d, Timeout %s, MaxConcurrency %d)",
+		return nil, fmt.Errorf("ingest: Config limits must not be negative (MaxBodyBytes %d, MaxEventBytes %d, Timeout %s, MaxConcurrency %d)",
 			cfg.MaxBodyBytes, cfg.MaxEventBytes, cfg.Timeout, cfg.MaxConcurrency)
 	}
 	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultIngestMaxBodyBytes
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.MaxEventBytes == 0 {
 		cfg.MaxEventBytes = hooks.DefaultMaxEventBytes
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultIngestTimeout
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxConcurrency == 0 {
-		cfg.MaxConcurrency = DefaultIngestConcurrency
+		cfg.MaxConcurrency = DefaultConcurrency
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	in := &Ingest{
+	in := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		requests: make(map[int]*metrics.Counter),
@@ -141,19 +146,14 @@ func NewIngest(cfg IngestConfig) (*Ingest, error) {
 	for _, code := range []int{202, 400, 401, 404, 405, 408, 413, 415, 500, 503} {
 		in.requests[code] = ingestRequestCounter(code)
 	}
-	in.base, in.cancel = context.WithCancel(context.Background())
-	in.srv = &fasthttp.Server{
-		Handler:                      in.serve,
-		ErrorHandler:                 in.serverError,
-		Name:                         serverName,
-		ReadTimeout:                  readTimeout,
-		WriteTimeout:                 writeTimeout,
-		IdleTimeout:                  idleTimeout,
-		MaxRequestBodySize:           cfg.MaxBodyBytes,
-		Concurrency:                  cfg.MaxConcurrency,
-		DisablePreParseMultipartForm: true,
-		Logger:                       fasthttpLogger{cfg.Logger},
-	}
+	in.srv = httpserve.New(httpserve.Config{
+		Handler:            in.serve,
+		ErrorHandler:       in.serverError,
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		Concurrency:        cfg.MaxConcurrency,
+		Logger:             cfg.Logger,
+		LogMsg:             "ingest http server",
+	})
 	return in, nil
 }
 
@@ -163,27 +163,17 @@ func ingestRequestCounter(code int) *metrics.Counter {
 
 // Handler returns the request handler, for serving on a fasthttp.Server of one's own
 // (which must then set MaxRequestBodySize itself).
-func (in *Ingest) Handler() fasthttp.RequestHandler { return in.serve }
+func (in *Server) Handler() fasthttp.RequestHandler { return in.serve }
 
 // Serve serves the endpoint on ln until Shutdown; it then returns nil.
-func (in *Ingest) Serve(ln net.Listener) error { return in.srv.Serve(ln) }
+func (in *Server) Serve(ln net.Listener) error { return in.srv.Serve(ln) }
 
 // ListenAndServe listens on the TCP address addr and serves until Shutdown.
-func (in *Ingest) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", addr, err)
-	}
-	return in.Serve(ln)
-}
+func (in *Server) ListenAndServe(addr string) error { return in.srv.ListenAndServe(addr) }
 
 // Shutdown stops accepting connections and waits for in-flight requests (which wait for
 // their acknowledgements) until ctx is done; requests still waiting then get 503.
-func (in *Ingest) Shutdown(ctx context.Context) error {
-	err := in.srv.ShutdownWithContext(ctx)
-	in.cancel()
-	return err
-}
+func (in *Server) Shutdown(ctx context.Context) error { return in.srv.Shutdown(ctx) }
 
 // Answers.
 type (
@@ -201,10 +191,13 @@ type (
 	ingestMessage struct {
 		Message string `json:"message"`
 	}
+	ingestStatus struct {
+		Status string `json:"status"`
+	}
 )
 
 // serve is the fasthttp handler: route, answer, count.
-func (in *Ingest) serve(ctx *fasthttp.RequestCtx) {
+func (in *Server) serve(ctx *fasthttp.RequestCtx) {
 	defer func() {
 		if v := recover(); v != nil {
 			in.log.Error("ingest: panic", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", v)
@@ -229,20 +222,20 @@ func (in *Ingest) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		in.ingest(ctx)
-	case patHealth:
+	case "/healthz":
 		if !ctx.IsGet() && !ctx.IsHead() {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
 			in.answer(ctx, fasthttp.StatusMethodNotAllowed, ingestMessage{"Method not allowed"})
 			return
 		}
-		in.answer(ctx, fasthttp.StatusOK, statusResponse{Status: "ok"})
+		in.answer(ctx, fasthttp.StatusOK, ingestStatus{Status: "ok"})
 	default:
 		in.answer(ctx, fasthttp.StatusNotFound, ingestMessage{"Not found"})
 	}
 }
 
 // ingest answers POST /events.
-func (in *Ingest) ingest(ctx *fasthttp.RequestCtx) {
+func (in *Server) ingest(ctx *fasthttp.RequestCtx) {
 	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && !bytes.EqualFold(enc, []byte("identity")) {
 		in.answer(ctx, fasthttp.StatusUnsupportedMediaType, ingestMessage{fmt.Sprintf("Content-Encoding %q is not supported", enc)})
 		return
@@ -306,7 +299,7 @@ func ingestMediaType(ct []byte) (ndjson, ok bool) {
 
 // records validates every event of body and builds its record. On the first bad line it
 // returns its number (from 1; blank lines count) and the reason.
-func (in *Ingest) records(body []byte, ndjson bool, idemKey string) ([]*kgo.Record, int, error) {
+func (in *Server) records(body []byte, ndjson bool, idemKey string) ([]*kgo.Record, int, error) {
 	opt := hooks.EnvelopeOptions{Topic: in.cfg.Topic, KeyField: in.cfg.KeyField, MaxBytes: in.cfg.MaxEventBytes}
 	one := func(n int, line []byte) (*kgo.Record, error) {
 		o := opt
@@ -407,8 +400,8 @@ func (b *produceBatch) firstErr() error {
 // fails when one fails, when Timeout passes or on Shutdown. Records not yet sent when it
 // returns are failed by the producer (their context is cancelled); records already sent
 // may still land.
-func (in *Ingest) produce(recs []*kgo.Record) error {
-	ctx, cancel := context.WithTimeout(in.base, in.cfg.Timeout)
+func (in *Server) produce(recs []*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(in.srv.Context(), in.cfg.Timeout)
 	defer cancel()
 	b := &produceBatch{done: make(chan struct{})}
 	b.pending.Store(int64(len(recs)))
@@ -433,8 +426,8 @@ func (in *Ingest) produce(recs []*kgo.Record) error {
 	// Records failed by the context, or still pending, say nothing about the cause.
 	switch {
 	case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
-	case in.base.Err() != nil:
-		err = fmt.Errorf("the server is shutting down: %w", in.base.Err())
+	case in.srv.Context().Err() != nil:
+		err = fmt.Errorf("the server is shutting down: %w", in.srv.Context().Err())
 	default:
 		err = fmt.Errorf("no acknowledgement within %s (is the broker reachable?): %w", in.cfg.Timeout, context.DeadlineExceeded)
 	}
@@ -443,45 +436,35 @@ func (in *Ingest) produce(recs []*kgo.Record) error {
 
 // logFailure logs a failed request, at most once per 10 s while failures repeat (a broker
 // outage fails every request).
-func (in *Ingest) logFailure(err error, events int) {
-	now := time.Now().UnixNano()
-	last := in.lastFailLog.Load()
-	if now-last < int64(10*time.Second) || !in.lastFailLog.CompareAndSwap(last, now) {
-		in.suppressed.Add(1)
+func (in *Server) logFailure(err error, events int) {
+	ok, suppressed := in.failLogs.Allow("")
+	if !ok {
 		return
 	}
 	in.log.Warn("ingest: events not accepted", "topic", in.cfg.Topic, "events", events, "err", err,
-		"suppressed", in.suppressed.Swap(0))
+		"suppressed", suppressed)
 }
 
 // authorized checks the bearer token in constant time.
-func (in *Ingest) authorized(ctx *fasthttp.RequestCtx) bool {
-	return in.cfg.Token == "" || bearerIs(ctx, in.cfg.Token)
+func (in *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	return in.cfg.Token == "" || bearer.Is(ctx, in.cfg.Token)
 }
 
 // serverError answers requests fasthttp could not read (too large, malformed, timed out).
-func (in *Ingest) serverError(ctx *fasthttp.RequestCtx, err error) {
-	status := fasthttp.StatusBadRequest
-	var netErr net.Error
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status = fasthttp.StatusRequestEntityTooLarge
-		err = fmt.Errorf("request body exceeds %d bytes", in.cfg.MaxBodyBytes)
-	case errors.As(err, &netErr) && netErr.Timeout():
-		status = fasthttp.StatusRequestTimeout
-	}
+func (in *Server) serverError(ctx *fasthttp.RequestCtx, err error) {
+	status, err := httpserve.ReadError(err, in.cfg.MaxBodyBytes)
 	ctx.ResetBody()
 	in.answer(ctx, status, ingestMessage{err.Error()})
 	in.count(status)
 }
 
-func (in *Ingest) answer(ctx *fasthttp.RequestCtx, status int, v any) {
-	if err := respond(ctx, status, v); err != nil {
+func (in *Server) answer(ctx *fasthttp.RequestCtx, status int, v any) {
+	if err := httpserve.JSON(ctx, status, v); err != nil {
 		ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
 	}
 }
 
-func (in *Ingest) count(status int) {
+func (in *Server) count(status int) {
 	c := in.requests[status]
 	if c == nil {
 		c = ingestRequestCounter(status) // rare codes; GetOrCreate is idempotent
