@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/eventhooks/eventhooks/hooks"
-	"github.com/eventhooks/eventhooks/sinks"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 )
@@ -309,7 +308,7 @@ func (s *Server) pingHook(ctx *fasthttp.RequestCtx, p params) error {
 	if err != nil {
 		return err
 	}
-	if spec := sinks.LookupHandler(h.Handler); spec == nil || !spec.Pingable {
+	if h.Handler != hooks.HandlerWebhook {
 		return badRequest("cannot ping a hook with handler '%s': only webhook hooks can be pinged", h.Handler)
 	}
 	cctx, cancel := context.WithTimeout(s.srv.Context(), s.callTimeout(h))
