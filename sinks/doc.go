@@ -20,6 +20,29 @@
 // Destinations computed per event (a lambda's requests, a templated url) are pooled
 // like configured ones, bounded by PoolConfig.MaxDestinations.
 //
+// # Files
+//
+// sink.go has Compile, Sink and Result; handlers.go the table of handler types;
+// request.go what every HTTP handler shares (send, destinations, header checks,
+// deadlines); webhook.go, custom.go (webhook-custom), lambda.go and log.go one handler
+// each; body.go Kong's webhook body; sign.go signatures; pool.go, breaker.go, guard.go
+// and classify.go the clients, circuit breakers, SSRF guard and outcome classification;
+// tester.go the Admin API's /test and /ping.
+//
+// # Adding a handler
+//
+//  1. hooks: the name constant (hook.go), the config struct (config.go) and its case in
+//     Validate (validate.go).
+//  2. sinks: a file with compileX and a type implementing Sink (an HTTP handler sends
+//     through send, request.go, so that the destination's breaker and classification
+//     apply, and keeps a hookGate for its own breaker).
+//  3. sinks/handlers.go: its entry in handlers: compile, testResult (what
+//     POST /event-hooks/{id}/test answers), Pingable, BenchConfig. Compile, Tester,
+//     the Admin API's ping check and the bench read the table; nothing else switches
+//     on handler names.
+//  4. cmd/eventhooks/bench.go: the name in --handler's enum.
+//  5. Tests beside the handler's file, and the README's handler list.
+//
 // # Concurrency
 //
 //   - A Sink is immutable after Compile and safe for concurrent Deliver calls from many

@@ -103,16 +103,9 @@ func Compile(h *hooks.Hook, p *Pool, log *slog.Logger) (Sink, error) {
 		s   Sink
 		err error
 	)
-	switch h.Handler {
-	case hooks.HandlerWebhook:
-		s, err = compileWebhook(h, p)
-	case hooks.HandlerLog:
-		s, err = compileLog(h, log)
-	case hooks.HandlerWebhookCustom:
-		s, err = compileCustom(h, p)
-	case hooks.HandlerLambda:
-		s, err = compileLambda(h, p, log)
-	default:
+	if spec := LookupHandler(h.Handler); spec != nil {
+		s, err = spec.compile(h, p, log)
+	} else {
 		err = fmt.Errorf("unknown handler %q: %w", h.Handler, ErrUnsupportedHandler)
 	}
 	if err != nil {

@@ -182,13 +182,9 @@ func (t Tester) Test(ctx context.Context, h *hooks.Hook, data []byte) (any, erro
 	if res.Err != nil && !answered(last) {
 		return nil, res.Err
 	}
-	switch sink.Handler() {
-	case hooks.HandlerLog:
-		out.Result = "logged"
-	case hooks.HandlerLambda:
-		out.Result = lane.capture.value
-		out.Responses = lane.capture.exchanges
-	default:
+	if spec := LookupHandler(sink.Handler()); spec != nil {
+		spec.testResult(out, lane.capture)
+	} else {
 		out.Result = last
 	}
 	return out, nil
@@ -199,7 +195,7 @@ func (t Tester) Test(ctx context.Context, h *hooks.Hook, data []byte) (any, erro
 // config.secret is left out (Kong sends it in clear). Its answer and errors are Test's;
 // a hook of another handler is a *hooks.SchemaError on "handler".
 func (t Tester) Ping(ctx context.Context, h *hooks.Hook) (any, error) {
-	if h.Handler != hooks.HandlerWebhook {
+	if spec := LookupHandler(h.Handler); spec == nil || !spec.Pingable {
 		return nil, &hooks.SchemaError{Fields: map[string]string{"handler": "only webhook hooks can be pinged, not " + h.Handler}}
 	}
 	sink, err := Compile(h, t.Pool, t.logger())

@@ -382,25 +382,11 @@ func (b *benchRun) createDeadHooks(ctx context.Context) error {
 // benchHookBody is the Admin API body of bench hook i. Every body keeps the event's "ts"
 // so the receiver can measure latency.
 func benchHookBody(handler, target string, i int) ([]byte, error) {
-	var cfg map[string]any
-	switch handler {
-	case hooks.HandlerWebhook:
-		cfg = map[string]any{"url": target}
-	case hooks.HandlerWebhookCustom:
-		cfg = map[string]any{
-			"url": target, "method": "POST",
-			"headers": map[string]string{"Content-Type": "application/json"},
-			"body":    `{"text":"{{ .upstream_id }} is {{ .health }}","ts":{{ .ts }}}`,
-		}
-	case hooks.HandlerLambda:
-		fn := `(d, ev, src) => ({url: ` + strconv.Quote(target) + `, method: "POST", ` +
-			`headers: {"content-type": "application/json"}, body: JSON.stringify(d)})`
-		cfg = map[string]any{"functions": []string{fn}}
-	case hooks.HandlerLog:
-		cfg = map[string]any{}
-	default:
+	spec := sinks.LookupHandler(handler)
+	if spec == nil || spec.BenchConfig == nil {
 		return nil, fmt.Errorf("--handler %q: want webhook, webhook-custom, lambda or log", handler)
 	}
+	cfg := spec.BenchConfig(target)
 	return json.Marshal(map[string]any{
 		"name": "bench-" + strconv.Itoa(i), "source": bench.EventSource, "event": bench.EventName,
 		"handler": handler, "config": cfg,
