@@ -260,7 +260,7 @@ func (s *Server) testHook(ctx *fasthttp.RequestCtx, p params) error {
 	if err := testData(data); err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(s.base, s.callTimeout(h))
+	cctx, cancel := context.WithTimeout(s.srv.Context(), s.callTimeout(h))
 	defer cancel()
 	res, err := s.cfg.Test(cctx, h.Clone(), data)
 	if err != nil {
@@ -312,7 +312,7 @@ func (s *Server) pingHook(ctx *fasthttp.RequestCtx, p params) error {
 	if spec := sinks.LookupHandler(h.Handler); spec == nil || !spec.Pingable {
 		return badRequest("cannot ping a hook with handler '%s': only webhook hooks can be pinged", h.Handler)
 	}
-	cctx, cancel := context.WithTimeout(s.base, s.callTimeout(h))
+	cctx, cancel := context.WithTimeout(s.srv.Context(), s.callTimeout(h))
 	defer cancel()
 	res, err := s.cfg.Ping(cctx, h.Clone())
 	if err != nil {
