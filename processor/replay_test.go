@@ -39,8 +39,9 @@ func TestReplayBackfillsANewHook(t *testing.T) {
 	in := startInstance(t, emb.Addrs())
 	const n = 60
 	produce(t, producer(t, emb.Addrs()), healthEvents(6, n/6)...)
+	// The live processor consumes them all before the hook exists: nothing to deliver.
+	testkit.Eventually(t, 30*time.Second, "the events consumed", func() bool { return committed(t, emb.Addrs()) == n })
 	h := in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
-	time.Sleep(300 * time.Millisecond) // the live processor had nothing to deliver: the hook came late
 	live := len(rc.Requests())
 
 	dry, err := in.proc.Replay(context.Background(), processor.ReplayConfig{HookIDs: []string{h.ID}, DryRun: true})

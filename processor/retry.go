@@ -101,7 +101,7 @@ type next struct {
 // delivery's history, created on its first failure.
 func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next {
 	h := ch.hook
-	policy := retryPolicy(h)
+	policy := h.RetryPolicy()
 	res := p.deliverSafely(d, ch)
 	ch.m.latency.observe(res.Duration)
 	if res.Delivered {
@@ -468,27 +468,15 @@ func (p *Processor) produceDurably(ctx context.Context, rec *kgo.Record) (*kgo.R
 	}
 }
 
-// retryPolicy is the hook's retry policy with defaults and bounds applied (see
-// hooks.Hook.RetryPolicy), within this package's cap on any backoff.
-func retryPolicy(h *hooks.Hook) hooks.Retry {
-	r := h.RetryPolicy()
-	r.InitialBackoffMs = min(r.InitialBackoffMs, maxBackoffMs)
-	r.MaxBackoffMs = min(r.MaxBackoffMs, maxBackoffMs)
-	return r
-}
-
-// maxBackoffMs bounds any backoff (a day), whatever a hook says.
-const maxBackoffMs = 24 * 3600 * 1000
-
 // maxBackoff is the policy's cap on a wait.
 func maxBackoff(r hooks.Retry) time.Duration {
-	return time.Duration(min(max(r.MaxBackoffMs, 0), maxBackoffMs)) * time.Millisecond
+	return time.Duration(min(max(r.MaxBackoffMs, 0), hooks.MaxBackoffMs)) * time.Millisecond
 }
 
 // backoff is exponential backoff with full jitter: uniform in [0, min(max, initial·2^(n-1))].
 // A Retry-After from the endpoint raises it, within the cap.
 func backoff(r hooks.Retry, attempt int, retryAfter time.Duration) time.Duration {
-	initial := time.Duration(min(max(r.InitialBackoffMs, 0), maxBackoffMs)) * time.Millisecond
+	initial := time.Duration(min(max(r.InitialBackoffMs, 0), hooks.MaxBackoffMs)) * time.Millisecond
 	maxWait := maxBackoff(r)
 	ceil := initial // doubled per attempt, never past maxWait (a day): no overflow
 	for n := 1; n < attempt && ceil < maxWait; n++ {
