@@ -378,12 +378,20 @@ type customBuild struct {
 func (b *customBuild) build(buf *buffer) (*endpoint, error) {
 	s := b.s
 	b.encodePayload = len(s.payload) > 0 && (s.query || !s.useBody)
-	if err := b.renderPayload(); err != nil {
-		return nil, err
+	if b.encodePayload {
+		if err := b.renderPayload(); err != nil {
+			return nil, err
+		}
 	}
-	ep, err := b.url()
-	if err != nil {
-		return nil, err
+	b.values = len(b.sc)
+	ep := s.ep
+	if s.url.tmpl == nil && !(s.query && b.encodePayload) {
+		b.req.SetRequestURI(s.url.lit) // the common case: a literal URL, no query to add
+	} else {
+		var err error
+		if ep, err = b.url(); err != nil {
+			return nil, err
+		}
 	}
 	b.req.Header.SetMethod(s.method)
 	ctype, enc, err := b.headers()
@@ -406,18 +414,15 @@ func (b *customBuild) build(buf *buffer) (*endpoint, error) {
 	return ep, nil
 }
 
-// renderPayload renders the payload values into sc when the request sends them.
+// renderPayload renders the payload values into sc.
 func (b *customBuild) renderPayload() error {
 	var err error
-	if b.encodePayload {
-		for i := range b.s.payload {
-			if b.sc, err = b.s.payload[i].value.appendTo(b.sc, b.tctx); err != nil {
-				return err
-			}
-			b.marks = append(b.marks, len(b.sc))
+	for i := range b.s.payload {
+		if b.sc, err = b.s.payload[i].value.appendTo(b.sc, b.tctx); err != nil {
+			return err
 		}
+		b.marks = append(b.marks, len(b.sc))
 	}
-	b.values = len(b.sc)
 	return nil
 }
 
@@ -430,15 +435,11 @@ func (b *customBuild) value(i int) []byte {
 	return b.sc[from:b.marks[i]]
 }
 
-// url sets the request URI, with the payload as its query string for GET and HEAD, and
-// returns the endpoint it names (another one than the configured URL's only when the URL
-// is a template).
+// url sets the request URI of a templated URL or one that takes the payload as its
+// query string (GET and HEAD), and returns the endpoint it names (another one than the
+// configured URL's only when the URL is a template).
 func (b *customBuild) url() (*endpoint, error) {
 	s := b.s
-	if s.url.tmpl == nil && !(s.query && b.encodePayload) {
-		b.req.SetRequestURI(s.url.lit)
-		return s.ep, nil
-	}
 	var err error
 	ep := s.ep
 	if b.sc, err = s.url.appendTo(b.sc, b.tctx); err != nil {
