@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLazyStringify$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzExactMembers$$' -fuzztime $(FUZZTIME) ./scripting/
 	$(GO) test -run '^$$' -fuzz '^FuzzFingerprint$$' -fuzztime $(FUZZTIME) ./processor/gates/
+	$(GO) test -run '^$$' -fuzz '^FuzzParkedEntry$$' -fuzztime $(FUZZTIME) ./processor/
 
 clean:
 	rm -rf bin .eventhooks
