@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -46,6 +47,7 @@ func newGroupConsumer(p *Processor, group string, topics []string, retry string)
 
 // run consumes until ctx is done, then stops the workers, commits and leaves the group.
 func (c *groupConsumer) run(ctx context.Context) error {
+	c.carryOverRetryOffsets(ctx)
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(c.group),
 		kgo.ConsumeTopics(c.allTopics()...),
@@ -120,6 +122,46 @@ func (c *groupConsumer) pollLoop(ctx context.Context) {
 		})
 		c.client().AllowRebalance()
 	}
+}
+
+// carryOverRetryOffsets starts the retry topic where the previous version's retry group
+// (<group>-retry) got to, when this group has no offsets of its own for it yet: without
+// it an upgrade would re-send every retry entry the topic still holds. It can only commit
+// while the group is empty (all instances upgraded together, as the README says); if it
+// cannot, it says so and the retry topic is read from its start.
+func (c *groupConsumer) carryOverRetryOffsets(ctx context.Context) {
+	if c.retry == "" {
+		return
+	}
+	cl, err := kgo.NewClient(c.p.cfg.ClientOpts...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if own, err := adm.FetchOffsets(ctx, c.group); err == nil && len(own[c.retry]) > 0 {
+		return
+	}
+	old, err := adm.FetchOffsets(ctx, c.group+"-retry")
+	if err != nil || len(old[c.retry]) == 0 {
+		return
+	}
+	var offs kadm.Offsets
+	old.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == c.retry && o.Err == nil {
+			offs.AddOffset(o.Topic, o.Partition, o.At, -1)
+		}
+	})
+	resp, err := adm.CommitOffsets(ctx, c.group, offs)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		c.p.log.Warn("cannot carry over the previous retry group's offsets; the retry topic is read from its start",
+			"group", c.group, "from", c.group+"-retry", "err", err)
+		return
+	}
+	c.p.log.Info("retry topic offsets carried over from the previous version's retry group", "from", c.group+"-retry")
 }
 
 // allTopics is what the group consumes: the input topics and the retry topic.

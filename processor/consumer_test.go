@@ -1,9 +1,13 @@
 package processor_test
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/internal/testkit"
 	"github.com/eventhooks/eventhooks/processor"
@@ -70,4 +74,40 @@ func TestStopDoesNotWaitOutAHangingDelivery(t *testing.T) {
 	close(release)
 	startInstance(t, emb.Addrs())
 	testkit.Eventually(t, 60*time.Second, "the record redelivered by the next owner", func() bool { return delivered2xx(rc) == 1 })
+}
+
+// TestUpgradeCarriesOverTheRetryGroupsOffsets: the previous version read the retry topic
+// in its own group (<group>-retry); on upgrade the main group starts where that one got
+// to, instead of re-sending every retry entry the topic holds.
+func TestUpgradeCarriesOverTheRetryGroupsOffsets(t *testing.T) {
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	const hookID = "11111111-2222-4333-8444-555555555555"
+	cl := producer(t, emb.Addrs())
+	for seq := range 5 { // settled long ago by the old retry group
+		ev := healthEvent("u-old", seq)
+		ev.Topic = topics.Retry
+		ev.Headers = []kgo.RecordHeader{{Key: "eh-hook-id", Value: []byte(hookID)}, {Key: "eh-reason", Value: nil},
+			{Key: "eh-delivery", Value: []byte(`{"attempts":1,"first_attempt_ms":1,"last_attempt_ms":1,"topic":"eventhooks-events","partition":0,"offset":0,"timestamp_ms":1}`)}}
+		produce(t, cl, ev)
+	}
+	var old kadm.Offsets
+	old.AddOffset(topics.Retry, 0, 5, -1)
+	if _, err := kadm.NewClient(cl).CommitOffsets(context.Background(), "eventhooks-retry", old); err != nil {
+		t.Fatal(err)
+	}
+	// The hook exists before the upgraded instance starts (added through an instance of
+	// another group, stopped before the entries could reach it).
+	setup := startInstance(t, emb.Addrs(), func(cfg *processor.Config) { cfg.Group, cfg.RetryTopic = "setup", "" })
+	setup.addHook(t, `{"id":"`+hookID+`","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	setup.stop()
+	startInstance(t, emb.Addrs())
+	produce(t, cl, healthEvent("u-new", 0))
+	rc.WaitFor(t, 1, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	for _, r := range rc.Requests() {
+		if upstream, _, _ := healthBody(r.Body); upstream != "u-new" {
+			t.Fatalf("an entry the old retry group had settled was sent again: %s", r.Body)
+		}
+	}
 }
