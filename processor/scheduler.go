@@ -36,9 +36,13 @@ type retryScheduler struct {
 	workers int
 
 	queues map[blockKey][]*retryJob // blocking entries, head first
-	due    jobHeap
-	held   int // bytes of the entries held
-	idle   int
+	// suspended holds, per hook, until when a breaker turns its attempts away: its due
+	// jobs wait until then without an attempt (no decode, no delivery goroutine), so a
+	// dead destination's backlog does not spin through the scheduler every cooldown.
+	suspended map[string]time.Time
+	due       jobHeap
+	held      int // bytes of the entries held
+	idle      int
 }
 
 // retryJob is one parked entry held by the scheduler.
@@ -51,7 +55,10 @@ type retryJob struct {
 	size int
 	ack  *recordAck
 	next jobNext // set by the delivery goroutine
-	idx  int     // in the heap
+	// turnedAway: its last attempt was turned away by a breaker (set by the delivery
+	// goroutine), so its hook is suspended until its due time.
+	turnedAway bool
+	idx        int // in the heap
 }
 
 // jobNext is what a delivery goroutine reports of a job.
@@ -79,6 +86,8 @@ func newRetryScheduler(w *partitionWorker) *retryScheduler {
 		workers: n,
 		idle:    n,
 		queues:  map[blockKey][]*retryJob{},
+
+		suspended: map[string]time.Time{},
 	}
 }
 
@@ -143,6 +152,7 @@ func (s *retryScheduler) endGone() {
 	for _, j := range s.due {
 		if byID[j.e.HookID] == nil && j.due.After(now) {
 			j.due, moved = now, true
+			delete(s.suspended, j.e.HookID)
 		}
 	}
 	if moved {
@@ -155,6 +165,14 @@ func (s *retryScheduler) dispatchDue() {
 	now := time.Now()
 	for s.idle > 0 && len(s.due) > 0 && !s.due[0].due.After(now) {
 		j := heap.Pop(&s.due).(*retryJob)
+		if until, ok := s.suspended[j.e.HookID]; ok {
+			if until.After(now) {
+				j.due = until
+				heap.Push(&s.due, j)
+				continue
+			}
+			delete(s.suspended, j.e.HookID)
+		}
 		s.idle--
 		s.jobs <- j // buffered for every delivery goroutine: never blocks
 	}
@@ -209,6 +227,9 @@ func (s *retryScheduler) schedule(j *retryJob) {
 func (s *retryScheduler) finished(j *retryJob) {
 	switch j.next {
 	case jobLater:
+		if j.turnedAway && j.due.After(s.suspended[j.e.HookID]) {
+			s.suspended[j.e.HookID] = j.due
+		}
 		heap.Push(&s.due, j)
 	case jobSettled:
 		s.held -= j.size
@@ -268,6 +289,7 @@ func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.E
 		return s.settle(j, p.deadLetterFor(d, ch, &j.e))
 	}
 	retriesDue.Inc()
+	j.turnedAway = false
 	sl.AvoidProbes = false // the scheduler is who probes a failing destination or hook
 	e := &j.e
 	n := p.attempt(d, ch, &e)
@@ -281,7 +303,7 @@ func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.E
 		if n.probeDone != nil { // a probe is out: look again soon, not in a loop
 			wait = max(wait, min(maxBackoff(ch.hook.RetryPolicy()), time.Second))
 		}
-		j.due = now.Add(max(wait, breakerPollInterval))
+		j.due, j.turnedAway = now.Add(max(wait, breakerPollInterval)), true
 		return jobLater
 	case stepRetry:
 		if j.mark == blockNone { // parked again: the commit point moves past it

@@ -163,7 +163,7 @@ type breaker struct {
 // healthy destination answers well within it, even on a busy machine at start-up (a
 // healthy hook parked then would wait behind the retry backlog of failing ones); a dead
 // one costs it once.
-const unprovenWait = time.Second
+const unprovenWait = 250 * time.Millisecond
 
 // failedLastTime reports whether the destination failed since it was last healthy.
 func (b *breaker) failedLastTime() bool { return b.opened.Load() || b.failures.Load() > 0 }
