@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/internal/testkit"
 )
@@ -111,4 +116,57 @@ func assertKeyOrderAfterSuccess(t *testing.T, reqs []*testkit.Request, path stri
 // keyOf is produceHealthFrom's key of seq.
 func keyOf(seq int) string {
 	return "u-" + strconv.Itoa(seq%50)
+}
+
+// TestFlakyEndpointUnderDefaultBreakers: with the service's default breaker settings (5 s
+// cooldown doubling to 60 s), a receiver that answers 503 twice then 200 per event gets
+// all 50 events of 5 keys, each key in order, within seconds: HTTP status failures trip
+// only the hook, and never for longer than its max_backoff_ms (300 ms).
+func TestFlakyEndpointUnderDefaultBreakers(t *testing.T) {
+	emb := testkit.Broker(t, 2)
+	brokers := emb.Addrs()[0]
+	rc := testkit.NewReceiver(t)
+	var mu sync.Mutex
+	seen := map[int]int{}
+	rc.Respond = func(_ int, r *testkit.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		seq := seqOf(r.Body)
+		seen[seq]++
+		if seen[seq] <= 2 {
+			return 503
+		}
+		return 200
+	}
+	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers)
+	p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"initial_backoff_ms":50,"max_backoff_ms":300},"config":{"url":"`+rc.URL+`/f"}}`)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, 50)
+	for i := range recs {
+		key := "u-" + strconv.Itoa(i%5)
+		recs[i] = &kgo.Record{Key: []byte(key), Value: fmt.Appendf(nil,
+			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, i)}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 60*time.Second, "every flaky event delivered", func() bool { return len(delivered(rc, "/f")) == 50 })
+	byKey := map[string][]int{}
+	for _, r := range rc.Requests() {
+		if r.Status == 200 {
+			k := "u-" + strconv.Itoa(seqOf(r.Body)%5)
+			byKey[k] = append(byKey[k], seqOf(r.Body))
+		}
+	}
+	for k, seqs := range byKey {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] < seqs[i-1] {
+				t.Fatalf("key %s delivered seq %d after %d", k, seqs[i], seqs[i-1])
+			}
+		}
+	}
 }
