@@ -204,28 +204,16 @@ func retryRange(ctx context.Context, p *Processor, group, topic string, partitio
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return 0, 0, fmt.Errorf("cannot list %s end offsets: %w", topic, err)
+	if end, err = p.endOffset(ctx, adm, topic, partition); err != nil {
+		return 0, 0, err
 	}
-	eo, ok := ends.Lookup(topic, partition)
-	if !ok || eo.Err != nil {
-		return 0, 0, p.growTopic(ctx, topic, partition)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return 0, 0, fmt.Errorf("cannot list %s start offsets: %w", topic, err)
-	}
-	from = 0
-	if so, ok := starts.Lookup(topic, partition); ok && so.Err == nil {
-		from = so.Offset
-	}
+	// Nothing committed: from 0, which a fetch below the log start reads from the start.
 	offs, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cannot fetch committed offsets of group %s: %w", group, err)
 	}
-	if o, ok := offs.Lookup(topic, partition); ok && o.Err == nil && o.At > from {
+	if o, ok := offs.Lookup(topic, partition); ok && o.Err == nil && o.At > 0 {
 		from = o.At
 	}
-	return from, eo.Offset, nil
+	return from, end, nil
 }

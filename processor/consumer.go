@@ -287,8 +287,8 @@ func (c *groupConsumer) takeAll() []*partitionWorker {
 // uncommitted for the next owner, and a member never outstays the rebalance timeout.
 const stopGrace = 5 * time.Second
 
-// waitStragglers waits, at most grace, for workers still delivering after their
-// stop grace: a request fasthttp cannot cancel must not hold a shutdown for its whole
+// waitStragglers waits, at most grace, for workers still delivering after their stop
+// grace: a request fasthttp cannot cancel must not hold a shutdown for its whole
 // timeout. One still running after that ends on its own when its request does; its
 // records were not committed, and its writes fail on the closed producers.
 func (c *groupConsumer) waitStragglers(grace time.Duration) {
@@ -297,10 +297,20 @@ func (c *groupConsumer) waitStragglers(grace time.Duration) {
 		c.stragglers.Wait()
 		close(done)
 	}()
+	if !closedWithin(done, grace) {
+		c.p.log.Warn("stopping with deliveries still in flight; their records stay uncommitted", "group", c.group)
+	}
+}
+
+// closedWithin reports whether done is closed within d.
+func closedWithin(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(grace):
-		c.p.log.Warn("stopping with deliveries still in flight; their records stay uncommitted", "group", c.group)
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
@@ -317,11 +327,7 @@ func (c *groupConsumer) stopWorkers(ws []*partitionWorker) {
 		}
 		close(done)
 	})
-	t := time.NewTimer(stopGrace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+	if !closedWithin(done, stopGrace) {
 		c.p.log.Warn("deliveries still in flight after the stop grace; their records stay uncommitted",
 			"group", c.group, "grace", stopGrace)
 	}

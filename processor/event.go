@@ -44,11 +44,11 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	recordsMatched.Inc()
 	for _, ch := range matched {
 		if !p.serveGated(l, ch).settled() {
-			p.flushBehind(l.delivery(), &l.behind, false)
+			l.flushBehind(false)
 			return false
 		}
 	}
-	return p.flushBehind(l.delivery(), &l.behind, true)
+	return l.flushBehind(true)
 }
 
 // delivery is the lane's delivery context for its current record.
@@ -63,7 +63,7 @@ func (l *lane) handleSafely(r *kgo.Record) (done bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			p := l.w.c.p
-			p.flushBehind(l.delivery(), &l.behind, false)
+			l.flushBehind(false)
 			internalErrors.Inc()
 			err := fmt.Errorf("internal error: %v", v)
 			p.log.Error("panic while handling a record; dead-lettered", "topic", r.Topic, "partition", r.Partition,
@@ -137,10 +137,7 @@ func (p *Processor) writeState(owner context.Context, ack *recordAck, partition 
 			p.logs.Warn(p.log, "state-write", "cannot write gate state", "partition", partition, "err", err)
 		}
 		if ack != nil {
-			if err != nil {
-				ack.fail()
-			}
-			ack.release()
+			ack.finish(err == nil)
 		}
 	}, 1)
 }

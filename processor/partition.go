@@ -269,10 +269,7 @@ func (l *lane) run() {
 		}
 		if ack := l.ack; ack != nil { // parks still in flight finish the record
 			l.ack = nil
-			if !done {
-				ack.fail()
-			}
-			ack.release()
+			ack.finish(done)
 		} else if done {
 			l.w.wm.markDone(r.Offset)
 		}
@@ -301,6 +298,14 @@ type recordAck struct {
 
 func (a *recordAck) hold() { a.pending.Add(1) }
 func (a *recordAck) fail() { a.failed.Store(true) }
+
+// finish releases one hold, failing the record first unless ok.
+func (a *recordAck) finish(ok bool) {
+	if !ok {
+		a.fail()
+	}
+	a.release()
+}
 
 func (a *recordAck) release() {
 	if a.pending.Add(-1) == 0 && !a.failed.Load() {

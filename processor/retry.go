@@ -252,13 +252,19 @@ func (b *behindList) add(hookID string, m blockMark) {
 	b.marks = append(b.marks, byte('0'+m))
 }
 
-// flush writes the collected hooks' one retry record for the lane's current record
-// (written false: the record is abandoned, and their counts are released instead), and
-// empties the list.
-func (p *Processor) flushBehind(d delivery, b *behindList, written bool) bool {
-	if len(b.marks) == 0 {
+// flushBehind writes the one retry record of the hooks the lane's current record was
+// parked behind blocked keys for (written false: the record is abandoned, and their
+// counts are released instead), and empties the list. Most records have none: then it
+// is one length check.
+func (l *lane) flushBehind(written bool) bool {
+	if len(l.behind.marks) == 0 {
 		return true
 	}
+	return l.w.c.p.writeBehind(l.delivery(), &l.behind, written)
+}
+
+// writeBehind is flushBehind's write, for a non-empty list.
+func (p *Processor) writeBehind(d delivery, b *behindList, written bool) bool {
 	e := newEntry(d.ev.Record, string(b.ids), p.cfg.Now())
 	e.DueMs, e.Marks = e.FirstAttemptMs, string(b.marks)
 	b.ids, b.marks = b.ids[:0], b.marks[:0]
@@ -361,10 +367,7 @@ func (p *Processor) write(d delivery, pr *parkedRecord, hookID string, unwritten
 			unwritten()
 		}
 		pr.release()
-		if err != nil {
-			ack.fail()
-		}
-		ack.release()
+		ack.finish(err == nil)
 	}, 1)
 	return true
 }

@@ -194,7 +194,7 @@ func (s *retryScheduler) add(r *kgo.Record) {
 		j := &retryJob{rec: r, ack: ack}
 		ack.pending.Store(1)
 		ok := p.deadLetter(delivery{ctx: s.w.ctx, acks: j}, newEntry(r, "", p.cfg.Now()).fail(0, err, "unreadable retry entry"))
-		p.settleJob(j, ok)
+		ack.finish(ok)
 		return
 	}
 	var jobs []*retryJob
@@ -320,21 +320,12 @@ func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.E
 // are acknowledged. An abandoned job stays uncommitted.
 func (s *retryScheduler) settle(j *retryJob, out outcome) jobNext {
 	if !out.settled() {
-		j.ack.fail()
-		j.ack.release()
+		j.ack.finish(false)
 		return jobAbandoned
 	}
 	s.w.blocks.release(j.e.HookID, j.e.Key, j.mark)
-	s.w.c.p.settleJob(j, true)
+	j.ack.finish(true)
 	return jobSettled
-}
-
-// settleJob releases the job's own hold on its record; ok false fails it.
-func (p *Processor) settleJob(j *retryJob, ok bool) {
-	if !ok {
-		j.ack.fail()
-	}
-	j.ack.release()
 }
 
 // jobHeap orders jobs by due time.

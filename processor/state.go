@@ -67,17 +67,13 @@ func (w *partitionWorker) restoreState() error {
 	if err != nil {
 		return fmt.Errorf("cannot create state client: %w", err)
 	}
-	ends, err := kadm.NewClient(cl).ListEndOffsets(w.ctx, p.cfg.StateTopic)
+	end, err := p.endOffset(w.ctx, kadm.NewClient(cl), p.cfg.StateTopic, w.partition)
 	cl.Close()
 	if err != nil {
-		return fmt.Errorf("cannot list state topic offsets: %w", err)
-	}
-	end, ok := ends.Lookup(p.cfg.StateTopic, w.partition)
-	if !ok || end.Err != nil {
-		return p.growTopic(w.ctx, p.cfg.StateTopic, w.partition)
+		return err
 	}
 	now, n := p.cfg.Now(), 0
-	err = readPartition(w.ctx, p.cfg.ClientOpts, p.cfg.StateTopic, w.partition, 0, end.Offset, func(r *kgo.Record) {
+	err = readPartition(w.ctx, p.cfg.ClientOpts, p.cfg.StateTopic, w.partition, 0, end, func(r *kgo.Record) {
 		n++
 		w.restoreRecord(r, now)
 	})
@@ -88,17 +84,26 @@ func (w *partitionWorker) restoreState() error {
 	return nil
 }
 
+// endOffset returns the end offset of topic's partition, a state or retry topic; one that
+// lacks the partition is grown (see growTopic) and the restore tried again.
+func (p *Processor) endOffset(ctx context.Context, adm *kadm.Client, topic string, partition int32) (int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("cannot list %s end offsets: %w", topic, err)
+	}
+	end, ok := ends.Lookup(topic, partition)
+	if !ok || end.Err != nil {
+		return 0, p.growTopic(ctx, adm, topic, partition)
+	}
+	return end.Offset, nil
+}
+
 // growTopic adds partitions to a state or retry topic that lacks partition: an input
 // topic grew, and those topics are co-partitioned with it. It returns an error either way,
 // so the restore is tried again (and succeeds once the partition exists).
-func (p *Processor) growTopic(ctx context.Context, topic string, partition int32) error {
+func (p *Processor) growTopic(ctx context.Context, adm *kadm.Client, topic string, partition int32) error {
 	missing := fmt.Errorf("topic %s has no partition %d, which an input topic has (they must be co-partitioned)", topic, partition)
-	cl, err := kgo.NewClient(p.cfg.ClientOpts...)
-	if err != nil {
-		return fmt.Errorf("%w; cannot create admin client: %w", missing, err)
-	}
-	defer cl.Close()
-	resp, err := kadm.NewClient(cl).UpdatePartitions(ctx, int(partition)+1, topic)
+	resp, err := adm.UpdatePartitions(ctx, int(partition)+1, topic)
 	if err == nil {
 		err = resp.Error()
 	}

@@ -36,10 +36,10 @@ type Lane struct {
 	jsReq   scripting.Request
 	takeReq func(*scripting.Request) bool
 
-	// AvoidProbes is set by a caller that parks a delivery rather than wait for its
-	// destination: an attempt on this lane is then never the probe of a destination
-	// that failed last time (it fails with ErrCircuitOpen instead), so a dead endpoint
-	// does not hold the lane for its timeout. Read by every Deliver on the lane.
+	// AvoidProbes is set by a caller that parks a delivery rather than wait: an attempt
+	// on this lane is then never the probe of a destination or hook breaker that failed
+	// last time (it fails with ErrCircuitOpen instead), so a dead endpoint or a broken
+	// script does not hold the lane for its timeout. Read by every Deliver on the lane.
 	AvoidProbes bool
 
 	// capture, when set (by Tester), records every request sent and its response.
