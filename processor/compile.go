@@ -16,6 +16,7 @@ type compiledHook struct {
 	logKey string // throttle key of its delivery failures
 	sink   sinks.Sink
 	gate   gates.Spec
+	policy hooks.Retry // the hook's retry policy with defaults and bounds, once per version
 	m      *hookMetrics
 }
 
@@ -135,7 +136,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 				b.onError(h, err)
 				continue
 			}
-			ch = &compiledHook{hook: h, sink: sink, m: m, gate: gates.NewSpec(h, b.uniqueFields(h)), logKey: "deliver:" + h.ID}
+			ch = &compiledHook{hook: h, sink: sink, m: m, gate: gates.NewSpec(h, b.uniqueFields(h)), policy: h.RetryPolicy(), logKey: "deliver:" + h.ID}
 		}
 		nextCompiled[h.Version()] = ch
 		entries = append(entries, hooks.IndexEntry[*compiledHook]{Source: h.Source, Event: h.EventName(), Value: ch})

@@ -101,7 +101,7 @@ type next struct {
 // delivery's history, created on its first failure.
 func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next {
 	h := ch.hook
-	policy := h.RetryPolicy()
+	policy := ch.policy
 	res := p.deliverSafely(d, ch)
 	ch.m.latency.observe(res.Duration)
 	if res.Delivered {

@@ -301,7 +301,7 @@ func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.E
 		return s.settle(j, p.deadLetterFor(d, ch, e))
 	case stepCircuit:
 		if n.probeDone != nil { // a probe is out: look again soon, not in a loop
-			wait = max(wait, min(maxBackoff(ch.hook.RetryPolicy()), time.Second))
+			wait = max(wait, min(maxBackoff(ch.policy), time.Second))
 		}
 		j.due, j.turnedAway = now.Add(max(wait, breakerPollInterval)), true
 		return jobLater
