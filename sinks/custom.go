@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -132,14 +131,9 @@ var (
 )
 
 func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
-	var cfg hooks.WebhookCustomConfig
-	if len(h.Config) > 0 {
-		if err := json.Unmarshal(h.Config, &cfg); err != nil {
-			return nil, fmt.Errorf("%w: cannot parse webhook-custom config: %w", ErrInvalidConfig, err)
-		}
-	}
-	if p == nil {
-		return nil, fmt.Errorf("%w: webhook-custom needs a client pool", ErrInvalidConfig)
+	cfg, err := httpConfig[hooks.WebhookCustomConfig](h, p, hooks.HandlerWebhookCustom)
+	if err != nil {
+		return nil, err
 	}
 	s := &customSink{hookID: h.ID, method: strings.ToUpper(cfg.Method), sslVerify: cfg.SSLVerify, pool: p, timeout: timeoutOf(h)}
 	if s.method == "" {
@@ -309,19 +303,24 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 			return res
 		}
 	}
-	t, res, ok := s.gate.enter(lane, start)
-	if !ok {
-		return res
-	}
-	if lane == nil {
-		lane = &Lane{}
-	}
+	return s.gate.run(lane, start, func(lane *Lane) (Result, verdict) {
+		return s.deliver(ctx, ev, lane, start)
+	})
+}
+
+// deliver makes the attempt: it builds the request, signs it and sends it. The verdict
+// is what the attempt says about the hook, for its breaker: a failure when a template
+// or script threw or timed out, else send's.
+func (s *customSink) deliver(ctx context.Context, ev *hooks.Event, lane *Lane, start time.Time) (Result, verdict) {
 	deadline := deadlineOf(ctx, start, s.timeout)
 	req := fasthttp.AcquireRequest()
 	buf := getBuffer()
 	ep, err := s.build(req, buf, ev, lane)
 	templateDuration.UpdateDuration(start)
-	v := verdictNeutral
+	var (
+		res Result
+		v   = verdictNeutral
+	)
 	if err != nil {
 		res = buildFailure(s.hookID, err)
 		if isScriptFailure(err) { // the hook's own fault, like a 5xx of its endpoint
@@ -331,12 +330,9 @@ func (s *customSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 		s.signInto(req, s.hookID, ev, -1, start.Unix(), buf.B, !s.query)
 		res, v = send(ep, req, deadline, s.hookID, lane, s.gate.maxWait)
 	}
-	s.gate.exit(t, v)
 	fasthttp.ReleaseRequest(req)
 	putBuffer(buf)
-	lane.trim()
-	res.Duration = time.Since(start)
-	return res
+	return res, v
 }
 
 // isScriptFailure reports whether err is a template or script that threw or ran out of

@@ -78,14 +78,9 @@ type lambdaSink struct {
 }
 
 func compileLambda(h *hooks.Hook, p *Pool, log *slog.Logger) (*lambdaSink, error) {
-	var cfg hooks.LambdaConfig
-	if len(h.Config) > 0 {
-		if err := json.Unmarshal(h.Config, &cfg); err != nil {
-			return nil, fmt.Errorf("%w: cannot parse lambda config: %w", ErrInvalidConfig, err)
-		}
-	}
-	if p == nil {
-		return nil, fmt.Errorf("%w: lambda needs a client pool", ErrInvalidConfig)
+	cfg, err := httpConfig[hooks.LambdaConfig](h, p, hooks.HandlerLambda)
+	if err != nil {
+		return nil, err
 	}
 	fn, err := scripting.CompileLambda(cfg.Functions)
 	if err != nil {
@@ -143,18 +138,9 @@ func (s *lambdaSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) R
 	if res, stop := unusable(ctx, s.hookID, ev, start); stop {
 		return res
 	}
-	t, res, ok := s.gate.enter(lane, start)
-	if !ok {
-		return res
-	}
-	if lane == nil {
-		lane = &Lane{}
-	}
-	res, v := s.deliver(ctx, ev, lane, start)
-	s.gate.exit(t, v)
-	lane.trim()
-	res.Duration = time.Since(start)
-	return res
+	return s.gate.run(lane, start, func(lane *Lane) (Result, verdict) {
+		return s.deliver(ctx, ev, lane, start)
+	})
 }
 
 // deliver makes the attempt: it runs the chain and sends its requests. The verdict is

@@ -203,6 +203,25 @@ func (g *hookGate) exit(t ticket, v verdict) {
 	}
 }
 
+// run makes one attempt behind the hook's breaker: turned away when enter says so, else
+// attempt runs on lane (a fresh one when the caller has none) and exit records its
+// verdict. The lane's scratch is trimmed after, and the result's Duration is the whole
+// attempt's, from start.
+func (g *hookGate) run(lane *Lane, start time.Time, attempt func(*Lane) (Result, verdict)) Result {
+	t, res, ok := g.enter(lane, start)
+	if !ok {
+		return res
+	}
+	if lane == nil {
+		lane = &Lane{}
+	}
+	res, v := attempt(lane)
+	g.exit(t, v)
+	lane.trim()
+	res.Duration = time.Since(start)
+	return res
+}
+
 // circuitError is the error of hookID's attempts turned away by ep's breaker; nil
 // without a breaker.
 func (ep *endpoint) circuitError(hookID string) error {

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,21 @@ func Compile(h *hooks.Hook, p *Pool, log *slog.Logger) (Sink, error) {
 		return nil, fmt.Errorf("compile hook %s: %w", h.ID, err)
 	}
 	return s, nil
+}
+
+// httpConfig decodes hook h's config (none: the zero config) for handler, one that
+// sends HTTP requests and so needs the client pool p.
+func httpConfig[C any](h *hooks.Hook, p *Pool, handler string) (C, error) {
+	var cfg C
+	if len(h.Config) > 0 {
+		if err := json.Unmarshal(h.Config, &cfg); err != nil {
+			return cfg, fmt.Errorf("%w: cannot parse %s config: %w", ErrInvalidConfig, handler, err)
+		}
+	}
+	if p == nil {
+		return cfg, fmt.Errorf("%w: %s needs a client pool", ErrInvalidConfig, handler)
+	}
+	return cfg, nil
 }
 
 // timeoutOf returns the hook's per-attempt timeout (hooks.Hook.AttemptTimeout).

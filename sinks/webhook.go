@@ -2,7 +2,6 @@ package sinks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -28,14 +27,9 @@ type webhookSink struct {
 }
 
 func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
-	var cfg hooks.WebhookConfig
-	if len(h.Config) > 0 {
-		if err := json.Unmarshal(h.Config, &cfg); err != nil {
-			return nil, fmt.Errorf("%w: cannot parse webhook config: %w", ErrInvalidConfig, err)
-		}
-	}
-	if p == nil {
-		return nil, fmt.Errorf("%w: webhook needs a client pool", ErrInvalidConfig)
+	cfg, err := httpConfig[hooks.WebhookConfig](h, p, hooks.HandlerWebhook)
+	if err != nil {
+		return nil, err
 	}
 	dest, err := parseDestination(cfg.URL, cfg.SSLVerify)
 	if err != nil {
