@@ -1,8 +1,9 @@
 package admin
 
 import (
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
 // contentTypeMetrics is the Prometheus text exposition format.
@@ -28,9 +29,9 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx, _ params) error {
 	return respond(ctx, fasthttp.StatusOK, statusResponse{Status: "ready"})
 }
 
-// GET /metrics: every series of the default VictoriaMetrics set plus process metrics.
+// GET /metrics: every series of the default VictoriaMetrics set plus process metrics,
+// with HELP texts.
 func (s *Server) metrics(ctx *fasthttp.RequestCtx, _ params) error {
 	ctx.SetContentType(contentTypeMetrics)
-	metrics.WritePrometheus(ctx, true)
-	return nil
+	return promhelp.WritePrometheus(ctx, true)
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
 // Route patterns; they are also the values of the route label of the request counter.
@@ -42,6 +44,8 @@ type route struct {
 	counts [5]*metrics.Counter
 }
 
+var familyAdminRequests = promhelp.Describe("eventhooks_admin_requests_total", "Admin API responses, by route and status class.")
+
 func newRoute(pattern string, public bool, methods map[string]handler) *route {
 	rt := &route{pattern: pattern, public: public, methods: methods}
 	names := make([]string, 0, len(methods)+1)
@@ -55,7 +59,7 @@ func newRoute(pattern string, public bool, methods map[string]handler) *route {
 	rt.allow = strings.Join(names, ", ")
 	for i := range rt.counts {
 		rt.counts[i] = metrics.GetOrCreateCounter(fmt.Sprintf(
-			`eventhooks_admin_requests_total{route=%q,code="%dxx"}`, pattern, i+1))
+			`%s{route=%q,code="%dxx"}`, familyAdminRequests, pattern, i+1))
 	}
 	return rt
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/eventhooks/eventhooks/internal/bearer"
 	"github.com/eventhooks/eventhooks/internal/httpserve"
 	"github.com/eventhooks/eventhooks/internal/logthrottle"
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
 // Defaults of Config.
@@ -141,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		requests: make(map[int]*metrics.Counter),
-		events:   metrics.GetOrCreateCounter(`eventhooks_ingest_events_total`),
+		events:   metrics.GetOrCreateCounter(promhelp.Describe(`eventhooks_ingest_events_total`, "Events accepted by HTTP ingest.")),
 	}
 	for _, code := range []int{202, 400, 401, 404, 405, 408, 413, 415, 500, 503} {
 		in.requests[code] = ingestRequestCounter(code)
@@ -157,8 +158,10 @@ func New(cfg Config) (*Server, error) {
 	return in, nil
 }
 
+var familyIngestRequests = promhelp.Describe("eventhooks_ingest_requests_total", "HTTP ingest responses, by status code.")
+
 func ingestRequestCounter(code int) *metrics.Counter {
-	return metrics.GetOrCreateCounter(`eventhooks_ingest_requests_total{code="` + strconv.Itoa(code) + `"}`)
+	return metrics.GetOrCreateCounter(familyIngestRequests + `{code="` + strconv.Itoa(code) + `"}`)
 }
 
 // Handler returns the request handler, for serving on a fasthttp.Server of one's own

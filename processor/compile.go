@@ -38,6 +38,17 @@ type hookMetrics struct {
 	latency      *latencyHistogram
 }
 
+// The families of hookMetrics, labelled hook and handler.
+var (
+	familyAttempts     = describe(`eventhooks_delivery_attempts_total`, "Delivery attempts of the hook, by outcome (delivered or failed).")
+	familyRetries      = describe(`eventhooks_retries_total`, "Failed attempts of the hook retried inline, in the lane.")
+	familyParked       = describe(`eventhooks_parked_total`, "Deliveries of the hook parked in the retry topic.")
+	familyParkedBehind = describe(`eventhooks_parked_behind_total`, "Events of the hook parked behind a blocked key, without an attempt.")
+	familyDeadLettered = describe(`eventhooks_dead_lettered_total`, "Deliveries of the hook dead-lettered.")
+	familyBreakerWaits = describe(`eventhooks_breaker_waits_total`, "Attempts of the hook an open circuit breaker turned away; nothing was sent.")
+	familyGated        = describe(`eventhooks_gated_total`, "Events of the hook dropped by its gate, by reason (snooze or unchanged).")
+)
+
 // latencyBuckets spans a local receiver (sub-millisecond) to a slow remote one.
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
@@ -48,15 +59,15 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 		m.names = append(m.names, name)
 		return metrics.GetOrCreateCounter(name)
 	}
-	m.delivered = counter(`eventhooks_delivery_attempts_total` + labels + `,outcome="delivered"}`)
-	m.failed = counter(`eventhooks_delivery_attempts_total` + labels + `,outcome="failed"}`)
-	m.retried = counter(`eventhooks_retries_total` + labels + `}`)
-	m.parked = counter(`eventhooks_parked_total` + labels + `}`)
-	m.parkedBehind = counter(`eventhooks_parked_behind_total` + labels + `}`)
-	m.deadLettered = counter(`eventhooks_dead_lettered_total` + labels + `}`)
-	m.breakerWaits = counter(`eventhooks_breaker_waits_total` + labels + `}`)
-	m.gatedSnooze = counter(`eventhooks_gated_total` + labels + `,reason="snooze"}`)
-	m.gatedSame = counter(`eventhooks_gated_total` + labels + `,reason="unchanged"}`)
+	m.delivered = counter(familyAttempts + labels + `,outcome="delivered"}`)
+	m.failed = counter(familyAttempts + labels + `,outcome="failed"}`)
+	m.retried = counter(familyRetries + labels + `}`)
+	m.parked = counter(familyParked + labels + `}`)
+	m.parkedBehind = counter(familyParkedBehind + labels + `}`)
+	m.deadLettered = counter(familyDeadLettered + labels + `}`)
+	m.breakerWaits = counter(familyBreakerWaits + labels + `}`)
+	m.gatedSnooze = counter(familyGated + labels + `,reason="snooze"}`)
+	m.gatedSame = counter(familyGated + labels + `,reason="unchanged"}`)
 	m.hookID = h.ID
 	m.latency = latencies.get(h.ID, h.Handler)
 	return m

@@ -18,7 +18,7 @@ import (
 // lock shared across partitions on the hot path; these histograms use atomics only and
 // are written to /metrics by one registered writer.
 
-const latencyFamily = "eventhooks_delivery_duration_seconds"
+var latencyFamily = describe("eventhooks_delivery_duration_seconds", "Time of one delivery attempt of the hook.")
 
 // latencyHistogram is one hook's delivery latency, with latencyBuckets.
 type latencyHistogram struct {

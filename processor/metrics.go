@@ -4,22 +4,43 @@ import (
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
+
+// describe gives a series family its HELP text, where the family is defined.
+var describe = promhelp.Describe
 
 // Fixed series, created once.
 var (
-	recordsUnmatched   = metrics.NewCounter(`eventhooks_records_unmatched_total`)
-	recordsMatched     = metrics.NewCounter(`eventhooks_records_matched_total`)
-	partitionsAssigned = metrics.NewGauge(`eventhooks_partitions_assigned`, nil)
-	hooksActive        = metrics.NewGauge(`eventhooks_hooks_active`, nil)
-	compileErrors      = metrics.NewCounter(`eventhooks_hook_compile_errors_total`)
-	commitErrors       = metrics.NewCounter(`eventhooks_commit_errors_total`)
-	commitDuration     = metrics.NewPrometheusHistogramExt(`eventhooks_commit_duration_seconds`, latencyBuckets)
-	deadLetters        = metrics.NewCounter(`eventhooks_dlq_records_total`)
-	produceErrors      = metrics.NewCounter(`eventhooks_park_produce_errors_total`)
-	retriesDue         = metrics.NewCounter(`eventhooks_retry_entries_processed_total`)
-	tooLargeRecords    = metrics.NewCounter(`eventhooks_too_large_records_total`)
-	internalErrors     = metrics.NewCounter(`eventhooks_internal_errors_total`)
+	recordsUnmatched   = metrics.NewCounter(describe(`eventhooks_records_unmatched_total`, "Input records that matched no hook."))
+	recordsMatched     = metrics.NewCounter(describe(`eventhooks_records_matched_total`, "Input records that matched at least one hook."))
+	partitionsAssigned = metrics.NewGauge(describe(`eventhooks_partitions_assigned`, "Input partitions this instance owns."), nil)
+	hooksActive        = metrics.NewGauge(describe(`eventhooks_hooks_active`, "Hooks in the compiled index."), nil)
+	compileErrors      = metrics.NewCounter(describe(`eventhooks_hook_compile_errors_total`, "Hook versions that failed to compile and will not fire."))
+	commitErrors       = metrics.NewCounter(describe(`eventhooks_commit_errors_total`, "Offset commits of the consumer group that failed."))
+	commitDuration     = metrics.NewPrometheusHistogramExt(describe(`eventhooks_commit_duration_seconds`, "Time of one offset commit."), latencyBuckets)
+	deadLetters        = metrics.NewCounter(describe(`eventhooks_dlq_records_total`, "Dead letters written (or dropped without a DLQ topic), all hooks and malformed records together."))
+	produceErrors      = metrics.NewCounter(describe(`eventhooks_park_produce_errors_total`, "Failed writes to the retry, DLQ and state topics, each retried."))
+	retriesDue         = metrics.NewCounter(describe(`eventhooks_retry_entries_processed_total`, "Parked deliveries the retry scheduler attempted."))
+	tooLargeRecords    = metrics.NewCounter(describe(`eventhooks_too_large_records_total`, "Retry or DLQ records refused as too large, dead-lettered with their value cut."))
+	internalErrors     = metrics.NewCounter(describe(`eventhooks_internal_errors_total`, "Panics recovered while handling a record or a delivery, dead-lettered as internal_error."))
+)
+
+// The HELP of blocked.go's series. It belongs next to their definitions; it stands here
+// only because that file is being reworked by another change at the same time.
+var (
+	_ = describe(`eventhooks_blocked_keys`, "Blocked (hook, key)s: keys whose later events park behind a parked delivery.")
+	_ = describe(`eventhooks_blocked_restore_errors_total`, "Failed rebuilds of a partition's blocked keys from the retry topic.")
+)
+
+// HELP of the families created per partition and per reason.
+var (
+	familyConsumed  = describe(`eventhooks_records_consumed_total`, "Records fetched, per topic and partition.")
+	familyLag       = describe(`eventhooks_consumer_lag_records`, "Records between the last one fetched and the partition's high watermark.")
+	familyPending   = describe(`eventhooks_partition_pending_records`, "Records of the partition fetched and not yet done.")
+	familyPauses    = describe(`eventhooks_partition_fetch_pauses_total`, "Times fetching of the partition paused because its lanes were behind.")
+	familyMalformed = describe(`eventhooks_records_malformed_total`, "Input records that could not be decoded, by reason.")
 )
 
 // partitionMetrics are the series of one topic partition, created when it is assigned
@@ -34,14 +55,14 @@ type partitionMetrics struct {
 func newPartitionMetrics(topic string, partition int32) partitionMetrics {
 	labels := `{topic="` + topic + `",partition="` + strconv.Itoa(int(partition)) + `"}`
 	return partitionMetrics{
-		consumed: metrics.GetOrCreateCounter(`eventhooks_records_consumed_total` + labels),
-		lag:      metrics.GetOrCreateGauge(`eventhooks_consumer_lag_records`+labels, nil),
-		pending:  metrics.GetOrCreateGauge(`eventhooks_partition_pending_records`+labels, nil),
-		paused:   metrics.GetOrCreateCounter(`eventhooks_partition_fetch_pauses_total` + labels),
+		consumed: metrics.GetOrCreateCounter(familyConsumed + labels),
+		lag:      metrics.GetOrCreateGauge(familyLag+labels, nil),
+		pending:  metrics.GetOrCreateGauge(familyPending+labels, nil),
+		paused:   metrics.GetOrCreateCounter(familyPauses + labels),
 	}
 }
 
 // malformedCounter returns the counter of records that failed to decode, by reason.
 func malformedCounter(kind string) *metrics.Counter {
-	return metrics.GetOrCreateCounter(`eventhooks_records_malformed_total{reason="` + kind + `"}`)
+	return metrics.GetOrCreateCounter(familyMalformed + `{reason="` + kind + `"}`)
 }

@@ -18,12 +18,12 @@ import (
 // restores exactly the state of its keys before its first record.
 
 var (
-	restoreDuration = metrics.NewPrometheusHistogramExt(`eventhooks_state_restore_duration_seconds`,
+	restoreDuration = metrics.NewPrometheusHistogramExt(describe(`eventhooks_state_restore_duration_seconds`, "Time to restore a partition's gate state from the state topic."),
 		[]float64{.001, .01, .1, .5, 1, 2.5, 5, 10, 30, 60})
-	restoreErrors = metrics.NewCounter(`eventhooks_state_restore_errors_total`)
-	stateWrites   = metrics.NewCounter(`eventhooks_state_writes_total`)
+	restoreErrors = metrics.NewCounter(describe(`eventhooks_state_restore_errors_total`, "Failed restores of a partition's gate state, each retried."))
+	stateWrites   = metrics.NewCounter(describe(`eventhooks_state_writes_total`, "Gate state changes written to the state topic."))
 	// stateWriteErrors counts gate state writes that failed or found the buffer full.
-	stateWriteErrors = metrics.NewCounter(`eventhooks_state_write_errors_total`)
+	stateWriteErrors = metrics.NewCounter(describe(`eventhooks_state_write_errors_total`, "Gate state writes that failed or found the buffer full."))
 )
 
 // expireEvery is how often a lane sweeps its expired gate entries.

@@ -16,20 +16,21 @@ import (
 
 	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/jsonx"
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
 // Lambda outcomes that send nothing, across hooks (the processor counts per hook).
 var (
-	lambdaDropped = metrics.NewCounter(`eventhooks_lambda_dropped_total`)
-	lambdaLogged  = metrics.NewCounter(`eventhooks_lambda_results_logged_total`)
+	lambdaDropped = metrics.NewCounter(promhelp.Describe(`eventhooks_lambda_dropped_total`, "Lambda results that dropped the event (null): nothing sent."))
+	lambdaLogged  = metrics.NewCounter(promhelp.Describe(`eventhooks_lambda_results_logged_total`, "Lambda results that were not requests, logged as lambda result: nothing sent."))
 
 	// scriptBuckets span a cached template (µs) to a lambda near its time limit.
 	scriptBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1}
 	// lambdaDuration is the time of one JavaScript chain call.
-	lambdaDuration = metrics.NewPrometheusHistogramExt(`eventhooks_lambda_duration_seconds`, scriptBuckets)
+	lambdaDuration = metrics.NewPrometheusHistogramExt(promhelp.Describe(`eventhooks_lambda_duration_seconds`, "Time of one JavaScript lambda chain call."), scriptBuckets)
 	// templateDuration is the time to render and encode one webhook-custom request.
-	templateDuration = metrics.NewPrometheusHistogramExt(`eventhooks_template_render_seconds`, scriptBuckets)
+	templateDuration = metrics.NewPrometheusHistogramExt(promhelp.Describe(`eventhooks_template_render_seconds`, "Time to render and encode one webhook-custom request."), scriptBuckets)
 )
 
 // MaxLambdaRequests bounds the requests one lambda call may return; a longer array is a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/defaults"
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
@@ -321,6 +322,12 @@ func (p *Pool) endpoint(d destination, dynamic bool) (*endpoint, error) {
 	return c, nil
 }
 
+// The families of a destination's breakers, labelled destination (host:port).
+var (
+	familyRejections   = promhelp.Describe("eventhooks_breaker_rejections_total", "Requests to the destination its open circuit breaker turned away.")
+	familyBreakerState = promhelp.Describe("eventhooks_breaker_state", "Worst circuit breaker state of the destination: 0 closed, 1 half-open, 2 open.")
+)
+
 // newBreakerLocked returns the breaker of a new destination and registers it with its
 // label's series, creating them for a new label. p.mu must be held.
 func (p *Pool) newBreakerLocked(d destination) *breaker {
@@ -330,9 +337,9 @@ func (p *Pool) newBreakerLocked(d destination) *breaker {
 	label := metricLabel(d.addr)
 	dm := p.labels[label]
 	if dm == nil {
-		dm = &destMetrics{rejections: p.metrics.NewCounter("eventhooks_breaker_rejections_total" + label)}
+		dm = &destMetrics{rejections: p.metrics.NewCounter(familyRejections + label)}
 		dm.breakers.Store(&[]*breaker{})
-		p.metrics.NewGauge("eventhooks_breaker_state"+label, dm.state)
+		p.metrics.NewGauge(familyBreakerState+label, dm.state)
 		p.labels[label] = dm
 	}
 	b := newBreaker(p.breakerConfig(), d.addr, dm.rejections)

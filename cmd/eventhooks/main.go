@@ -12,6 +12,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/alecthomas/kong"
+
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -41,7 +43,8 @@ func main() {
 		kong.DefaultEnvars("EVENTHOOKS"),
 		kong.UsageOnError(),
 	)
-	metrics.NewGauge(`eventhooks_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
+	metrics.NewGauge(promhelp.Describe(`eventhooks_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`,
+		"Always 1; the labels give the version and the Go version of the binary."), func() float64 { return 1 })
 	log := newLogger(cli.LogLevel, cli.LogFormat)
 	slog.SetDefault(log)
 	if err := ctx.Run(log); err != nil {

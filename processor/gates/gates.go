@@ -7,6 +7,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
 // Gates: snooze and on_change (docs/design.md, "Gates").
@@ -135,12 +136,12 @@ type Change struct {
 }
 
 // gateEvictions counts entries dropped because a gate set was full.
-var gateEvictions = metrics.NewCounter(`eventhooks_gate_evictions_total`)
+var gateEvictions = metrics.NewCounter(promhelp.Describe(`eventhooks_gate_evictions_total`, "Gate entries evicted because a partition's gate set was full."))
 
 // gateEntries is the eventhooks_gate_entries gauge: the entries held by the lanes' sets.
 var (
 	gateEntries atomic.Int64
-	_           = metrics.NewGauge(`eventhooks_gate_entries`, func() float64 { return float64(gateEntries.Load()) })
+	_           = metrics.NewGauge(promhelp.Describe(`eventhooks_gate_entries`, "Gate entries held by the lanes' sets."), func() float64 { return float64(gateEntries.Load()) })
 )
 
 // AddEntries adds delta to the eventhooks_gate_entries gauge. The processor reports the
