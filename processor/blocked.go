@@ -53,17 +53,20 @@ var (
 	blockedRestore = metrics.NewCounter(`eventhooks_blocked_restore_errors_total`)
 )
 
-// blockKey identifies a (hook, entity key); the key is hashed (64 bits: a collision would
-// only make two keys of one hook wait for each other).
-type blockKey struct {
-	hook string
-	key  uint64
-}
+// blockKey identifies a (hook, entity key) by a 64-bit hash of both: a collision would
+// only make two (hook, key)s wait for each other. One integer keeps the lookup every
+// event of a blocked partition makes cheap.
+type blockKey uint64
 
 var blockSeed = maphash.MakeSeed()
 
 func newBlockKey(hook string, key []byte) blockKey {
-	return blockKey{hook: hook, key: maphash.Bytes(blockSeed, key)}
+	var h maphash.Hash
+	h.SetSeed(blockSeed)
+	h.WriteString(hook)
+	h.WriteByte(0) // ids are UUIDs, but no (hook, key) pair should read as another
+	h.Write(key)
+	return blockKey(h.Sum64())
 }
 
 // blockSet counts the unsettled blocking entries of one partition number.
@@ -90,7 +93,7 @@ func (b *blockSet) blocked(hook string, key []byte) bool {
 	k := newBlockKey(hook, key)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.keys[k] > 0 || b.hooks[hook] > 0
+	return b.keys[k] > 0 || (len(b.hooks) > 0 && b.hooks[hook] > 0)
 }
 
 // add counts one more blocking entry of (hook, key) and returns the mark to store in it.
@@ -99,17 +102,17 @@ func (b *blockSet) add(hook string, key []byte) blockMark {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.keys[k]; !ok && len(b.keys) >= maxBlockedKeys {
-		b.addLocked(k, blockByHook)
+		b.addLocked(hook, k, blockByHook)
 		return blockByHook
 	}
-	b.addLocked(k, blockByKey)
+	b.addLocked(hook, k, blockByKey)
 	return blockByKey
 }
 
-func (b *blockSet) addLocked(k blockKey, m blockMark) {
+func (b *blockSet) addLocked(hook string, k blockKey, m blockMark) {
 	b.n.Add(1)
 	if m == blockByHook {
-		b.hooks[k.hook]++
+		b.hooks[hook]++
 		return
 	}
 	if b.keys[k] == 0 {
@@ -181,7 +184,7 @@ func (b *blockSet) restore(ctx context.Context, p *Processor, group string, part
 		e.each(func(one *parkedEntry) {
 			if one.Blocking != blockNone {
 				b.mu.Lock()
-				b.addLocked(newBlockKey(one.HookID, one.Key), one.Blocking)
+				b.addLocked(one.HookID, newBlockKey(one.HookID, one.Key), one.Blocking)
 				b.mu.Unlock()
 			}
 		})

@@ -57,7 +57,10 @@ func (c *groupConsumer) run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(500 * time.Millisecond),
+		// A partition resumed (after its restore, or its backlog drained) is fetched only
+		// once the fetch in flight returns: with the other partitions idle that is the
+		// max wait, so it is short. An idle member then asks ten times a second.
+		kgo.FetchMaxWait(100 * time.Millisecond),
 		// Bound what the client buffers ahead of the lanes (default 50 MiB): draining a
 		// backlog then costs no more memory than the steady state.
 		kgo.FetchMaxBytes(16 << 20),
@@ -183,22 +186,41 @@ func (c *groupConsumer) assigned(_ context.Context, cl *kgo.Client, assigned map
 	// backlog and assigned again is resumed by its new worker.
 	cl.PauseFetchPartitions(assigned)
 	c.wmu.Lock()
+	var fresh []*partitionWorker
+	resume := newResumeBatch(c, c.countNewLocked(assigned))
 	for topic, parts := range assigned {
 		for _, part := range parts {
 			k := tp{topic, part}
 			if c.workers[k] != nil {
 				continue
 			}
-			w := newPartitionWorker(c, topic, part, c.blocksOf(part))
+			w := newPartitionWorker(c, topic, part, c.blocksOf(part), resume)
 			c.workers[k] = w
-			w.start()
+			fresh = append(fresh, w)
 		}
+	}
+	for _, w := range fresh { // once all are counted: resume waits for every one
+		w.start()
 	}
 	n := len(c.workers)
 	c.wmu.Unlock()
 	c.setAssignedGauge(n)
 	c.joined.Store(true)
 	c.p.log.Info("partitions assigned", "group", c.group, "assigned", assigned, "total", n)
+}
+
+// countNewLocked counts the partitions of assigned that have no worker yet. wmu must be
+// held.
+func (c *groupConsumer) countNewLocked(assigned map[string][]int32) int {
+	n := 0
+	for topic, parts := range assigned {
+		for _, part := range parts {
+			if c.workers[tp{topic, part}] == nil {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // blocksOf returns the blockSet of partition number part, creating it; nil without a

@@ -26,6 +26,7 @@ type partitionWorker struct {
 	lanes     []*lane         // events partitions
 	sched     *retryScheduler // the retry topic's partitions
 	blocks    *blockSet       // of the partition number; nil without a retry topic
+	resume    *resumeBatch    // resumes the partition with the rest of its assignment
 	wm        *watermark
 	committed int64 // last committed offset; guarded by groupConsumer.commitMu
 	m         partitionMetrics
@@ -41,11 +42,11 @@ type partitionWorker struct {
 
 var laneSeed = maphash.MakeSeed()
 
-func newPartitionWorker(c *groupConsumer, topic string, partition int32, blocks *blockSet) *partitionWorker {
+func newPartitionWorker(c *groupConsumer, topic string, partition int32, blocks *blockSet, resume *resumeBatch) *partitionWorker {
 	p := c.p
 	ctx, cancel := context.WithCancel(c.ctx)
 	w := &partitionWorker{
-		c: c, topic: topic, partition: partition, blocks: blocks,
+		c: c, topic: topic, partition: partition, blocks: blocks, resume: resume,
 		in:        make(chan []*kgo.Record, p.cfg.PartitionBuffer),
 		wake:      make(chan struct{}, 1),
 		wm:        newWatermark(),
@@ -181,8 +182,8 @@ func (w *partitionWorker) drainBacklog() bool {
 // restoreUntilDone restores the partition's state, retrying with backoff (without it the
 // partition would fire what it should not, or deliver a key out of order): an events
 // partition its gate state, both kinds the blocked keys of the partition number. Then it
-// resumes fetching the partition (assigned paused it). It reports false when the worker
-// was stopped first.
+// resumes fetching the partition (assigned paused it), with the rest of its assignment.
+// It reports false when the worker was stopped first.
 func (w *partitionWorker) restoreUntilDone() bool {
 	p := w.c.p
 	policy := hooks.Retry{InitialBackoffMs: 500, MaxBackoffMs: 30_000}
@@ -200,8 +201,8 @@ func (w *partitionWorker) restoreUntilDone() bool {
 			return false
 		}
 	}
-	w.c.client().ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
-	return true
+	w.resume.restored(w.ctx, w.topic, w.partition)
+	return w.ctx.Err() == nil
 }
 
 // restore restores what the partition needs before its first record.

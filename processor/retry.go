@@ -173,9 +173,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 	if canPark && keyed && d.blocks.blocked(h.ID, d.ev.Key) {
 		ch.m.parkedBehind.Inc()
 		if d.behind != nil {
-			d.behind.add(h.ID, d.blocks.add(h.ID, d.ev.Key))
-			ch.m.parked.Inc()
-			return parked
+			return p.parkUnsent(d, ch)
 		}
 		return p.park(d, ch, newEntry(d.ev.Record, h.ID, p.cfg.Now()), p.cfg.Now())
 	}
@@ -194,6 +192,9 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 			return p.deadLetterFor(d, ch, e)
 		case stepCircuit:
 			if canPark && n.probeDone == nil { // else a new destination's first answer is near
+				if d.behind != nil && e.Attempts == 0 {
+					return p.parkUnsent(d, ch)
+				}
 				return p.park(d, ch, e, p.cfg.Now().Add(max(wait, breakerPollInterval)))
 			}
 			if !waitBreaker(d.ctx, wait, n.probeDone) {
@@ -236,9 +237,24 @@ func (p *Processor) redeliver(d delivery, dec *hooks.Decoder, e *parkedEntry) ou
 	return p.serve(d, ch)
 }
 
-// behindList collects, for one live record, the hooks parked behind a blocked key and
-// their blocking marks: with several failing hooks each event of theirs would otherwise
-// cost one retry record per hook. Owned by the lane.
+// parkUnsent parks a live delivery nothing was sent for (its (hook, key) is blocked, or
+// an open breaker turned its first attempt away) in the retry record its event shares
+// with the record's other such hooks (see behindList), due at once: the scheduler keeps
+// it in order behind its key's earlier entries and waits on the breaker itself.
+func (p *Processor) parkUnsent(d delivery, ch *compiledHook) outcome {
+	mark := blockNone
+	if ch.hook.Ordering != hooks.OrderingNone {
+		mark = d.blocks.add(ch.hook.ID, d.ev.Key)
+	}
+	d.behind.add(ch.hook.ID, mark)
+	ch.m.parked.Inc()
+	return parked
+}
+
+// behindList collects, for one live record, the hooks parked without an attempt (behind
+// a blocked key, or turned away by an open breaker) and their blocking marks: with
+// several failing hooks each event of theirs would otherwise cost one retry record per
+// hook. Owned by the lane.
 type behindList struct {
 	ids   []byte // hook ids joined by hookSep
 	marks []byte // one digit per hook
