@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,12 +12,12 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/testkit"
 	"github.com/google/uuid"
 )
 
@@ -531,7 +530,7 @@ func TestTestAndPing(t *testing.T) {
 	}
 
 	pinged := make(chan string, 1)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	e = newEnv(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.Test = func(_ context.Context, h *hooks.Hook, data []byte) (any, error) {
@@ -590,24 +589,6 @@ func TestTestAndPing(t *testing.T) {
 		t.Errorf("ping log hook: %v", got)
 	}
 	e.expect(http.StatusNotFound, "GET", "/event-hooks/"+uuid.NewString()+"/ping", "")
-}
-
-// syncBuffer is a bytes.Buffer for a logger on another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // failingStore wraps a real store and makes its hook writes fail.

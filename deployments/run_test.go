@@ -1,7 +1,6 @@
 package deployments
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -125,7 +123,7 @@ func TestRunWithKubernetesConfig(t *testing.T) {
 	}
 	// The ConfigMap's log format took effect.
 	if env["EVENTHOOKS_LOG_FORMAT"] == "json" {
-		first, _, _ := strings.Cut(strings.TrimSpace(run.output()), "\n")
+		first, _, _ := strings.Cut(strings.TrimSpace(run.out.String()), "\n")
 		var line map[string]any
 		if err := json.Unmarshal([]byte(first), &line); err != nil || line["msg"] == nil {
 			t.Errorf("EVENTHOOKS_LOG_FORMAT=json, but the first log line is not a JSON record: %q", first)
@@ -158,22 +156,9 @@ func TestRunWithKubernetesConfig(t *testing.T) {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
+	out  testkit.Buffer // stdout and stderr
 	done chan struct{}
 	err  error
-}
-
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *process) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
 }
 
 func startProcess(t *testing.T, name, bin string, args []string, env map[string]string) *process {
@@ -184,7 +169,7 @@ func startProcess(t *testing.T, name, bin string, args []string, env map[string]
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +183,7 @@ func startProcess(t *testing.T, name, bin string, args []string, env map[string]
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("eventhooks %s output:\n%s", name, p.output())
+			t.Logf("eventhooks %s output:\n%s", name, p.out.String())
 		}
 	})
 	return p

@@ -166,7 +166,7 @@ func stateTombstones(t *testing.T, addrs []string, hookID string) int {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	end := endOffsetSum(t, cl, topics.State)
+	end := testkit.EndOffsets(t, cl, topics.State)
 	n, read := 0, int64(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -158,6 +158,17 @@ func healthBody(body []byte) (upstream string, seq int, err error) {
 	return b.Upstream, b.Seq, err
 }
 
+// deliverInKeyOrder produces keys×perKey health events (healthEvents) and checks that
+// rc gets each key's in order and that every offset is committed.
+func deliverInKeyOrder(t *testing.T, addrs []string, rc *testkit.Receiver, keys, perKey int) {
+	t.Helper()
+	produce(t, producer(t, addrs), healthEvents(keys, perKey)...)
+	assertKeyOrder(t, rc.WaitFor(t, keys*perKey, 60*time.Second), keys)
+	testkit.Eventually(t, 10*time.Second, "every offset committed", func() bool {
+		return committed(t, addrs) == int64(keys*perKey)
+	})
+}
+
 // assertKeyOrder checks that health events of keys keys arrived each key in seq order,
 // from seq 0.
 func assertKeyOrder(t *testing.T, reqs []*testkit.Request, keys int) {
@@ -225,30 +236,19 @@ func TestWebhookDeliversKongBodyWithBothSignatures(t *testing.T) {
 func TestEventsOfOneKeyArriveInOrderAndKeysInParallel(t *testing.T) {
 	emb := testkit.Broker(t, 2)
 	rc := testkit.NewReceiver(t)
-	var inFlight, maxInFlight atomic.Int64
+	var inFlight testkit.Peak
 	rc.Respond = func(int, *testkit.Request) int {
-		n := inFlight.Add(1)
-		for {
-			m := maxInFlight.Load()
-			if n <= m || maxInFlight.CompareAndSwap(m, n) {
-				break
-			}
-		}
+		inFlight.Enter()
+		defer inFlight.Leave()
 		time.Sleep(5 * time.Millisecond)
-		inFlight.Add(-1)
 		return 200
 	}
 	in := startInstance(t, emb.Addrs())
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
-	const keys, perKey = 8, 40
-	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
-	assertKeyOrder(t, rc.WaitFor(t, keys*perKey, 60*time.Second), keys)
-	testkit.Eventually(t, 10*time.Second, "done offsets committed", func() bool {
-		return committed(t, emb.Addrs()) == keys*perKey
-	})
-	if maxInFlight.Load() < 2 {
-		t.Fatalf("deliveries of different keys never overlapped (max in flight %d)", maxInFlight.Load())
+	deliverInKeyOrder(t, emb.Addrs(), rc, 8, 40)
+	if inFlight.Max() < 2 {
+		t.Fatalf("deliveries of different keys never overlapped (max in flight %d)", inFlight.Max())
 	}
 }
 
@@ -266,12 +266,7 @@ func TestBacklogPausesFetchingAndLosesNothing(t *testing.T) {
 	})
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
-	const keys, perKey = 4, 30
-	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
-	assertKeyOrder(t, rc.WaitFor(t, keys*perKey, 60*time.Second), keys)
-	testkit.Eventually(t, 10*time.Second, "every offset committed", func() bool {
-		return committed(t, emb.Addrs()) == keys*perKey
-	})
+	deliverInKeyOrder(t, emb.Addrs(), rc, 4, 30)
 	if pauses.Get() == before {
 		t.Fatal("fetching was never paused: the backlog path did not run")
 	}
@@ -362,18 +357,6 @@ func TestRestartResumesFromCommittedOffsets(t *testing.T) {
 		}
 		return len(seen) == n
 	})
-}
-
-// endOffsetSum sums the end offsets of a topic's partitions.
-func endOffsetSum(t *testing.T, cl *kgo.Client, topic string) int64 {
-	t.Helper()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum int64
-	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
-	return sum
 }
 
 // committed sums the group's committed offsets on the events topic.

@@ -207,7 +207,7 @@ func readRetryTopic(t *testing.T, addrs []string) int {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	return int(endOffsetSum(t, cl, topics.Retry))
+	return int(testkit.EndOffsets(t, cl, topics.Retry))
 }
 
 // TestOrderingNoneWaitsForANewDestinationsFirstAnswer: lanes that start together on a
@@ -244,6 +244,6 @@ func TestDeadLetterWaitsForItsTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 30*time.Second, "the dead letter written and the record committed", func() bool {
-		return endOffsetSum(t, cl, late) == 1 && committed(t, emb.Addrs()) == 1
+		return testkit.EndOffsets(t, cl, late) == 1 && committed(t, emb.Addrs()) == 1
 	})
 }

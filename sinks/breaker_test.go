@@ -15,6 +15,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/internal/testkit"
 )
 
 // metricValue returns the value of series name in p's metrics, or -1 when absent.
@@ -385,21 +387,16 @@ func TestBreakerConcurrent(t *testing.T) {
 	// While open and half-open, many lanes delivering at once let exactly one probe
 	// reach the receiver at a time.
 	var healthy atomic.Bool
-	var inflight, maxInflight, hits atomic.Int32
+	var hits atomic.Int32
+	var inflight testkit.Peak
 	ts := startServer(t, func(ctx *fasthttp.RequestCtx) {
 		hits.Add(1)
 		if healthy.Load() {
 			return
 		}
-		n := inflight.Add(1)
-		for {
-			m := maxInflight.Load()
-			if n <= m || maxInflight.CompareAndSwap(m, n) {
-				break
-			}
-		}
+		inflight.Enter()
+		defer inflight.Leave()
 		time.Sleep(10 * time.Millisecond)
-		inflight.Add(-1)
 		ctx.SetStatusCode(503)
 	})
 	p := newPool(t, PoolConfig{BreakerCooldown: 30 * time.Millisecond, BreakerMaxCooldown: 60 * time.Millisecond})
@@ -409,7 +406,7 @@ func TestBreakerConcurrent(t *testing.T) {
 	for range DefaultBreakerThreshold {
 		s.Deliver(context.Background(), ev, nil)
 	}
-	maxInflight.Store(0)
+	inflight.Reset()
 	hits.Store(0)
 
 	const lanes = 16
@@ -439,7 +436,7 @@ func TestBreakerConcurrent(t *testing.T) {
 	}
 
 	rejected, sent := run(nil, 300*time.Millisecond)
-	if got := maxInflight.Load(); got != 1 {
+	if got := inflight.Max(); got != 1 {
 		t.Errorf("%d requests in flight at once while open, want 1 probe", got)
 	}
 	if sent < 1 || sent > 10 || int64(hits.Load()) != sent {

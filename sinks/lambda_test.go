@@ -1,7 +1,6 @@
 package sinks
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/internal/testkit"
 	"github.com/eventhooks/eventhooks/scripting"
 )
 
@@ -29,26 +29,10 @@ func lambdaHook(t testing.TB, extraConfig string, fns ...string) *hooks.Hook {
 		strings.Join(list, ",")+`]`+extraConfig+`}}`)
 }
 
-// logBuffer is a slog handler target safe for concurrent writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLog() (*slog.Logger, *logBuffer) {
-	lb := &logBuffer{}
+// newLog returns a logger writing text to the returned buffer, which the test may read
+// while deliveries still log.
+func newLog() (*slog.Logger, *testkit.Buffer) {
+	lb := &testkit.Buffer{}
 	return slog.New(slog.NewTextHandler(lb, nil)), lb
 }
 

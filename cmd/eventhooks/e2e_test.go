@@ -159,20 +159,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
 	const n = 12000
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	recs := make([]*kgo.Record, n)
-	for i := range recs {
-		key := "u-" + strconv.Itoa(i%500)
-		recs[i] = &kgo.Record{Key: []byte(key), Value: fmt.Appendf(nil,
-			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, i)}
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceHealthFrom(t, brokers, 0, n, 500)
 	rc.WaitFor(t, n/5, 60*time.Second)
 	p.kill(t)
 	killedAt := distinctBodies(rc)
@@ -234,13 +221,15 @@ func TestDevKeepsHooksAcrossRestartAndEmitDelivers(t *testing.T) {
 	}
 }
 
+// produceHealth produces n balancer health events over 50 keys (see produceHealthFrom).
 func produceHealth(t *testing.T, brokers string, n int) {
 	t.Helper()
-	produceHealthFrom(t, brokers, 0, n)
+	produceHealthFrom(t, brokers, 0, n, 50)
 }
 
-// produceHealthFrom produces balancer health events with seq from..from+n-1.
-func produceHealthFrom(t *testing.T, brokers string, from, n int) {
+// produceHealthFrom produces balancer health events with seq from..from+n-1, each keyed
+// by its upstream_id, "u-" and seq modulo keys.
+func produceHealthFrom(t *testing.T, brokers string, from, n, keys int) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
 	if err != nil {
@@ -249,7 +238,7 @@ func produceHealthFrom(t *testing.T, brokers string, from, n int) {
 	defer cl.Close()
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
-		key := "u-" + strconv.Itoa((from+i)%50)
+		key := "u-" + strconv.Itoa((from+i)%keys)
 		recs[i] = &kgo.Record{Key: []byte(key), Value: fmt.Appendf(nil,
 			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, from+i)}
 	}
@@ -258,6 +247,7 @@ func produceHealthFrom(t *testing.T, brokers string, from, n int) {
 	}
 }
 
+// endOffsets sums the end offsets of topic's partitions (testkit.EndOffsets).
 func endOffsets(t *testing.T, brokers, topic string) int64 {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
@@ -265,13 +255,7 @@ func endOffsets(t *testing.T, brokers, topic string) int64 {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum int64
-	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
-	return sum
+	return testkit.EndOffsets(t, cl, topic)
 }
 
 // brokenReceiver answers status until the returned flag is set, then 200.
@@ -444,7 +428,7 @@ func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	go func() {
 		defer close(produced)
 		for i := 0; i < n; i += 1000 {
-			produceHealthFrom(t, brokers, i, 1000)
+			produceHealthFrom(t, brokers, i, 1000, 50)
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventhooks/eventhooks/internal/testkit"
 )
@@ -46,7 +42,7 @@ func TestKillDuringOutageKeepsIsolationAndOrder(t *testing.T) {
 		return len(delivered(rc, "/b")) >= n/2
 	})
 	p.kill(t)
-	produceHealthFrom(t, brokers, n/2, n/2)
+	produceHealthFrom(t, brokers, n/2, n/2, 50)
 	start(t, args...)
 	testkit.Eventually(t, 60*time.Second, "B delivers every event after the restart, A still down", func() bool {
 		return len(delivered(rc, "/b")) == n
@@ -113,7 +109,7 @@ func assertKeyOrderAfterSuccess(t *testing.T, reqs []*testkit.Request, path stri
 	}
 }
 
-// keyOf is produceHealthFrom's key of seq.
+// keyOf is produceHealth's key of seq (50 keys).
 func keyOf(seq int) string {
 	return "u-" + strconv.Itoa(seq%50)
 }
@@ -140,20 +136,7 @@ func TestFlakyEndpointUnderDefaultBreakers(t *testing.T) {
 	}
 	p := start(t, "run", "--allow-destinations", "127.0.0.0/8", "--brokers", brokers)
 	p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"initial_backoff_ms":50,"max_backoff_ms":300},"config":{"url":"`+rc.URL+`/f"}}`)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("eventhooks-events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	recs := make([]*kgo.Record, 50)
-	for i := range recs {
-		key := "u-" + strconv.Itoa(i%5)
-		recs[i] = &kgo.Record{Key: []byte(key), Value: fmt.Appendf(nil,
-			`{"source":"balancer","event":"health","data":{"upstream_id":%q,"health":"unhealthy","seq":%d}}`, key, i)}
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceHealthFrom(t, brokers, 0, 50, 5)
 	testkit.Eventually(t, 60*time.Second, "every flaky event delivered", func() bool { return len(delivered(rc, "/f")) == 50 })
 	byKey := map[string][]int{}
 	for _, r := range rc.Requests() {

@@ -4,6 +4,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"sync"
@@ -177,3 +178,62 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// EndOffsets sums the end offsets of topic's partitions: how many records it has had.
+func EndOffsets(t testing.TB, cl *kgo.Client, topic string) int64 {
+	t.Helper()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+	return sum
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use: the output of a logger or a process
+// that the test reads while it may still be written.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Peak counts what is in flight (Enter, Leave) and keeps the most there were at once:
+// how a test sees whether calls overlapped, or that no more than n ever did.
+type Peak struct {
+	now, max atomic.Int64
+}
+
+// Enter counts one more in flight.
+func (p *Peak) Enter() {
+	n := p.now.Add(1)
+	for {
+		m := p.max.Load()
+		if n <= m || p.max.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+// Leave counts one fewer in flight.
+func (p *Peak) Leave() { p.now.Add(-1) }
+
+// Max returns the most in flight at once since the start or the last Reset.
+func (p *Peak) Max() int64 { return p.max.Load() }
+
+// Reset forgets the peak, to measure a later phase alone.
+func (p *Peak) Reset() { p.max.Store(0) }
