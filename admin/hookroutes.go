@@ -46,7 +46,11 @@ func (s *Server) listHooks(ctx *fasthttp.RequestCtx, _ params) error {
 	if err != nil {
 		return err
 	}
-	return respond(ctx, fasthttp.StatusOK, pg.list(s.cfg.Store.Snapshot().Hooks))
+	resp := pg.list(s.cfg.Store.Snapshot().Hooks)
+	for i, h := range resp.Data {
+		resp.Data[i] = s.view(ctx, h)
+	}
+	return respond(ctx, fasthttp.StatusOK, resp)
 }
 
 // GET /event-hooks/{id}
@@ -55,7 +59,7 @@ func (s *Server) getHook(ctx *fasthttp.RequestCtx, p params) error {
 	if err != nil {
 		return err
 	}
-	return respond(ctx, fasthttp.StatusOK, h)
+	return respond(ctx, fasthttp.StatusOK, s.view(ctx, h))
 }
 
 // POST /event-hooks
@@ -66,7 +70,10 @@ func (s *Server) createHook(ctx *fasthttp.RequestCtx, _ params) error {
 	}
 	return s.writeHook(ctx, fasthttp.StatusCreated, func(snap *hooks.Snapshot) (*hooks.Hook, error) {
 		h, err := hooks.ParseHook(body)
-		if err != nil || h.ID == "" {
+		if err != nil {
+			return nil, err
+		}
+		if err := h.CarrySecrets(nil); err != nil || h.ID == "" {
 			return h, err
 		}
 		id, ok := canonicalID(h.ID)
@@ -92,7 +99,11 @@ func (s *Server) patchHook(ctx *fasthttp.RequestCtx, p params) error {
 		if err != nil {
 			return nil, err
 		}
-		return hooks.Merge(old, body)
+		h, err := hooks.Merge(old, body)
+		if err != nil {
+			return nil, err
+		}
+		return h, h.CarrySecrets(old)
 	})
 }
 
@@ -112,10 +123,11 @@ func (s *Server) putHook(ctx *fasthttp.RequestCtx, p params) error {
 			return nil, err
 		}
 		h.ID = id
-		if old, ok := snap.Get(id); ok {
+		old, ok := snap.Get(id)
+		if ok {
 			h.CreatedAt = old.CreatedAt
 		}
-		return h, nil
+		return h, h.CarrySecrets(old)
 	})
 }
 
@@ -154,8 +166,17 @@ func (s *Server) write(fn func(ctx context.Context) error) error {
 }
 
 // writeHook builds a hook from the current snapshot under the write semaphore, validates
-// and checks it, stores it and answers with the entity as stored.
+// and checks it, stores it and answers with the entity as stored (see view).
 func (s *Server) writeHook(ctx *fasthttp.RequestCtx, status int, build func(*hooks.Snapshot) (*hooks.Hook, error)) error {
+	stored, err := s.storeHook(ctx, build)
+	if err != nil {
+		return err
+	}
+	return respond(ctx, status, s.view(ctx, stored))
+}
+
+// storeHook is writeHook without the answer: it returns the hook as stored.
+func (s *Server) storeHook(ctx *fasthttp.RequestCtx, build func(*hooks.Snapshot) (*hooks.Hook, error)) (*hooks.Hook, error) {
 	var stored *hooks.Hook
 	err := s.write(func(wctx context.Context) error {
 		h, err := build(s.cfg.Store.Snapshot())
@@ -178,10 +199,7 @@ func (s *Server) writeHook(ctx *fasthttp.RequestCtx, status int, build func(*hoo
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return respond(ctx, status, stored)
+	return stored, err
 }
 
 // validate runs hooks.Validate, then Config.Check as a schema violation on "config".

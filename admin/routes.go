@@ -17,6 +17,7 @@ const (
 	patHook    = "/event-hooks/{id}"
 	patTest    = "/event-hooks/{id}/test"
 	patPing    = "/event-hooks/{id}/ping"
+	patRotate  = "/event-hooks/{id}/rotate-secret"
 	patSources = "/event-hooks/sources"
 	patSource  = "/event-hooks/sources/{source}"
 	patEvent   = "/event-hooks/sources/{source}/{event}"
@@ -81,6 +82,7 @@ func (s *Server) routeTable() (map[string]*route, *route) {
 		newRoute(patHook, false, m{"GET": s.getHook, "PATCH": s.patchHook, "PUT": s.putHook, "DELETE": s.deleteHook}),
 		newRoute(patTest, false, m{"POST": s.testHook}),
 		newRoute(patPing, false, m{"GET": s.pingHook}),
+		newRoute(patRotate, false, m{"POST": s.rotateSecret}),
 		newRoute(patSources, false, m{"GET": s.listSources}),
 		newRoute(patSource, false, m{"GET": s.getSource}),
 		newRoute(patEvent, false, m{"GET": s.getEvent, "PUT": s.putEvent, "DELETE": s.deleteEvent}),
@@ -140,6 +142,8 @@ func matchPattern(path string) (string, params) {
 		return patTest, params{id: seg[0]}
 	case len(seg) == 2 && seg[1] == "ping":
 		return patPing, params{id: seg[0]}
+	case len(seg) == 2 && seg[1] == "rotate-secret":
+		return patRotate, params{id: seg[0]}
 	}
 	return patOther, params{}
 }

@@ -81,6 +81,9 @@ type Hook struct {
 	Retry       *Retry   `json:"retry"`
 	TimeoutMs   int64    `json:"timeout_ms"`
 	SnoozeScope string   `json:"snooze_scope"`
+	// Secrets lists the signing secrets: the current one (config.secret) first, then the
+	// previous ones a rotation keeps signing until they expire (see Rotate).
+	Secrets []Secret `json:"secrets"`
 
 	// Revision is the hooks-topic offset this version was read from; set by the Store.
 	Revision int64 `json:"-"`
@@ -161,6 +164,7 @@ func (h *Hook) Clone() *Hook {
 	c := *h
 	c.Config = append(json.RawMessage(nil), h.Config...)
 	c.Tags = append([]string(nil), h.Tags...)
+	c.Secrets = cloneSecrets(h.Secrets)
 	if h.Retry != nil {
 		r := *h.Retry
 		c.Retry = &r

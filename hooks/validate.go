@@ -167,10 +167,12 @@ func Validate(h *Hook, cat *Catalogue, now time.Time) error {
 		}
 	}
 	validateConfig(h, e)
+	checkSecret(h, e)
 	if err := e.orNil(); err != nil {
 		return err
 	}
 	h.applyDefaults(now)
+	syncSecrets(h, now)
 	return nil
 }
 

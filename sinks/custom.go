@@ -203,7 +203,7 @@ func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
 	s.gate = p.hookGate(h)
 	s.boundary = newBoundary()
 	s.boundaryB = []byte(s.boundary)
-	if err := s.setSecret(cfg.Secret); err != nil {
+	if err := s.setSecret(cfg.Secret, h.Secrets); err != nil {
 		return nil, err
 	}
 	return s, nil

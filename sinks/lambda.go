@@ -89,7 +89,7 @@ func compileLambda(h *hooks.Hook, p *Pool, log *slog.Logger) (*lambdaSink, error
 	}
 	s := &lambdaSink{hookID: h.ID, fn: fn, pool: p, log: log, timeout: timeoutOf(h), gate: p.hookGate(h)}
 	s.script = min(s.timeout, p.cfg.LambdaTimeout)
-	if err := s.setSecret(cfg.Secret); err != nil {
+	if err := s.setSecret(cfg.Secret, h.Secrets); err != nil {
 		return nil, err
 	}
 	return s, nil

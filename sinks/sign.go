@@ -124,14 +124,22 @@ func appendMessageID(dst []byte, scratch *[]byte, hookID string, ev *hooks.Event
 	return hex.AppendEncode(dst, sum[:16])
 }
 
-// signing is a sink's compiled secret: a pool of signers, or nothing for a hook without a
+// signing is a sink's compiled secrets: a pool of signers, or nothing for a hook without a
 // secret. Its zero value signs nothing.
 type signing struct {
 	signers *sync.Pool // *signer; nil: unsigned
 }
 
-// setSecret prepares signing with secret; nil or "" leaves the sink unsigned.
-func (sg *signing) setSecret(secret *string) error {
+// previousKey is the Standard Webhooks key of a previous secret and when it stops signing.
+type previousKey struct {
+	key       []byte
+	expiresAt int64 // unix seconds
+}
+
+// setSecret prepares signing with secret, and with the previous secrets of a rotation
+// (hooks.Hook.Secrets) until each expires; nil or "" leaves the sink unsigned. The keys
+// are decoded once per hook version; a request only compares its time with each expiry.
+func (sg *signing) setSecret(secret *string, secrets []hooks.Secret) error {
 	if secret == nil || *secret == "" {
 		return nil
 	}
@@ -139,7 +147,18 @@ func (sg *signing) setSecret(secret *string) error {
 	if err != nil {
 		return fmt.Errorf("config.secret: %w", err)
 	}
-	sg.signers = &sync.Pool{New: func() any { return newSigner(*secret, key) }}
+	var prev []previousKey
+	for _, p := range secrets {
+		if p.ExpiresAt == nil || p.Value == "" {
+			continue // the current secret, config.secret
+		}
+		k, err := StandardKey(p.Value)
+		if err != nil {
+			return fmt.Errorf("secrets (previous secret %s): %w", p.ID, err)
+		}
+		prev = append(prev, previousKey{key: k, expiresAt: *p.ExpiresAt})
+	}
+	sg.signers = &sync.Pool{New: func() any { return newSigner(*secret, key, prev...) }}
 	return nil
 }
 
@@ -162,18 +181,29 @@ func (sg *signing) signInto(req *fasthttp.Request, hookID string, ev *hooks.Even
 type signer struct {
 	kong hash.Hash // HMAC-SHA1 keyed with the secret string
 	std  hash.Hash // HMAC-SHA256 keyed with StandardKey(secret)
+	prev []prevMAC // previous secrets of a rotation, newest first
 	sum  []byte    // MAC output scratch
 	id   []byte    // MessageID identity scratch
 	hdr  []byte    // header values scratch
 }
 
-func newSigner(secret string, stdKey []byte) *signer {
-	return &signer{
+// prevMAC is the Standard Webhooks HMAC of a previous secret and its expiry.
+type prevMAC struct {
+	std       hash.Hash
+	expiresAt int64 // unix seconds: signs requests of earlier seconds only
+}
+
+func newSigner(secret string, stdKey []byte, prev ...previousKey) *signer {
+	s := &signer{
 		kong: hmac.New(sha1.New, []byte(secret)),
 		std:  hmac.New(sha256.New, stdKey),
 		sum:  make([]byte, 0, sha256.Size),
-		hdr:  make([]byte, 0, 256),
+		hdr:  make([]byte, 0, 256+64*len(prev)),
 	}
+	for _, p := range prev {
+		s.prev = append(s.prev, prevMAC{std: hmac.New(sha256.New, p.key), expiresAt: p.expiresAt})
+	}
+	return s
 }
 
 // appendKong appends "sha1=<hex HMAC-SHA1(body)>".
@@ -185,17 +215,37 @@ func (s *signer) appendKong(dst, body []byte) []byte {
 	return hex.AppendEncode(dst, s.sum)
 }
 
-// appendStandard appends "v1,<base64 HMAC-SHA256(id.ts.body)>".
+// appendStandard appends "v1,<base64 HMAC-SHA256(id.ts.body)>" keyed with the current
+// secret.
 func (s *signer) appendStandard(dst, id, ts, body []byte) []byte {
-	s.std.Reset()
-	s.std.Write(id)
-	s.std.Write(dot)
-	s.std.Write(ts)
-	s.std.Write(dot)
-	s.std.Write(body)
-	s.sum = s.std.Sum(s.sum[:0])
+	return s.appendStandardWith(s.std, dst, id, ts, body)
+}
+
+// appendStandardWith is appendStandard keyed by mac.
+func (s *signer) appendStandardWith(mac hash.Hash, dst, id, ts, body []byte) []byte {
+	mac.Reset()
+	mac.Write(id)
+	mac.Write(dot)
+	mac.Write(ts)
+	mac.Write(dot)
+	mac.Write(body)
+	s.sum = mac.Sum(s.sum[:0])
 	dst = append(dst, "v1,"...)
 	return base64.StdEncoding.AppendEncode(dst, s.sum)
+}
+
+// appendSignatures appends the webhook-signature value: the current secret's signature,
+// then, space separated as Standard Webhooks allows, one per previous secret still
+// signing at unix seconds now.
+func (s *signer) appendSignatures(dst, id, ts, body []byte, now int64) []byte {
+	dst = s.appendStandard(dst, id, ts, body)
+	for i := range s.prev {
+		if now < s.prev[i].expiresAt {
+			dst = append(dst, ' ')
+			dst = s.appendStandardWith(s.prev[i].std, dst, id, ts, body)
+		}
+	}
+	return dst
 }
 
 // signatures are the four signature header values of one request, pointing into the
@@ -228,7 +278,7 @@ func (s *signer) signRequest(hookID string, ev *hooks.Event, index int, unix int
 	}
 	b = s.appendKong(b, body)
 	kongEnd := len(b)
-	b = s.appendStandard(b, b[:idEnd], b[idEnd:tsEnd], body)
+	b = s.appendSignatures(b, b[:idEnd], b[idEnd:tsEnd], body, unix)
 	s.hdr = b
 	return signatures{id: b[:idEnd], ts: b[idEnd:tsEnd], kong: b[tsEnd:kongEnd], std: b[kongEnd:]}
 }

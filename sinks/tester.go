@@ -225,9 +225,10 @@ func (t Tester) Ping(ctx context.Context, h *hooks.Hook) (any, error) {
 }
 
 // PingBody returns the body Ping sends for h: {"source":"kong:event_hooks",
-// "event":"ping","event_hooks":<h as the Admin API shows it, without config.secret>}.
+// "event":"ping","event_hooks":<h as the Admin API shows it, without config.secret>}:
+// no secret value, current or previous, is ever sent.
 func PingBody(h *hooks.Hook) ([]byte, error) {
-	entity, err := json.Marshal(h)
+	entity, err := json.Marshal(h.View(time.Now(), false))
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode hook %s: %w", h.ID, err)
 	}

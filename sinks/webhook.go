@@ -43,7 +43,7 @@ func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
 	if s.headers, s.host, err = compileHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
-	if err := s.setSecret(cfg.Secret); err != nil {
+	if err := s.setSecret(cfg.Secret, h.Secrets); err != nil {
 		return nil, err
 	}
 	return s, nil
