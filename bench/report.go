@@ -158,6 +158,17 @@ func (f *FaultsReport) Add(p FaultPair) {
 	}
 }
 
+// startTable writes what b holds, then starts a right-aligned table below it with header
+// (columns ending in tabs) as its first row.
+func startTable(w io.Writer, b *strings.Builder, header string) (*tabwriter.Writer, error) {
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return nil, err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, header)
+	return tw, nil
+}
+
 // writeText writes the comparison: one line per pair, the median ratio, and what the
 // failing hooks did.
 func (f *FaultsReport) writeText(w io.Writer) error {
@@ -167,11 +178,10 @@ func (f *FaultsReport) writeText(w io.Writer) error {
 		b.WriteString("  " + h + "\n")
 	}
 	b.WriteByte('\n')
-	if _, err := io.WriteString(w, b.String()); err != nil {
+	tw, err := startTable(w, &b, "pair\tB alone events/s\tCPU µs/event\tB with faults events/s\tCPU µs/event\tfaults/alone\t")
+	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pair\tB alone events/s\tCPU µs/event\tB with faults events/s\tCPU µs/event\tfaults/alone\t")
 	for i, p := range f.Pairs {
 		fmt.Fprintf(tw, "%d\t%s\t%.1f\t%s\t%.1f\t%.2f\t\n", i+1, thousands(p.Alone.PerSec), p.Alone.CPUMicrosEvent,
 			thousands(p.Faults.PerSec), p.Faults.CPUMicrosEvent, p.Ratio)
@@ -205,7 +215,7 @@ func (f *FaultsReport) writeText(w io.Writer) error {
 		}
 		b.WriteByte('\n')
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err = io.WriteString(w, b.String())
 	return err
 }
 
@@ -254,11 +264,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, ", load average %s", i.LoadAvg)
 	}
 	b.WriteString("\n\n")
-	if _, err := io.WriteString(w, b.String()); err != nil {
+	tw, err := startTable(w, &b, "phase\tevents\tseconds\tevents/s\tstartup\tp50\tp90\tp99\tmax\tCPU s\tCPU µs/event\talloc B/event\tGCs\tmax RSS\tpeak RSS\t")
+	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tevents\tseconds\tevents/s\tstartup\tp50\tp90\tp99\tmax\tCPU s\tCPU µs/event\talloc B/event\tGCs\tmax RSS\tpeak RSS\t")
 	for _, res := range r.Results {
 		cpuPer, allocPer := "-", "-"
 		if res.Events > 0 && res.CPUSeconds > 0 {
@@ -295,7 +304,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, n := range r.Notes {
 		b.WriteString("note: " + n + "\n")
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err = io.WriteString(w, b.String())
 	return err
 }
 

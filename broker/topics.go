@@ -202,19 +202,11 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 		return err
 	}
 	for _, name := range t.Events[1:] {
-		parts, err := b.ensure(ctx, name, evParts)
-		if err != nil {
-			return err
-		}
-		if err := checkCoPartitioned(name, parts, t.Events[0], evParts); err != nil {
+		if err := b.ensureCoPartitioned(ctx, name, t.Events[0], evParts); err != nil {
 			return err
 		}
 	}
-	stParts, err := b.ensure(ctx, t.State, evParts)
-	if err != nil {
-		return err
-	}
-	if err := checkCoPartitioned(t.State, stParts, t.Events[0], evParts); err != nil {
+	if err := b.ensureCoPartitioned(ctx, t.State, t.Events[0], evParts); err != nil {
 		return err
 	}
 	if _, err := b.ensure(ctx, t.Hooks, hooksPartitions); err != nil {
@@ -222,11 +214,7 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	}
 	// The retry topic is co-partitioned too: parked deliveries go to their event's
 	// partition number, owned by the same member as the events partition.
-	retryParts, err := b.ensure(ctx, t.Retry, evParts)
-	if err != nil {
-		return err
-	}
-	if err := checkCoPartitioned(t.Retry, retryParts, t.Events[0], evParts); err != nil {
+	if err := b.ensureCoPartitioned(ctx, t.Retry, t.Events[0], evParts); err != nil {
 		return err
 	}
 	if _, err := b.ensure(ctx, t.DLQ, bc.Partitions); err != nil {
@@ -238,6 +226,16 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 		return err
 	}
 	return nil
+}
+
+// ensureCoPartitioned is ensure for a topic co-partitioned with the events topic, which
+// has evParts partitions: created with as many, or refused when it exists with others.
+func (b *bootstrapper) ensureCoPartitioned(ctx context.Context, name, events string, evParts int32) error {
+	parts, err := b.ensure(ctx, name, evParts)
+	if err != nil {
+		return err
+	}
+	return checkCoPartitioned(name, parts, events, evParts)
 }
 
 // checkCoPartitioned refuses a topic whose partition count differs from the events
