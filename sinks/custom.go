@@ -598,10 +598,8 @@ func (s *customSink) endpointFor(rendered []byte) (*endpoint, error) {
 // permanent.
 func buildFailure(hookID string, err error) Result {
 	switch {
-	case errors.Is(err, scripting.ErrTimeout):
-		return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrTimeout, err), Retryable: true}
-	case errors.Is(err, scripting.ErrThrown):
-		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err), Retryable: true}
+	case isScriptFailure(err):
+		return scriptFailure(hookID, err)
 	case errors.Is(err, ErrPermanent):
 		return Result{Err: fmt.Errorf("deliver hook %s: %w", hookID, err)}
 	case errors.Is(err, errPoolClosed):
