@@ -100,8 +100,12 @@ type ReplayConfig struct {
 // ReplayProgress is how far a replay got.
 type ReplayProgress struct {
 	Read, Total int64
-	// Served counts deliveries made (or, in a dry run, that would be made) per hook id.
+	// Served counts the deliveries settled (or, in a dry run, that would be attempted) per
+	// hook id: the sum of that hook's Outcomes.
 	Served map[string]int64
+	// Outcomes says how each hook's deliveries ended, per hook id. A dry run counts every
+	// delivery it would attempt as Delivered.
+	Outcomes map[string]ReplayOutcomes
 	// Skipped counts records that matched no chosen hook, or dead letters of no hook.
 	Skipped int64
 	// Gated counts deliveries dropped by a gate (with HonourGates).
@@ -109,6 +113,38 @@ type ReplayProgress struct {
 	// Next is where to resume: the next offset of each partition.
 	Next Bound
 	Done bool
+}
+
+// ReplayOutcomes counts how a replay's deliveries of one hook ended.
+type ReplayOutcomes struct {
+	// Delivered: the sink succeeded (a webhook's 2xx; a lambda's requests sent, or its
+	// result dropped or logged).
+	Delivered int64
+	// Parked: written to the retry topic after its inline attempts, for the running
+	// processor's retry scheduler.
+	Parked int64
+	// DeadLettered: failed for good (a refused destination, a 4xx, attempts spent) and
+	// written to the DLQ topic.
+	DeadLettered int64
+	// Failed: failed for good with no DLQ topic to keep it: dropped.
+	Failed int64
+}
+
+// Total is the number of deliveries counted.
+func (o ReplayOutcomes) Total() int64 { return o.Delivered + o.Parked + o.DeadLettered + o.Failed }
+
+// add counts one settled delivery; without a DLQ topic a dead letter is dropped, Failed.
+func (o *ReplayOutcomes) add(out outcome, haveDLQ bool) {
+	switch {
+	case out == parked:
+		o.Parked++
+	case out == deadLettered && haveDLQ:
+		o.DeadLettered++
+	case out == deadLettered:
+		o.Failed++
+	default:
+		o.Delivered++
+	}
 }
 
 // Replay reads a range of a topic outside the consumer group and runs the chosen hooks on
@@ -260,12 +296,12 @@ type replayRun struct {
 
 	read, skipped, gated atomic.Int64
 	mu                   sync.Mutex
-	served               map[string]int64
+	outcomes             map[string]ReplayOutcomes
 	next                 map[int32]int64
 }
 
 func newReplayRun(p *Processor, rc ReplayConfig, start, end map[int32]int64) *replayRun {
-	r := &replayRun{p: p, rc: rc, start: start, end: end, served: map[string]int64{}, next: map[int32]int64{}}
+	r := &replayRun{p: p, rc: rc, start: start, end: end, outcomes: map[string]ReplayOutcomes{}, next: map[int32]int64{}}
 	if len(rc.HookIDs) > 0 {
 		r.hookFilter = map[string]bool{}
 		for _, id := range rc.HookIDs {
@@ -294,15 +330,16 @@ func (r *replayRun) total() int64 {
 func (r *replayRun) progress(done bool) ReplayProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	served := make(map[string]int64, len(r.served))
-	for k, v := range r.served {
-		served[k] = v
+	served := make(map[string]int64, len(r.outcomes))
+	outcomes := make(map[string]ReplayOutcomes, len(r.outcomes))
+	for k, v := range r.outcomes {
+		served[k], outcomes[k] = v.Total(), v
 	}
 	next := make(map[int32]int64, len(r.next))
 	for k, v := range r.next {
 		next[k] = v
 	}
-	return ReplayProgress{Read: r.read.Load(), Total: r.total(), Served: served, Skipped: r.skipped.Load(), Gated: r.gated.Load(), Next: Bound{Offsets: next}, Done: done}
+	return ReplayProgress{Read: r.read.Load(), Total: r.total(), Served: served, Outcomes: outcomes, Skipped: r.skipped.Load(), Gated: r.gated.Load(), Next: Bound{Offsets: next}, Done: done}
 }
 
 func (r *replayRun) run(ctx context.Context) (ReplayProgress, error) {
@@ -468,7 +505,7 @@ func (r *replayRun) event(ctx context.Context, dec *hooks.Decoder, ev *hooks.Eve
 		if gated && out == delivered {
 			gs.Fired(&ch.gate, ch.hook.ID, key, fp, ev.Time)
 		}
-		r.count(ch.hook.ID)
+		r.count(ch.hook.ID, out)
 	}
 	if !matched {
 		r.skipped.Add(1)
@@ -498,19 +535,23 @@ func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hook
 		r.skipped.Add(1) // malformed input records have no hook to re-drive them through
 		return true
 	}
+	out := delivered
 	if !r.rc.DryRun {
 		e.Attempts, e.Reason, e.LastError, e.LastStatus = 0, "", "", 0
-		if !r.p.redeliver(delivery{ctx: ctx, ev: ev, sinks: lane}, dec, &e).settled() {
+		if out = r.p.redeliver(delivery{ctx: ctx, ev: ev, sinks: lane}, dec, &e); !out.settled() {
 			return false
 		}
 	}
-	r.count(e.HookID)
+	r.count(e.HookID, out)
 	return true
 }
 
-func (r *replayRun) count(hookID string) {
+// count records how one delivery of hookID was settled.
+func (r *replayRun) count(hookID string, out outcome) {
 	r.mu.Lock()
-	r.served[hookID]++
+	o := r.outcomes[hookID]
+	o.add(out, r.p.cfg.DLQTopic != "")
+	r.outcomes[hookID] = o
 	r.mu.Unlock()
 }
 

@@ -77,23 +77,61 @@ func (c *ReplayCmd) Run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	c.summary(res)
-	return nil
+	c.summary(res, core.refusal)
+	if c.DryRun {
+		return nil
+	}
+	return nothingDelivered(res.Outcomes)
 }
 
-func (c *ReplayCmd) summary(res processor.ReplayProgress) {
-	verb := "delivered"
-	if c.DryRun {
-		verb = "would deliver"
+// nothingDelivered is the error of a replay that had deliveries to make and made none:
+// the command then exits non-zero.
+func nothingDelivered(outcomes map[string]processor.ReplayOutcomes) error {
+	var sum processor.ReplayOutcomes
+	for _, o := range outcomes {
+		sum.Delivered += o.Delivered
+		sum.Parked += o.Parked
+		sum.DeadLettered += o.DeadLettered
+		sum.Failed += o.Failed
 	}
-	ids := make([]string, 0, len(res.Served))
-	for id := range res.Served {
+	if sum.Delivered > 0 || sum.Total() == 0 {
+		return nil
+	}
+	return fmt.Errorf("replay: nothing was delivered (%d parked, %d dead-lettered, %d failed)",
+		sum.Parked, sum.DeadLettered, sum.Failed)
+}
+
+// refusal is the SSRF guard's warning about hook id's destination, "" when it has none.
+func (c *core) refusal(id string) string {
+	h, ok := c.store.Snapshot().Get(id)
+	if !ok {
+		return ""
+	}
+	return c.destinationWarning(h)
+}
+
+// summary prints what the replay read and, per hook, how its deliveries ended; refusal
+// explains the failures of a hook whose destination the SSRF guard refuses.
+func (c *ReplayCmd) summary(res processor.ReplayProgress, refusal func(hookID string) string) {
+	ids := make([]string, 0, len(res.Outcomes))
+	for id := range res.Outcomes {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	fmt.Printf("read %d of %d records, %d skipped, %d gated\n", res.Read, res.Total, res.Skipped, res.Gated)
 	for _, id := range ids {
-		fmt.Printf("  hook %s: %s %d\n", id, verb, res.Served[id])
+		o := res.Outcomes[id]
+		if c.DryRun {
+			fmt.Printf("  hook %s: would deliver %d\n", id, o.Delivered)
+			continue
+		}
+		fmt.Printf("  hook %s: delivered %d, parked %d, dead-lettered %d, failed %d\n",
+			id, o.Delivered, o.Parked, o.DeadLettered, o.Failed)
+		if o.DeadLettered+o.Failed > 0 {
+			if why := refusal(id); why != "" {
+				fmt.Printf("    %s\n", why)
+			}
+		}
 	}
 	if !res.Done {
 		args := []string{"eventhooks replay", "--from", res.Next.String()}
