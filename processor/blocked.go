@@ -48,9 +48,10 @@ const (
 type blockMark uint8
 
 var (
-	blockedKeys    atomic.Int64
-	_              = metrics.NewGauge(`eventhooks_blocked_keys`, func() float64 { return float64(blockedKeys.Load()) })
-	blockedRestore = metrics.NewCounter(`eventhooks_blocked_restore_errors_total`)
+	blockedKeys atomic.Int64
+	_           = metrics.NewGauge(describe(`eventhooks_blocked_keys`, "Blocked (hook, key)s: keys whose later events park behind a parked delivery."),
+		func() float64 { return float64(blockedKeys.Load()) })
+	blockedRestore = metrics.NewCounter(describe(`eventhooks_blocked_restore_errors_total`, "Failed rebuilds of a partition's blocked keys from the retry topic."))
 )
 
 // blockKey identifies a (hook, entity key) by a 64-bit hash of both: a collision would

@@ -62,6 +62,7 @@ func (c *groupConsumer) commitLocked(ws []*partitionWorker) {
 	for _, w := range ws {
 		at := w.wm.commitPoint()
 		w.m.pending.Set(float64(w.wm.pending()))
+		w.m.buffered.Set(float64(w.buffered.Load()))
 		if at < 0 || at == w.committed {
 			continue
 		}

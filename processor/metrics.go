@@ -27,19 +27,13 @@ var (
 	internalErrors     = metrics.NewCounter(describe(`eventhooks_internal_errors_total`, "Panics recovered while handling a record or a delivery, dead-lettered as internal_error."))
 )
 
-// The HELP of blocked.go's series. It belongs next to their definitions; it stands here
-// only because that file is being reworked by another change at the same time.
-var (
-	_ = describe(`eventhooks_blocked_keys`, "Blocked (hook, key)s: keys whose later events park behind a parked delivery.")
-	_ = describe(`eventhooks_blocked_restore_errors_total`, "Failed rebuilds of a partition's blocked keys from the retry topic.")
-)
-
 // HELP of the families created per partition and per reason.
 var (
 	familyConsumed  = describe(`eventhooks_records_consumed_total`, "Records fetched, per topic and partition.")
 	familyLag       = describe(`eventhooks_consumer_lag_records`, "Records between the last one fetched and the partition's high watermark.")
 	familyPending   = describe(`eventhooks_partition_pending_records`, "Records of the partition fetched and not yet done.")
-	familyPauses    = describe(`eventhooks_partition_fetch_pauses_total`, "Times fetching of the partition paused because its lanes were behind.")
+	familyBuffered  = describe(`eventhooks_partition_buffered_bytes`, "Bytes of the partition's records fetched and not yet handled (bounded by the partition buffer).")
+	familyPauses    = describe(`eventhooks_partition_fetch_pauses_total`, "Times fetching of the partition paused because its lanes were behind or its buffer full.")
 	familyMalformed = describe(`eventhooks_records_malformed_total`, "Input records that could not be decoded, by reason.")
 )
 
@@ -49,6 +43,7 @@ type partitionMetrics struct {
 	consumed *metrics.Counter
 	lag      *metrics.Gauge
 	pending  *metrics.Gauge
+	buffered *metrics.Gauge
 	paused   *metrics.Counter // fetching paused: the partition's lanes were behind
 }
 
@@ -58,6 +53,7 @@ func newPartitionMetrics(topic string, partition int32) partitionMetrics {
 		consumed: metrics.GetOrCreateCounter(familyConsumed + labels),
 		lag:      metrics.GetOrCreateGauge(familyLag+labels, nil),
 		pending:  metrics.GetOrCreateGauge(familyPending+labels, nil),
+		buffered: metrics.GetOrCreateGauge(familyBuffered+labels, nil),
 		paused:   metrics.GetOrCreateCounter(familyPauses + labels),
 	}
 }

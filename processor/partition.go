@@ -35,9 +35,13 @@ type partitionWorker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// buffered counts the bytes of records polled and not yet handled (by a lane) or
+	// handed over (to the retry scheduler, which keeps its own budget).
+	buffered atomic.Int64
+
 	bmu     sync.Mutex
 	backlog [][]*kgo.Record // polled batches waiting for room in `in`; guarded by bmu
-	paused  bool            // fetching paused for the backlog; guarded by bmu
+	paused  atomic.Bool     // fetching paused for the backlog or the bytes; set under bmu
 }
 
 var laneSeed = maphash.MakeSeed()
@@ -123,33 +127,71 @@ func (w *partitionWorker) dispatchBatch(batch []*kgo.Record) bool {
 		case <-w.ctx.Done():
 			return false
 		}
+		if w.sched != nil {
+			w.handled(r)
+		}
 	}
 	return true
 }
+
+// recordBytes is what a polled record holds in memory, for the partition's byte budget.
+func recordBytes(r *kgo.Record) int64 {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
+// handled takes r off the partition's byte count, and wakes the dispatcher to resume
+// fetching when the partition was paused and half of its budget is left. Called by the
+// lane that handled r (the dispatcher, for the retry scheduler's records).
+func (w *partitionWorker) handled(r *kgo.Record) {
+	left := w.buffered.Add(-recordBytes(r))
+	if left <= w.resumeBelow() && w.paused.Load() {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// resumeBelow is the byte count under which a paused partition is fetched again.
+func (w *partitionWorker) resumeBelow() int64 { return int64(w.c.p.cfg.PartitionBufferBytes) / 2 }
 
 // offer hands a polled batch to the worker without ever blocking the poll loop (which
 // would stall every partition and the rebalance): when the worker's queue is full the
 // batch waits in the backlog and fetching the partition is paused until it drains.
 // Called by the poll loop only.
 func (w *partitionWorker) offer(batch []*kgo.Record) {
+	var n int64
+	for _, r := range batch {
+		n += recordBytes(r)
+	}
+	over := w.buffered.Add(n) > int64(w.c.p.cfg.PartitionBufferBytes)
 	w.bmu.Lock()
+	queued := false
 	if len(w.backlog) == 0 {
 		select {
 		case w.in <- batch:
-			w.bmu.Unlock()
-			return
+			queued = true
 		default:
 		}
 	}
-	w.backlog = append(w.backlog, batch)
-	if !w.paused {
+	if !queued {
+		w.backlog = append(w.backlog, batch)
+	}
+	if (over || !queued) && !w.paused.Load() {
 		// Under bmu, as the resume in drainBacklog: a pause issued after the
 		// dispatcher drained and resumed would never be undone.
-		w.paused = true
+		w.paused.Store(true)
 		w.m.paused.Inc()
 		w.c.client().PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	}
 	w.bmu.Unlock()
+	if queued {
+		return
+	}
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -162,8 +204,8 @@ func (w *partitionWorker) drainBacklog() bool {
 	for len(w.in) == 0 {
 		w.bmu.Lock()
 		if len(w.backlog) == 0 {
-			if w.paused {
-				w.paused = false
+			if w.paused.Load() && w.buffered.Load() <= w.resumeBelow() {
+				w.paused.Store(false)
 				w.c.client().ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 			}
 			w.bmu.Unlock()
@@ -265,6 +307,7 @@ func (l *lane) run() {
 		}
 		l.offset = r.Offset
 		done := l.handleSafely(r)
+		l.w.handled(r)
 		if l.gates != nil {
 			l.maybeExpire(l.w.c.p.cfg.Now())
 		}

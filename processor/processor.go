@@ -31,6 +31,11 @@ type Config struct {
 	LaneBuffer int
 	// PartitionBuffer bounds the polled batches queued per partition (default 4).
 	PartitionBuffer int
+	// PartitionBufferBytes bounds the bytes of an events partition's records polled and
+	// not yet handled, queued or in its lanes (default 4 MiB): past it, fetching the
+	// partition is paused until half of it is left. Draining a backlog then holds no more
+	// than the steady state does.
+	PartitionBufferBytes int
 	// MaxPollRecords bounds one poll (default 10000).
 	MaxPollRecords int
 	// CommitInterval is how often done offsets are committed (default 1s).
@@ -79,10 +84,14 @@ func (c *Config) validate() error {
 	if c.Lanes < 0 || c.Lanes > 1024 {
 		return fmt.Errorf("--lanes %d: want 1..1024", c.Lanes)
 	}
+	if c.PartitionBufferBytes < 0 {
+		return fmt.Errorf("--partition-buffer-bytes %d: want at least 1", c.PartitionBufferBytes)
+	}
 	setDefault(&c.Group, "eventhooks")
 	setDefault(&c.Lanes, 16)
 	setDefault(&c.LaneBuffer, 256)
 	setDefault(&c.PartitionBuffer, 4)
+	setDefault(&c.PartitionBufferBytes, 4<<20)
 	setDefault(&c.MaxPollRecords, 10000)
 	setDefault(&c.CommitInterval, time.Second)
 	setDefault(&c.MaxEventBytes, hooks.DefaultMaxEventBytes)

@@ -272,6 +272,53 @@ func TestBacklogPausesFetchingAndLosesNothing(t *testing.T) {
 	}
 }
 
+// TestPartitionBufferBytesBoundsWhatIsPolled: against a slow receiver the lanes could
+// hold every event of the backlog; with a byte budget the partition holds no more than
+// the budget and the one poll that crossed it, and still loses nothing.
+func TestPartitionBufferBytesBoundsWhatIsPolled(t *testing.T) {
+	const budget, perPoll = 2048, 5
+	emb := testkit.Broker(t, 1)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = testkit.AnswerAfter(2 * time.Millisecond)
+	labels := `{topic="` + topics.Events[0] + `",partition="0"}`
+	pauses := metrics.GetOrCreateCounter(`eventhooks_partition_fetch_pauses_total` + labels)
+	buffered := metrics.GetOrCreateGauge(`eventhooks_partition_buffered_bytes`+labels, nil)
+	before := pauses.Get()
+	in := startInstance(t, emb.Addrs(), func(c *processor.Config) {
+		c.PartitionBufferBytes, c.MaxPollRecords, c.CommitInterval = budget, perPoll, 5*time.Millisecond
+	})
+	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+
+	recs := healthEvents(8, 40)
+	largest := 0
+	for _, r := range recs {
+		largest = max(largest, len(r.Key)+len(r.Value))
+	}
+	stop := make(chan struct{})
+	peak := make(chan float64)
+	go func() {
+		m := 0.0
+		for {
+			select {
+			case <-stop:
+				peak <- m
+				return
+			case <-time.After(time.Millisecond):
+				m = max(m, buffered.Get())
+			}
+		}
+	}()
+	produce(t, producer(t, emb.Addrs()), recs...)
+	assertKeyOrder(t, rc.WaitFor(t, len(recs), 60*time.Second), 8)
+	close(stop)
+	if m, bound := <-peak, float64(budget+perPoll*largest); m > bound {
+		t.Fatalf("the partition held %.0f bytes of polled records, over its budget of %d and one poll (%.0f)", m, budget, bound)
+	}
+	if pauses.Get() == before {
+		t.Fatal("fetching was never paused for the byte budget")
+	}
+}
+
 func TestMalformedRecordsAreCountedAndSkipped(t *testing.T) {
 	emb := testkit.Broker(t, 1)
 	rc := testkit.NewReceiver(t)

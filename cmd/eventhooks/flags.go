@@ -44,6 +44,7 @@ func (f TopicFlags) topics() broker.Topics { return broker.NewTopics(f.TopicPref
 type ProcessorFlags struct {
 	Group                   string        `help:"Consumer group." default:"eventhooks"`
 	Lanes                   int           `help:"Key lanes per partition: the delivery concurrency of one partition." default:"16"`
+	PartitionBufferBytes    int           `help:"Bytes of an input partition's records fetched and not yet handled; past it, fetching the partition pauses (bounds memory while a backlog drains)." default:"4194304"`
 	CommitInterval          time.Duration `help:"How often done offsets are committed." default:"1s"`
 	MaxEventBytes           int           `help:"Largest record value accepted." default:"1048576"`
 	MaxConnsPerHost         int           `help:"Connections per webhook destination." default:"64"`

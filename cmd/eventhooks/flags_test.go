@@ -111,6 +111,33 @@ func TestGCPercentDefaultsUnlessGOGCIsSet(t *testing.T) {
 	}
 }
 
+func TestMemoryLimitDefaultsUnlessGOMEMLIMITIsSet(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	for _, tt := range []struct {
+		env  string
+		want int64
+	}{{"", memoryLimit(containerMemoryLimit())}, {"1GiB", 1 << 30}} {
+		t.Setenv("GOMEMLIMIT", tt.env)
+		debug.SetMemoryLimit(1 << 30) // what the runtime would have read from GOMEMLIMIT
+		setGCPercent()
+		if got := debug.SetMemoryLimit(-1); got != tt.want {
+			t.Errorf("GOMEMLIMIT=%q: limit %d, want %d", tt.env, got, tt.want)
+		}
+	}
+}
+
+func TestMemoryLimitFollowsASmallerContainer(t *testing.T) {
+	for _, tt := range []struct{ container, want int64 }{
+		{0, defaultMemoryLimit},
+		{1 << 30, defaultMemoryLimit},
+		{100 << 20, 80 << 20},
+	} {
+		if got := memoryLimit(tt.container); got != tt.want {
+			t.Errorf("container limit %d: %d, want %d", tt.container, got, tt.want)
+		}
+	}
+}
+
 // TestMetricsTokenFlagAndEnv: --metrics-token exists on run and dev and, like every
 // flag, comes from EVENTHOOKS_METRICS_TOKEN too.
 func TestMetricsTokenFlagAndEnv(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -30,6 +31,8 @@ type CLI struct {
 	Broker  BrokerCmd  `cmd:"" help:"Run only the embedded Kafka broker."`
 	Emit    EmitCmd    `cmd:"" help:"Produce one event from flags, or NDJSON envelopes from stdin."`
 	Replay  ReplayCmd  `cmd:"" help:"Backfill a time or offset range through chosen hooks, or re-drive dead letters (--dlq)."`
+	Apply   ApplyCmd   `cmd:"" help:"Make the hooks what a file (YAML or JSON) says, through the Admin API; --dry-run prints the changes."`
+	Dump    DumpCmd    `cmd:"" help:"Write the current hooks in the format apply reads."`
 	Bench   BenchCmd   `cmd:"" help:"Measure end to end: produce events, run the processor against a local receiver, compare with baselines (--baseline)."`
 	Receive ReceiveCmd `cmd:"" help:"Print the webhooks sent to a local address (for trying things out)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
@@ -61,11 +64,47 @@ func main() {
 // broker holds every record in the same heap, which 400 would let grow five-fold.
 const defaultGCPercent = 400
 
-// setGCPercent applies defaultGCPercent unless GOGC is set.
+// defaultMemoryLimit is the processor commands' soft memory limit unless GOMEMLIMIT is
+// set: GOGC=400 lets the heap grow to five times what is live, and while a backlog
+// drains more is live (the records buffered per partition), so without a limit the RSS
+// of a drain was several times the steady state's. A container's smaller memory limit
+// lowers it (to 80 % of the container's).
+const defaultMemoryLimit = 160 << 20
+
+// setGCPercent applies the processor commands' GC settings: defaultGCPercent unless
+// GOGC is set, and the soft memory limit unless GOMEMLIMIT is.
 func setGCPercent() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit(containerMemoryLimit()))
+	}
+}
+
+// memoryLimit is defaultMemoryLimit, or 80 % of a smaller container limit (0: none).
+func memoryLimit(container int64) int64 {
+	if container > 0 && container*4/5 < defaultMemoryLimit {
+		return container * 4 / 5
+	}
+	return defaultMemoryLimit
+}
+
+// containerMemoryLimit reads the cgroup (v2, else v1) memory limit; 0 when there is none
+// or it cannot be read.
+func containerMemoryLimit() int64 {
+	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 || n >= 1<<60 { // "max", or v1's "unlimited" near 2^63
+			return 0
+		}
+		return n
+	}
+	return 0
 }
 
 func newLogger(level, format string) *slog.Logger {

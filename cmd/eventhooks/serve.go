@@ -32,6 +32,7 @@ type DevCmd struct {
 	ProcessorFlags `embed:""`
 	AdminFlags     `embed:""`
 	IngestFlags    `embed:""`
+	HooksFileFlags `embed:""`
 }
 
 // Run starts the embedded broker, then the service against it.
@@ -51,6 +52,7 @@ func (c *DevCmd) Run(log *slog.Logger) error {
 	s := service{
 		kafka:  broker.Config{Brokers: emb.Addrs(), ClientID: "eventhooks"},
 		topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log,
+		hooksFile: c.HooksFile,
 	}
 	return s.run()
 }
@@ -62,12 +64,14 @@ type RunCmd struct {
 	ProcessorFlags `embed:""`
 	AdminFlags     `embed:""`
 	IngestFlags    `embed:""`
+	HooksFileFlags `embed:""`
 }
 
 // Run starts the service.
 func (c *RunCmd) Run(log *slog.Logger) error {
 	setGCPercent()
-	s := service{kafka: c.KafkaFlags.config(), topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log}
+	s := service{kafka: c.KafkaFlags.config(), topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log,
+		hooksFile: c.HooksFile}
 	return s.run()
 }
 
@@ -104,6 +108,8 @@ type service struct {
 	admin  AdminFlags
 	ingest IngestFlags
 	log    *slog.Logger
+	// hooksFile is --hooks-file, "" when unset.
+	hooksFile string
 }
 
 func bootstrap(ctx context.Context, kc broker.Config, tf TopicFlags) error {
@@ -161,7 +167,7 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 	c.compile = func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, c.pool, s.log) }
 	c.proc, err = processor.New(processor.Config{
 		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group,
-		Topics: c.topics.Events, Lanes: s.proc.Lanes,
+		Topics: c.topics.Events, Lanes: s.proc.Lanes, PartitionBufferBytes: s.proc.PartitionBufferBytes,
 		CommitInterval: s.proc.CommitInterval, MaxEventBytes: s.proc.MaxEventBytes,
 		Compile: c.compile, Catalogue: c.cat, Logger: s.log,
 		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ, StateTopic: c.topics.State,
@@ -259,6 +265,9 @@ func (s *service) run() error {
 		defer cancel()
 		return api.Shutdown(sctx)
 	})
+	if s.hooksFile != "" {
+		g.Go(func() error { return s.watchHooksFile(gctx, api, c) })
+	}
 	if s.ingest.IngestAddr != "" {
 		if err := s.serveIngest(gctx, g, c); err != nil {
 			return err
