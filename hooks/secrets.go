@@ -279,8 +279,12 @@ func previousAfterRotation(h *Hook, now, until int64) ([]Secret, error) {
 // unless reveal, when every listed secret shows its value.
 func (h *Hook) View(now time.Time, reveal bool) *Hook {
 	c := h.Clone()
-	c.Secrets = activeSecrets(c.Secrets, now.Unix())
 	cur := h.SigningSecret()
+	c.Secrets = activeSecrets(c.Secrets, now.Unix())
+	if cur != "" && (len(c.Secrets) == 0 || c.Secrets[0].ID != SecretID(cur)) {
+		// Stored before hooks listed their secrets: the current one, dated by updated_at.
+		c.Secrets = append([]Secret{{ID: SecretID(cur), CreatedAt: h.UpdatedAt}}, c.Secrets...)
+	}
 	if reveal {
 		if len(c.Secrets) > 0 && c.Secrets[0].ExpiresAt == nil {
 			c.Secrets[0].Value = cur

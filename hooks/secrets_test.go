@@ -153,3 +153,14 @@ func TestSecretsFollowConfig(t *testing.T) {
 		t.Errorf("secret removed: %v, %+v", err, h.Secrets)
 	}
 }
+
+// TestViewOfAHookStoredWithoutSecrets: a hook an older version stored (no "secrets") is
+// shown with its current secret listed, dated by updated_at.
+func TestViewOfAHookStoredWithoutSecrets(t *testing.T) {
+	h := signedHook(t, secretA, time.Unix(1_700_000_000, 0))
+	h.Secrets = nil
+	v := h.View(time.Unix(1_700_000_100, 0), false)
+	if len(v.Secrets) != 1 || v.Secrets[0].ID != SecretID(secretA) || v.Secrets[0].CreatedAt != 1_700_000_000 || v.Secrets[0].Value != "" {
+		t.Errorf("secrets = %+v", v.Secrets)
+	}
+}

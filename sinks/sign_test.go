@@ -224,3 +224,16 @@ func TestPingOfRotatedHookCarriesNoSecret(t *testing.T) {
 		t.Errorf("ping body does not list the previous secret's id: %s", r.body)
 	}
 }
+
+// BenchmarkBuildAndSignRotated is BenchmarkBuildAndSign for a hook in a rotation's
+// window: two Standard Webhooks signatures per request.
+func BenchmarkBuildAndSignRotated(b *testing.B) {
+	v := readRotationVectors(b)
+	s := mustCompile(b, rotatedHook(b, "http://127.0.0.1:1/", v.Old, v.New, 3600, time.Now()), newPool(b, PoolConfig{})).(*webhookSink)
+	ev := benchEvent(b)
+	unix := time.Now().Unix()
+	b.ReportAllocs()
+	for b.Loop() {
+		buildAndSign(s, ev, unix)
+	}
+}
