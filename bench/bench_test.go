@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -221,9 +223,10 @@ func TestBuckets(t *testing.T) {
 
 func TestReportText(t *testing.T) {
 	r := Report{
-		Info: RunInfo{Events: 10, Keys: 2, Size: 250, Partitions: 8, Hooks: 1, Handler: "webhook", Lanes: 16, Mode: "drain"},
+		Info: RunInfo{Events: 10, Keys: 2, Size: 250, Partitions: 8, Hooks: 1, Handler: "webhook", Lanes: 16, Mode: "drain", Shape: ShapeProcesses},
 		Results: []Result{
-			{Name: "ours", Events: 10, Seconds: 1, PerSec: 90, Latency: Latency{Samples: 10, P50: 1500 * time.Microsecond}},
+			{Name: "ours", Events: 10, Seconds: 1, PerSec: 90, Latency: Latency{Samples: 10, P50: 1500 * time.Microsecond},
+				Procs: []ProcUsage{{Name: "eventhooks run", PID: 41, CPUSeconds: 0.5, CPUMicrosEvent: 50000}, {Name: "broker", PID: 42, CPUSeconds: 0.25, CPUMicrosEvent: 25000}}},
 			{Name: "bare pipeline", Events: 10, Seconds: 1, PerSec: 100},
 		},
 		Ours: "ours", Baselines: []string{"bare pipeline", "raw HTTP"},
@@ -236,7 +239,7 @@ func TestReportText(t *testing.T) {
 	if err := r.WriteText(&sb); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1.50ms", "bare pipeline 0.90", "events/s"} {
+	for _, want := range []string{"1.50ms", "bare pipeline 0.90", "events/s", "SEPARATE PROCESSES", "eventhooks run   41", "all 2", "75000.0"} {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, sb.String())
 		}
@@ -246,7 +249,8 @@ func TestReportText(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back map[string]any
-	if err := json.Unmarshal([]byte(sb.String()), &back); err != nil || !strings.Contains(sb.String(), `"p50_ns": 1500000`) {
+	if err := json.Unmarshal([]byte(sb.String()), &back); err != nil || !strings.Contains(sb.String(), `"p50_ns": 1500000`) ||
+		!strings.Contains(sb.String(), `"cpu_us_per_event": 25000`) {
 		t.Fatalf("JSON report %v:\n%s", err, sb.String())
 	}
 }
@@ -304,5 +308,47 @@ func TestFaultsReport(t *testing.T) {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, sb.String())
 		}
+	}
+}
+
+// TestProcMeter measures this test's process from outside, through /proc/<pid>, while it
+// burns 0.3 s of CPU.
+func TestProcMeter(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	m := StartProcMeter("self", os.Getpid())
+	for start := cpuSeconds(); cpuSeconds()-start < 0.3; {
+	}
+	u := m.Stop(1000)
+	if u.Name != "self" || u.PID != os.Getpid() || u.CPUSeconds < 0.25 || u.CPUSeconds > 60 ||
+		math.Abs(u.CPUMicrosEvent-u.CPUSeconds*1e3) > 1e-6 || u.MaxRSSBytes <= 0 || u.MaxRSSBytes > u.PeakRSSBytes {
+		t.Fatalf("usage %+v", u)
+	}
+}
+
+func TestProcCPUSeconds(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		stat string
+		want float64
+		ok   bool
+	}{
+		{"7 (eventhooks) S 1 7 7 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 100 0 0", 3.25, true},
+		{"7 (a b) c) R 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 9 0 100 0 0", 0.03, true},
+		{"7 (short) S 1 7", 0, false},
+		{"no parenthesis", 0, false},
+	} {
+		path := filepath.Join(dir, "stat")
+		if err := os.WriteFile(path, []byte(tc.stat), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := procCPUSeconds(path)
+		if ok != tc.ok || math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%q: %v %v, want %v %v", tc.stat, got, ok, tc.want, tc.ok)
+		}
+	}
+	if _, ok := procCPUSeconds(filepath.Join(dir, "missing")); ok {
+		t.Error("a missing file parsed")
 	}
 }

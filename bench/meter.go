@@ -33,16 +33,7 @@ func StartMeter() *Meter {
 	m.sample()
 	go func() {
 		defer close(m.done)
-		t := time.NewTicker(rssSampleInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				m.sample()
-			case <-m.stop:
-				return
-			}
-		}
+		sampleEvery(m.stop, m.sample)
 	}()
 	return m
 }

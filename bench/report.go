@@ -41,6 +41,10 @@ type Result struct {
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// MaxRSSBytes is the largest VmRSS sampled during the phase (every 50 ms).
 	MaxRSSBytes int64 `json:"max_rss_bytes"`
+	// Procs is, when each part runs in its own process, what every process taking part
+	// in the phase used, the phase's own process first (whose figures are also the row's
+	// CPU and RSS); nil when everything runs in the bench's process.
+	Procs []ProcUsage `json:"processes,omitempty"`
 }
 
 // RunInfo describes the run, for the report's header.
@@ -53,6 +57,8 @@ type RunInfo struct {
 	Handler    string  `json:"handler"`
 	Lanes      int     `json:"lanes"`
 	Rate       float64 `json:"rate"`
+	// Shape says which processes ran what: ShapeProcesses or ShapeInProcess.
+	Shape string `json:"shape"`
 	// Mode is "drain" (a backlog produced first, the processor started after) or "rate"
 	// (producer and processor concurrently, the producer paced).
 	Mode       string `json:"mode"`
@@ -65,6 +71,16 @@ type RunInfo struct {
 	// makes every figure noisy.
 	LoadAvg string `json:"load_avg,omitempty"`
 }
+
+// The shapes of a run (RunInfo.Shape).
+const (
+	// ShapeProcesses: the broker, eventhooks run, the receiver and each baseline in a
+	// process of its own, as deployed.
+	ShapeProcesses = "separate processes"
+	// ShapeInProcess: broker, processor, receiver and baselines in the bench's process,
+	// the hot-path view.
+	ShapeInProcess = "one process"
+)
 
 // Ratio is the processor's events/s over a baseline's.
 type Ratio struct {
@@ -254,8 +270,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	i := r.Info
 	var b strings.Builder
-	fmt.Fprintf(&b, "eventhooks bench: %d events (~%d B, %d keys), %d partitions, %d %s hook(s), %d lanes, %s",
-		i.Events, i.Size, i.Keys, i.Partitions, i.Hooks, i.Handler, i.Lanes, i.Mode)
+	fmt.Fprintf(&b, "eventhooks bench, %s: %d events (~%d B, %d keys), %d partitions, %d %s hook(s), %d lanes, %s",
+		strings.ToUpper(i.Shape), i.Events, i.Size, i.Keys, i.Partitions, i.Hooks, i.Handler, i.Lanes, i.Mode)
 	if i.Rate > 0 {
 		fmt.Fprintf(&b, " at %s events/s", thousands(i.Rate))
 	}
@@ -286,6 +302,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			res.CPUSeconds, cpuPer, allocPer, res.GCs, mib(res.MaxRSSBytes), mib(res.PeakRSSBytes))
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := r.writeProcs(w); err != nil {
 		return err
 	}
 	if r.Faults != nil {
@@ -347,4 +366,39 @@ func thousands(v float64) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+// writeProcs writes, when the rows carry them, the figures of every process of each
+// phase and their sum.
+func (r *Report) writeProcs(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("\nper process (CPU of all its threads, from /proc, 10 ms ticks):\n")
+	var tw *tabwriter.Writer
+	for _, res := range r.Results {
+		if len(res.Procs) == 0 {
+			continue
+		}
+		if tw == nil {
+			var err error
+			if tw, err = startTable(w, &b, "phase\tprocess\tpid\tCPU s\tCPU µs/event\tmax RSS\tpeak RSS\t"); err != nil {
+				return err
+			}
+		}
+		var total ProcUsage
+		for i, p := range res.Procs {
+			phase := ""
+			if i == 0 {
+				phase = res.Name
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.1f\t%s\t%s\t\n", phase, p.Name, p.PID, p.CPUSeconds, p.CPUMicrosEvent,
+				mib(p.MaxRSSBytes), mib(p.PeakRSSBytes))
+			total.CPUSeconds += p.CPUSeconds
+			total.CPUMicrosEvent += p.CPUMicrosEvent
+		}
+		fmt.Fprintf(tw, "\tall %d\t\t%.2f\t%.1f\t\t\t\n", len(res.Procs), total.CPUSeconds, total.CPUMicrosEvent)
+	}
+	if tw == nil {
+		return nil
+	}
+	return tw.Flush()
 }

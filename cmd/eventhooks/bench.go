@@ -31,8 +31,10 @@ import (
 )
 
 // BenchCmd measures the processor end to end against baselines run on the same broker
-// and receiver.
+// and receiver. By default each part runs in a process of its own, as deployed; with
+// --in-process (and always with --faults) everything runs in the bench's process.
 type BenchCmd struct {
+	InProcess  bool          `name:"in-process" help:"Run the broker, the processor, the receiver and the baselines in this one process: the hot-path view. The default starts eventhooks broker, eventhooks run, the receiver and each baseline as separate processes, as deployed, and reports each process's CPU and memory."`
 	Events     int           `help:"Events to produce." default:"200000"`
 	Keys       int           `help:"Distinct entity keys, used round robin." default:"10000"`
 	Size       int           `help:"Approximate event size in bytes." default:"250"`
@@ -53,7 +55,15 @@ type BenchCmd struct {
 	CPUProfile string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file." type:"path"`
 
 	AllowDestinations string `help:"CIDRs or IPs the processor may deliver to although loopback or private (SSRF guard)." default:"127.0.0.0/8,::1"`
+
+	// Child and ChildTopic make this process one part of a separate-process bench: the
+	// receiver or a baseline (see bench_child.go).
+	Child      string `hidden:"" help:"Play one part of a separate-process bench: receiver, bare, raw-http or raw-consume."`
+	ChildTopic string `hidden:"" help:"Topic of a --child baseline."`
 }
+
+// inProcess reports whether the run is the in-process shape.
+func (c *BenchCmd) inProcess() bool { return c.InProcess || c.Faults }
 
 // benchOurs names the processor's row; the baselines' rows are named by package bench.
 const (
@@ -92,6 +102,11 @@ func (c *BenchCmd) validate() error {
 			return errors.New("--faults: the healthy hook's deliveries are counted by the receiver: not with --handler log")
 		}
 	}
+	if !c.inProcess() {
+		if err := c.validateProcs(); err != nil {
+			return err
+		}
+	}
 	if c.Target != "" {
 		if u, err := url.Parse(c.Target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--target %q: want an http(s) URL", c.Target)
@@ -100,16 +115,32 @@ func (c *BenchCmd) validate() error {
 	return nil
 }
 
+// validateProcs refuses what the separate-process shape does not measure.
+func (c *BenchCmd) validateProcs() error {
+	switch {
+	case !procsSupported:
+		return errors.New("separate processes are measured from /proc (Linux): use --in-process")
+	case c.Target != "", c.DeadHooks > 0, c.CPUProfile != "":
+		return errors.New("--target, --dead-hooks and --cpuprofile: only with --in-process")
+	case c.Handler == hooks.HandlerLog:
+		return errors.New("--handler log: only with --in-process (the receiver process counts deliveries)")
+	}
+	return nil
+}
+
 // Run runs the benchmark and prints the report on stdout.
 func (c *BenchCmd) Run(log *slog.Logger) error {
-	if err := c.validate(); err != nil {
-		return err
-	}
 	setGCPercent() // as `run`, which it measures
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	if c.Child != "" {
+		return c.runChild(ctx)
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
 
 	report, err := c.measure(ctx, log)
 	if err != nil {
@@ -126,6 +157,9 @@ func (c *BenchCmd) Run(log *slog.Logger) error {
 
 // measure runs the benchmark and returns its report.
 func (c *BenchCmd) measure(ctx context.Context, log *slog.Logger) (*bench.Report, error) {
+	if !c.inProcess() {
+		return c.measureProcs(ctx, log)
+	}
 	b := &benchRun{cmd: c, log: log, prefix: "bench-" + randomHex(4) + "-"}
 	defer b.close()
 	if err := b.setup(ctx); err != nil {
@@ -240,20 +274,26 @@ func (b *benchRun) setup(ctx context.Context) error {
 	}
 	b.adm = kadm.NewClient(b.prodCl)
 
-	mode := "drain of a backlog"
-	if c.Rate > 0 {
-		mode = "producer and processor concurrently"
-	}
 	b.report = bench.Report{
-		Info: bench.RunInfo{
-			Events: c.Events, Keys: c.Keys, Size: c.Size, Partitions: int(c.Partitions), Hooks: c.Hooks,
-			Handler: c.Handler, Lanes: c.Lanes, Rate: c.Rate, Mode: mode, Broker: brokerDesc, Target: targetDesc,
-			GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg: bench.LoadAvg(),
-		},
+		Info:      b.runInfo(bench.ShapeInProcess, brokerDesc, targetDesc),
 		Ours:      "eventhooks (" + c.Handler + ")",
 		Baselines: []string{benchBare, benchRawHTTP, benchRawConsume},
 	}
 	return nil
+}
+
+// runInfo describes the run for the report's header.
+func (b *benchRun) runInfo(shape, brokerDesc, targetDesc string) bench.RunInfo {
+	c := b.cmd
+	mode := "drain of a backlog"
+	if c.Rate > 0 {
+		mode = "producer and processor concurrently"
+	}
+	return bench.RunInfo{
+		Events: c.Events, Keys: c.Keys, Size: c.Size, Partitions: int(c.Partitions), Hooks: c.Hooks,
+		Handler: c.Handler, Lanes: c.Lanes, Rate: c.Rate, Shape: shape, Mode: mode, Broker: brokerDesc, Target: targetDesc,
+		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg: bench.LoadAvg(),
+	}
 }
 
 // startCore wires a core (processor and hook store) on the topics of prefix and starts its
@@ -597,8 +637,15 @@ func (b *benchRun) committedAll(ctx context.Context, topic string, n int64) (boo
 
 func (b *benchRun) addNotes() {
 	c, r := b.cmd, &b.report
-	r.Notes = append(r.Notes, "CPU and RSS are the whole process: producer, processor and receiver"+
-		map[bool]string{true: ", and the embedded broker (which holds every record in memory)", false: ""}[b.emb != nil])
+	if r.Info.Shape == bench.ShapeProcesses {
+		r.Notes = append(r.Notes, "separate processes: `eventhooks broker`, `eventhooks run` (its hooks created through the Admin API "+
+			"of an instance started before), the receiver and each baseline each run in a process of their own; a row's CPU and RSS "+
+			"are its own process's (the producer's for produce), the per-process table adds the others'; a drain's clock runs from "+
+			"starting the process (start-up and group join included) to the receiver's last request")
+	} else {
+		r.Notes = append(r.Notes, "CPU and RSS are the whole process: producer, processor and receiver"+
+			map[bool]string{true: ", and the embedded broker (which holds every record in memory)", false: ""}[b.emb != nil])
+	}
 	if c.Rate == 0 {
 		r.Notes = append(r.Notes, "drain: latency includes the time events waited in the backlog; use --rate for delivery latency")
 	} else if c.Baseline {

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/eventhooks/eventhooks/bench"
 )
@@ -66,4 +72,166 @@ func TestBenchFaultsFlags(t *testing.T) {
 			t.Errorf("validate accepted %+v", c)
 		}
 	}
+}
+
+// TestBenchProcesses runs the default, separate-process bench small and checks the
+// report's shape: every row counted every event, each row names the processes it read,
+// and none of those processes outlives the bench. It asserts no speed.
+func TestBenchProcesses(t *testing.T) {
+	const events = 2000
+	for _, tc := range []struct {
+		handler  string
+		baseline bool
+		rows     []string
+	}{
+		{"webhook", true, []string{"produce", "eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
+		{"lambda", false, []string{"produce", "eventhooks run (lambda)"}},
+	} {
+		t.Run(tc.handler, func(t *testing.T) {
+			args := []string{"--log-level", "error", "bench", "--json", "--handler", tc.handler,
+				"--events", "2000", "--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m"}
+			if tc.baseline {
+				args = append(args, "--baseline")
+			}
+			out, err := exec.Command(binPath, args...).Output()
+			if err != nil {
+				t.Fatalf("bench: %v\n%s", err, out)
+			}
+			var r bench.Report
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("report: %v\n%s", err, out)
+			}
+			if r.Info.Shape != bench.ShapeProcesses || len(r.Results) != len(tc.rows) {
+				t.Fatalf("want %d rows of shape %q:\n%s", len(tc.rows), bench.ShapeProcesses, out)
+			}
+			if want := map[bool]int{true: 3, false: 0}[tc.baseline]; len(r.Ratios) != want {
+				t.Errorf("%d ratios, want %d", len(r.Ratios), want)
+			}
+			for i, res := range r.Results {
+				checkProcessRow(t, res, tc.rows[i], events)
+			}
+		})
+	}
+}
+
+// wantProcs names the processes each row of the separate-process bench reads, its own
+// first.
+var wantProcs = map[string][]string{
+	"produce":       {"bench (producer)", "broker"},
+	benchRawConsume: {benchRawConsume, "broker"},
+	benchRawHTTP:    {benchRawHTTP, "receiver"},
+	benchBare:       {benchBare, "broker", "receiver"},
+}
+
+// checkProcessRow checks one row: its name, its counts (deliveries for the rows that
+// send to the receiver), its processes and that they have all exited.
+func checkProcessRow(t *testing.T, res bench.Result, name string, events int64) {
+	t.Helper()
+	procs := wantProcs[name]
+	if procs == nil {
+		procs = []string{"eventhooks run", "broker", "receiver"}
+	}
+	delivers := slices.Contains(procs, "receiver")
+	if res.Name != name || res.Events != events || res.Errors != 0 || res.PerSec <= 0 ||
+		(delivers && (res.Deliveries != events || res.Samples != events)) {
+		t.Errorf("row %q (want %q): %d events, %d deliveries, %d latency samples, %d errors, %.0f events/s",
+			res.Name, name, res.Events, res.Deliveries, res.Samples, res.Errors, res.PerSec)
+	}
+	if len(res.Procs) != len(procs) {
+		t.Fatalf("%s: processes %+v, want %v", name, res.Procs, procs)
+	}
+	for i, p := range res.Procs {
+		if p.Name != procs[i] || p.PID <= 0 || p.PeakRSSBytes <= 0 || p.CPUSeconds < 0 {
+			t.Errorf("%s: process %d is %+v, want %s", name, i, p, procs[i])
+		}
+		if p.Name != "bench (producer)" && alive(p.PID) {
+			t.Errorf("%s: process %s (%d) outlived the bench", name, p.Name, p.PID)
+		}
+	}
+	if res.CPUSeconds != res.Procs[0].CPUSeconds || res.PeakRSSBytes != res.Procs[0].PeakRSSBytes {
+		t.Errorf("%s: the row's CPU and RSS are not its process's: %+v", name, res)
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// TestBenchProcessesDie: the bench's processes end with it, whether it fails (its
+// deliveries refused by the SSRF guard, until --timeout) or is killed.
+func TestBenchProcessesDie(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		kill bool
+	}{
+		{"timeout", []string{"--allow-destinations", "192.0.2.1/32", "--timeout", "10s"}, false},
+		{"killed", []string{"--timeout", "2m", "--events", "2000000"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(binPath, append([]string{"--log-level", "error", "bench", "--events", "2000",
+				"--keys", "50", "--partitions", "2", "--lanes", "4"}, tc.args...)...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			seen := map[int]bool{}
+			var err error
+		watch:
+			for {
+				for _, pid := range childrenOf(cmd.Process.Pid) {
+					seen[pid] = true
+				}
+				select {
+				case err = <-exited:
+					break watch
+				case <-time.After(10 * time.Millisecond):
+				}
+				if tc.kill && len(seen) >= 3 { // broker, receiver, run
+					_ = cmd.Process.Kill()
+				}
+			}
+			if err == nil {
+				t.Fatal("the bench succeeded; want it to fail")
+			}
+			if len(seen) < 2 {
+				t.Fatalf("saw %d processes of the bench; want the broker and the receiver at least", len(seen))
+			}
+			deadline := time.Now().Add(time.Minute)
+			for pid := range seen {
+				for alive(pid) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if alive(pid) {
+					t.Errorf("process %d outlived the bench", pid)
+				}
+			}
+		})
+	}
+}
+
+// childrenOf returns the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	dirs, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				kids = append(kids, child)
+			}
+		}
+	}
+	return kids
 }
