@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,38 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/eventhooks/eventhooks/internal/testkit"
 )
-
-// docBlock returns the first fenced block of language lang after the heading in the
-// markdown file path, and the next fenced sh block after it.
-func docBlocks(t *testing.T, path, heading string) (code, sh string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i := strings.Index(s, "\n"+heading+"\n")
-	if i < 0 {
-		t.Fatalf("%s: no heading %q", path, heading)
-	}
-	blocks := regexp.MustCompile("(?s)\n```(\\w+)\n(.*?)\n```\n").FindAllStringSubmatch(s[i:], -1)
-	for _, m := range blocks {
-		switch {
-		case m[1] == "go" && code == "":
-			code = m[2]
-		case m[1] == "sh" && code != "" && sh == "":
-			sh = m[2]
-		}
-	}
-	if code == "" || sh == "" {
-		t.Fatalf("%s: no go block followed by an sh block under %q", path, heading)
-	}
-	return code, sh
-}
 
 // TestDocsGoProducer runs the Go producer of docs/producers.md as documented: the program
 // saved as main.go in an empty directory, then the documented shell line (go mod init,
@@ -62,7 +30,8 @@ func TestDocsGoProducer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, sh := docBlocks(t, "../../docs/producers.md", "## Go (franz-go)")
+	const key = "docs/producers.md: Go (franz-go) #1"
+	code, sh := docBlockOf(t, "docs/producers.md", "Go (franz-go)", "go", 1), shellBlocks(t, key)[key]
 	if !strings.Contains(sh, "go mod tidy") {
 		t.Errorf("the documented command has no go mod tidy: %s", sh)
 	}
@@ -84,112 +53,84 @@ func TestDocsGoProducer(t *testing.T) {
 		t.Errorf("output: %s", out)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...), kgo.ConsumeTopics("eventhooks-events"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	fs := cl.PollFetches(ctx)
-	if err := fs.Err(); err != nil {
-		t.Fatal(err)
-	}
-	recs := fs.Records()
+	recs := topicRecords(t, emb.Addrs()[0], "eventhooks-events")
 	if len(recs) != 1 {
 		t.Fatalf("%d records on the events topic, want 1", len(recs))
 	}
-	r := recs[0]
-	var env struct {
-		ID, Source, Event, Time string
-		Data                    map[string]any
-	}
-	if err := json.Unmarshal(r.Value, &env); err != nil {
-		t.Fatalf("value %s: %v", r.Value, err)
-	}
-	hdr := map[string]string{}
-	for _, h := range r.Headers {
-		hdr[h.Key] = string(h.Value)
-	}
-	if string(r.Key) != "0fd2b7c4-7f43-4c5e-9d0e-6a8f1e2b3c4d" || env.Source != "crud" || env.Event != "consumers:create" ||
-		env.ID == "" || env.Data["operation"] != "create" || hdr["eh-source"] != "crud" || hdr["eh-event"] != "consumers:create" {
-		t.Errorf("record key %q value %s headers %v", r.Key, r.Value, hdr)
+	checkEmitted(t, recs[0], "0fd2b7c4-7f43-4c5e-9d0e-6a8f1e2b3c4d", "consumers:create")
+	if !strings.Contains(string(recs[0].Value), `"operation":"create"`) {
+		t.Errorf("value %s", recs[0].Value)
 	}
 }
 
 // TestDocsQuickstart runs README's Quickstart shell blocks as written against `dev` on
 // free ports, with a test receiver in place of `eventhooks receive` on 127.0.0.1:9000:
-// the hook is created and the emitted consumers events arrive, signed. Without kcat
-// installed its command is left out (and its delete event not expected).
+// the hook is created and the emitted consumers events arrive, signed, and the balancer
+// event, which no hook wants, does not. Without kcat installed its command is left out
+// (and its delete event not expected).
 func TestDocsQuickstart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs dev")
+	const create, emit = "README.md: Quickstart #1", "README.md: Quickstart #2"
+	blocks := shellBlocks(t, create, emit)
+	e := newDocEnv(t, 2)
+	want := []delivery{
+		{"/hook", map[string]any{"source": "crud", "event": "consumers", "operation": "create",
+			"entity": map[string]any{"id": "0fd2", "username": "Ada Lovelace"}}},
+		{"/hook", map[string]any{"source": "crud", "event": "consumers", "operation": "delete"}},
 	}
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	i, j := strings.Index(readme, "\n## Quickstart\n"), strings.Index(readme, "\n## The event envelope\n")
-	if i < 0 || j < i {
-		t.Fatal("README has no Quickstart section")
-	}
-	var blocks []string
-	for _, m := range regexp.MustCompile("(?s)\n```sh\n(.*?)\n```\n").FindAllStringSubmatch(readme[i:j], -1) {
-		blocks = append(blocks, m[1])
-	}
-	if len(blocks) != 2 {
-		t.Fatalf("%d sh blocks in the Quickstart, want 2 (create a hook, emit)", len(blocks))
-	}
-
-	rc := testkit.NewReceiver(t)
-	kafka := testkit.FreeAddr(t)
-	p := start(t, "dev", "--data-dir", t.TempDir(), "--kafka-addr", kafka, "--partitions", "2")
-	_, kcatErr := exec.LookPath("kcat")
-	want := 2
-	if kcatErr != nil {
-		want = 1
+	if _, err := exec.LookPath("kcat"); err != nil {
 		kcat := regexp.MustCompile(`(?m)^echo '0fd2\|.*\|\n\s+kcat .*\n`)
-		if !kcat.MatchString(blocks[1]) {
-			t.Fatalf("no kcat command to leave out in %q", blocks[1])
+		if !kcat.MatchString(blocks[emit]) {
+			t.Fatalf("no kcat command to leave out in %q", blocks[emit])
 		}
-		blocks[1] = kcat.ReplaceAllString(blocks[1], "")
+		blocks[emit] = kcat.ReplaceAllString(blocks[emit], "")
+		want = want[:1]
 		t.Log("kcat is not installed: its command is left out")
 	}
-	r := strings.NewReplacer(
-		"localhost:8080", strings.TrimPrefix(p.admin, "http://"),
-		"http://127.0.0.1:9000/hook", rc.URL+"/hook",
-		"127.0.0.1:9092", kafka,
-		"./bin/eventhooks", binPath,
-	)
-	for n, block := range blocks {
-		cmd := exec.Command("sh", "-ec", r.Replace(block))
-		cmd.Env = append(os.Environ(), "EVENTHOOKS_BROKERS="+kafka)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("block %d failed: %v\n%s\n%s", n+1, err, r.Replace(block), out)
-		}
-		if n == 0 && !strings.Contains(string(out), `"handler":"webhook"`) {
-			t.Errorf("creating the hook answered %s", out)
-		}
+	if out := e.run(t, blocks[create]); !strings.Contains(out, `"handler":"webhook"`) {
+		t.Errorf("creating the hook answered %s", out)
 	}
-	got := rc.WaitFor(t, want, 60*time.Second)
+	e.run(t, blocks[emit])
+	got := e.expectDeliveries(t, 0, want...)
 	time.Sleep(time.Second) // nothing more may come: the balancer event has no hook
-	if got = rc.Requests(); len(got) != want {
-		t.Fatalf("%d deliveries, want %d", len(got), want)
+	if n := len(e.rc.Requests()); n != len(want) {
+		t.Fatalf("%d deliveries, want %d", n, len(want))
+	}
+	if !strings.Contains(string(got[0].Body), `"create"`) {
+		t.Errorf("first delivery %s, want the create (one key, in order)", got[0].Body)
 	}
 	for _, req := range got {
-		var body map[string]any
-		if err := json.Unmarshal(req.Body, &body); err != nil {
-			t.Fatalf("body %s: %v", req.Body, err)
-		}
-		if req.Path != "/hook" || body["source"] != "crud" || body["event"] != "consumers" ||
-			!strings.HasPrefix(req.Headers["X-Kong-Signature"], "sha1=") || req.Headers["Webhook-Id"] == "" {
-			t.Errorf("delivery %s %v %s", req.Path, req.Headers, req.Body)
+		if !strings.HasPrefix(req.Headers["X-Kong-Signature"], "sha1=") || !strings.HasPrefix(req.Headers["Webhook-Signature"], "v1,") {
+			t.Errorf("delivery unsigned: %v", req.Headers)
 		}
 	}
-	if !strings.Contains(string(got[0].Body), "Ada Lovelace") {
-		t.Errorf("first delivery %s, want the emitted create", got[0].Body)
+}
+
+// TestDocsMakeTargets checks what README's first block says without running it (see
+// docsNotRun): `make run` builds bin/eventhooks and runs dev, whose defaults are the
+// broker on 127.0.0.1:9092, the Admin API on 127.0.0.1:8080 and data in .eventhooks;
+// `make test` vets, then runs every test, then again under -race.
+func TestDocsMakeTargets(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	cmd := exec.Command("make", "-n", "run", "test")
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n run test: %v\n%s", err, out)
+	}
+	for _, want := range []string{"-o bin/eventhooks ./cmd/eventhooks", "./bin/eventhooks dev", "go vet ./...", "go test -count=1 -timeout 20m ./...", "go test -count=1 -race"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make -n run test prints no %q:\n%s", want, out)
+		}
+	}
+	help, err := exec.Command(binPath, "dev", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dev --help: %v\n%s", err, help)
+	}
+	for _, want := range []string{`--kafka-addr="127.0.0.1:9092"`, `--admin-addr="127.0.0.1:8080"`, `--data-dir=".eventhooks"`} {
+		if !strings.Contains(string(help), want) {
+			t.Errorf("dev --help has no %s", want)
+		}
 	}
 }
