@@ -15,6 +15,7 @@ import (
 var formTypes = map[string]string{
 	"snooze": "int", "timeout_ms": "int", "created_at": "int", "updated_at": "int",
 	"retry.max_attempts": "int", "retry.initial_backoff_ms": "int", "retry.max_backoff_ms": "int",
+	"rate_limit.per_second": "number", "rate_limit.burst": "int", "max_in_flight": "int",
 	"on_change": "bool", "enabled": "bool", "config.ssl_verify": "bool",
 	"config.headers_format": "bool", "config.payload_format": "bool", "config.body_format": "bool",
 	"tags": "array", "config.functions": "array",
@@ -83,6 +84,10 @@ func formValue(v, kind string) any {
 	case "int":
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return n
+		}
+	case "number":
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
 		}
 	case "bool":
 		if b, err := strconv.ParseBool(v); err == nil {

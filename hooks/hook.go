@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 	"time"
 
@@ -74,13 +75,18 @@ type Hook struct {
 	Snooze    *int64          `json:"snooze"`
 	Config    json.RawMessage `json:"config"`
 
-	Name        *string  `json:"name"`
-	Tags        []string `json:"tags"`
-	Enabled     *bool    `json:"enabled"`
-	Ordering    string   `json:"ordering"`
-	Retry       *Retry   `json:"retry"`
-	TimeoutMs   int64    `json:"timeout_ms"`
-	SnoozeScope string   `json:"snooze_scope"`
+	Name      *string  `json:"name"`
+	Tags      []string `json:"tags"`
+	Enabled   *bool    `json:"enabled"`
+	Ordering  string   `json:"ordering"`
+	Retry     *Retry   `json:"retry"`
+	TimeoutMs int64    `json:"timeout_ms"`
+	// RateLimit caps the hook's attempts per second on this instance (extension).
+	RateLimit *RateLimit `json:"rate_limit"`
+	// MaxInFlight caps the hook's attempts in flight at once on this instance; 0: no cap
+	// (extension).
+	MaxInFlight int    `json:"max_in_flight"`
+	SnoozeScope string `json:"snooze_scope"`
 	// Secrets lists the signing secrets: the current one (config.secret) first, then the
 	// previous ones a rotation keeps signing until they expire (see Rotate).
 	Secrets []Secret `json:"secrets"`
@@ -97,6 +103,21 @@ type Retry struct {
 	MaxAttempts      int   `json:"max_attempts"`
 	InitialBackoffMs int64 `json:"initial_backoff_ms"`
 	MaxBackoffMs     int64 `json:"max_backoff_ms"`
+}
+
+// RateLimit is a hook's rate limit: PerSecond attempts a second on average, Burst at
+// once after a quiet spell (0: PerSecond rounded up).
+type RateLimit struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// BurstOrDefault is Burst, or PerSecond rounded up (at least 1) when Burst is 0.
+func (r *RateLimit) BurstOrDefault() int {
+	if r.Burst > 0 {
+		return r.Burst
+	}
+	return max(1, int(math.Ceil(r.PerSecond)))
 }
 
 // EventName returns the subscribed event, "" meaning every event of the source.

@@ -161,6 +161,7 @@ func Validate(h *Hook, cat *Catalogue, now time.Time) error {
 			"in-flight deliveries and must end within the consumer group's 60 s rebalance timeout", MaxTimeoutMs, DefaultTimeoutMs))
 	}
 	validateRetry(h.Retry, e)
+	validateRateLimit(h, e)
 	if h.Source != "" && cat != nil {
 		if field, msg := cat.check(h.Source, h.EventName()); msg != "" {
 			e.add(field, msg)
@@ -202,6 +203,27 @@ func validateRetry(r *Retry, e *SchemaError) {
 	}
 	if backoffOK && r.InitialBackoffMs > 0 && r.MaxBackoffMs > 0 && r.InitialBackoffMs > r.MaxBackoffMs {
 		e.add("retry.max_backoff_ms", fmt.Sprintf("value should be at least retry.initial_backoff_ms (%d)", r.InitialBackoffMs))
+	}
+}
+
+// Bounds of the rate limit fields.
+const (
+	MaxRatePerSecond = 1_000_000
+	MaxInFlight      = 100_000
+)
+
+// validateRateLimit checks rate_limit and max_in_flight.
+func validateRateLimit(h *Hook, e *SchemaError) {
+	if r := h.RateLimit; r != nil {
+		if !(r.PerSecond > 0 && r.PerSecond <= MaxRatePerSecond) { // NaN fails too
+			e.add("rate_limit.per_second", fmt.Sprintf("value should be above 0 and at most %d", MaxRatePerSecond))
+		}
+		if r.Burst < 0 || r.Burst > MaxRatePerSecond {
+			e.add("rate_limit.burst", fmt.Sprintf("value should be between 1 and %d (0 or unset: per_second rounded up)", MaxRatePerSecond))
+		}
+	}
+	if h.MaxInFlight < 0 || h.MaxInFlight > MaxInFlight {
+		e.add("max_in_flight", fmt.Sprintf("value should be between 1 and %d (0 or unset: no cap)", MaxInFlight))
 	}
 }
 

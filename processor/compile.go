@@ -33,6 +33,7 @@ type hookMetrics struct {
 	parkedBehind *metrics.Counter
 	deadLettered *metrics.Counter
 	breakerWaits *metrics.Counter
+	rateWaits    *metrics.Counter
 	gatedSnooze  *metrics.Counter
 	gatedSame    *metrics.Counter
 	latency      *latencyHistogram
@@ -46,6 +47,7 @@ var (
 	familyParkedBehind = describe(`eventhooks_parked_behind_total`, "Events of the hook parked behind a blocked key, without an attempt.")
 	familyDeadLettered = describe(`eventhooks_dead_lettered_total`, "Deliveries of the hook dead-lettered.")
 	familyBreakerWaits = describe(`eventhooks_breaker_waits_total`, "Attempts of the hook an open circuit breaker turned away; nothing was sent.")
+	familyRateWaits    = describe(`eventhooks_rate_limit_waits_total`, "Attempts of the hook its rate_limit, max_in_flight or a receiver's 429 held back; nothing was sent.")
 	familyGated        = describe(`eventhooks_gated_total`, "Events of the hook dropped by its gate, by reason (snooze or unchanged).")
 )
 
@@ -66,6 +68,7 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 	m.parkedBehind = counter(familyParkedBehind + labels + `}`)
 	m.deadLettered = counter(familyDeadLettered + labels + `}`)
 	m.breakerWaits = counter(familyBreakerWaits + labels + `}`)
+	m.rateWaits = counter(familyRateWaits + labels + `}`)
 	m.gatedSnooze = counter(familyGated + labels + `,reason="snooze"}`)
 	m.gatedSame = counter(familyGated + labels + `,reason="unchanged"}`)
 	m.hookID = h.ID

@@ -65,7 +65,7 @@ const (
 	stepAbandoned
 	stepDeadLetter // e.Reason says why
 	stepRetry      // after the wait
-	stepCircuit    // nothing sent: a breaker is open; after the wait, or when probeDone closes
+	stepCircuit    // nothing sent: a breaker or the rate limit turned it away; after the wait, or when probeDone closes
 )
 
 // Dead-letter reasons (the eh-reason header).
@@ -115,8 +115,7 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 	if *e == nil { // the first failure: only now is the history worth an allocation
 		*e = newEntry(d.ev.Record, h.ID, now.Add(-res.Duration))
 	}
-	if errors.Is(res.Err, sinks.ErrCircuitOpen) {
-		ch.m.breakerWaits.Inc() // nothing was sent: no attempt spent
+	if turnedAway(res.Err, ch) { // nothing was sent: no attempt spent
 		return next{st: stepCircuit, wait: min(res.RetryAfter, maxBackoff(policy)), probeDone: res.ProbeDone}
 	}
 	ent := *e
@@ -143,6 +142,20 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 		return next{st: stepRetry, wait: backoff(policy, ent.Attempts, ra), retryAfter: ra}
 	}
 	return next{st: stepDeadLetter}
+}
+
+// turnedAway reports whether err is an attempt a breaker or the hook's rate limit turned
+// away before anything was sent, and counts it.
+func turnedAway(err error, ch *compiledHook) bool {
+	switch {
+	case errors.Is(err, sinks.ErrCircuitOpen):
+		ch.m.breakerWaits.Inc()
+	case errors.Is(err, sinks.ErrRateLimited):
+		ch.m.rateWaits.Inc()
+	default:
+		return false
+	}
+	return true
 }
 
 // errInternal marks an attempt that panicked: a bug, or an input nobody foresaw.

@@ -160,11 +160,12 @@ type hookGate struct {
 	br      *breaker      // nil when PoolConfig.DisableBreaker
 	err     error         // the rejection error, built once
 	maxWait time.Duration // retry.max_backoff_ms, or hooks.DefaultMaxBackoffMs
+	lim     *limiter      // rate_limit, max_in_flight and a receiver's 429s
 }
 
 // hookGate returns the gate of hook h, with a breaker configured as the pool's.
 func (p *Pool) hookGate(h *hooks.Hook) hookGate {
-	g := hookGate{maxWait: maxBackoffOf(h)}
+	g := hookGate{maxWait: maxBackoffOf(h), lim: newLimiter(h)}
 	if p != nil && !p.cfg.DisableBreaker {
 		g.br = newHookBreaker(p.breakerConfig(), h.ID)
 		g.err = g.br.hookError(h.ID)
@@ -180,14 +181,19 @@ func maxBackoffOf(h *hooks.Hook) time.Duration {
 	return hooks.DefaultMaxBackoffMs * time.Millisecond
 }
 
-// enter asks the hook's breaker whether an attempt may start. When it may not, it
-// returns the rejection (retryable, wrapping ErrCircuitOpen) and false; else the ticket
-// to give back to exit with the attempt's verdict for the hook.
+// enter asks the hook's rate limiter and breaker whether an attempt may start. When it
+// may not, it returns the rejection (retryable, wrapping ErrRateLimited or
+// ErrCircuitOpen) and false; else the ticket to give back to exit with the attempt's
+// verdict for the hook.
 func (g *hookGate) enter(lane *Lane, start time.Time) (ticket, Result, bool) {
+	if ok, wait := g.lim.take(start); !ok {
+		return ticketRejected, Result{Err: g.lim.err, Retryable: true, RetryAfter: min(wait, g.maxWait), Duration: time.Since(start)}, false
+	}
 	a := g.br.allow(avoidsProbes(lane), g.maxWait)
 	if a.ticket != ticketRejected {
 		return a.ticket, Result{}, true
 	}
+	g.lim.done(start, 0, 0)
 	return ticketRejected, Result{
 		Err:        g.err,
 		Retryable:  true,
@@ -197,8 +203,10 @@ func (g *hookGate) enter(lane *Lane, start time.Time) (ticket, Result, bool) {
 	}, false
 }
 
-// exit records what the attempt enter let through says about the hook.
-func (g *hookGate) exit(t ticket, v verdict) {
+// exit records what the attempt enter let through says about the hook: v for its
+// breaker, res (a 429 and its Retry-After) for its rate.
+func (g *hookGate) exit(t ticket, v verdict, res *Result) {
+	g.lim.done(time.Now(), res.Status, res.RetryAfter)
 	if t != ticketRejected {
 		g.br.record(t, v)
 	}
@@ -217,7 +225,7 @@ func (g *hookGate) run(lane *Lane, start time.Time, attempt func(*Lane) (Result,
 		lane = &Lane{}
 	}
 	res, v := attempt(lane)
-	g.exit(t, v)
+	g.exit(t, v, &res)
 	lane.trim()
 	res.Duration = time.Since(start)
 	return res

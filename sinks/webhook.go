@@ -96,7 +96,7 @@ func (s *webhookSink) Deliver(ctx context.Context, ev *hooks.Event, lane *Lane) 
 	buf.B = appendEventBody(buf.B[:0], ev)
 	res, v := s.send(ctx, ev, lane, buf.B, start)
 	putBuffer(buf)
-	s.gate.exit(t, v)
+	s.gate.exit(t, v, &res)
 	return res
 }
 
