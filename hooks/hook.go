@@ -85,8 +85,14 @@ type Hook struct {
 	RateLimit *RateLimit `json:"rate_limit"`
 	// MaxInFlight caps the hook's attempts in flight at once on this instance; 0: no cap
 	// (extension).
-	MaxInFlight int    `json:"max_in_flight"`
-	SnoozeScope string `json:"snooze_scope"`
+	MaxInFlight int `json:"max_in_flight"`
+	// AutoDisableAfter disables the hook once every attempt of it has failed for this
+	// many seconds (extension; 0: never).
+	AutoDisableAfter int64 `json:"auto_disable_after"`
+	// DisabledReason says why eventhooks disabled the hook (auto_disable_after): set with
+	// enabled false, cleared when the hook is enabled again.
+	DisabledReason *string `json:"disabled_reason"`
+	SnoozeScope    string  `json:"snooze_scope"`
 	// Secrets lists the signing secrets: the current one (config.secret) first, then the
 	// previous ones a rotation keeps signing until they expire (see Rotate).
 	Secrets []Secret `json:"secrets"`
@@ -190,7 +196,19 @@ func (h *Hook) Clone() *Hook {
 		r := *h.Retry
 		c.Retry = &r
 	}
+	if h.RateLimit != nil {
+		r := *h.RateLimit
+		c.RateLimit = &r
+	}
 	return &c
+}
+
+// AutoDisabled returns a copy of h disabled with reason, as of now.
+func (h *Hook) AutoDisabled(reason string, now time.Time) *Hook {
+	c := h.Clone()
+	off := false
+	c.Enabled, c.DisabledReason, c.UpdatedAt = &off, &reason, now.Unix()
+	return c
 }
 
 // Clamp brings the numeric fields of a hook read from the hooks topic within the bounds
@@ -259,6 +277,9 @@ func (h *Hook) applyDefaults(now time.Time) {
 	if h.Enabled == nil {
 		t := true
 		h.Enabled = &t
+	}
+	if *h.Enabled {
+		h.DisabledReason = nil
 	}
 	if h.Ordering == "" {
 		h.Ordering = OrderingKey

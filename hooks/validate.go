@@ -212,7 +212,7 @@ const (
 	MaxInFlight      = 100_000
 )
 
-// validateRateLimit checks rate_limit and max_in_flight.
+// validateRateLimit checks rate_limit, max_in_flight and auto_disable_after.
 func validateRateLimit(h *Hook, e *SchemaError) {
 	if r := h.RateLimit; r != nil {
 		if !(r.PerSecond > 0 && r.PerSecond <= MaxRatePerSecond) { // NaN fails too
@@ -225,7 +225,13 @@ func validateRateLimit(h *Hook, e *SchemaError) {
 	if h.MaxInFlight < 0 || h.MaxInFlight > MaxInFlight {
 		e.add("max_in_flight", fmt.Sprintf("value should be between 1 and %d (0 or unset: no cap)", MaxInFlight))
 	}
+	if h.AutoDisableAfter < 0 || h.AutoDisableAfter > MaxAutoDisableAfter {
+		e.add("auto_disable_after", fmt.Sprintf("value should be between 1 and %d seconds (0 or unset: never)", MaxAutoDisableAfter))
+	}
 }
+
+// MaxAutoDisableAfter bounds auto_disable_after: 365 days.
+const MaxAutoDisableAfter = 365 * 24 * 3600
 
 // validateConfig checks config against the handler's schema and rewrites it in its
 // normalised form (every field present, Kong's defaults filled).

@@ -170,6 +170,8 @@ func TestValidateBoundsNumericFields(t *testing.T) {
 		{name: "rate limit too high", extra: `,"rate_limit":{"per_second":1e7,"burst":-1}`,
 			fields: map[string]string{"rate_limit.per_second": "value should be above 0 and at most 1000000",
 				"rate_limit.burst": "value should be between 1 and 1000000 (0 or unset: per_second rounded up)"}},
+		{name: "auto_disable_after over a year", extra: `,"auto_disable_after":31536001`,
+			fields: map[string]string{"auto_disable_after": "value should be between 1 and 31536000 seconds (0 or unset: never)"}},
 		{name: "negative max_in_flight", extra: `,"max_in_flight":-1`,
 			fields: map[string]string{"max_in_flight": "value should be between 1 and 100000 (0 or unset: no cap)"}},
 		{name: "snooze over a year", extra: `,"snooze":31536001`,

@@ -18,6 +18,8 @@ type compiledHook struct {
 	gate   gates.Spec
 	policy hooks.Retry // the hook's retry policy with defaults and bounds, once per version
 	m      *hookMetrics
+	// failing is since when the version's attempts all failed (auto_disable_after).
+	failing failing
 }
 
 // hookMetrics are the series of one hook. They live in the default set (one set keeps one

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,10 @@ type Config struct {
 	// InlineAttempts is how many attempts a live delivery gets, within well under a
 	// second, before it is parked (default 3).
 	InlineAttempts int
+	// DisableHook disables hook id with reason, in the hooks topic: called once every
+	// attempt of a hook with auto_disable_after has failed for that long (optional:
+	// without it auto_disable_after has no effect).
+	DisableHook func(ctx context.Context, id, reason string) error
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
 	// Logger (default slog.Default()).
@@ -133,6 +138,7 @@ type Processor struct {
 
 	shared    *gates.Shared // gate state of snooze_scope "hook" hooks
 	stateProd *kgo.Client   // produces gate state to StateTopic at explicit partitions
+	disables  chan disableRequest
 }
 
 // hookSet is the compiled hook set the lanes read: the match index and, for parked
@@ -150,7 +156,8 @@ func New(cfg Config) (*Processor, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, shared: gates.NewShared(cfg.GateEntriesPerPartition)}
+	p := &Processor{cfg: cfg, log: cfg.Logger, shared: gates.NewShared(cfg.GateEntriesPerPartition),
+		disables: make(chan disableRequest, 16)}
 	p.produceCtx, p.stopProduce = context.WithCancel(context.Background())
 	for _, kind := range hooks.DecodeErrorKinds() {
 		malformedCounter(kind) // every series exists from the start, at zero
@@ -213,6 +220,11 @@ func (p *Processor) Joined() bool { return p.events.joined.Load() }
 // Run consumes until ctx is done, then stops the workers, commits what is done and leaves
 // the groups.
 func (p *Processor) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if p.cfg.DisableHook != nil {
+		wg.Go(func() { p.disableLoop(ctx) })
+	}
 	return p.events.run(ctx)
 }
 

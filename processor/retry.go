@@ -106,6 +106,9 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 	ch.m.latency.observe(res.Duration)
 	if res.Delivered {
 		ch.m.delivered.Inc()
+		if ch.hook.AutoDisableAfter > 0 {
+			ch.noteDelivered()
+		}
 		return next{st: stepDelivered}
 	}
 	if d.ctx.Err() != nil {
@@ -114,6 +117,9 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 	now := p.cfg.Now()
 	if *e == nil { // the first failure: only now is the history worth an allocation
 		*e = newEntry(d.ev.Record, h.ID, now.Add(-res.Duration))
+	}
+	if !errors.Is(res.Err, sinks.ErrRateLimited) { // held back by its own limit is no failure
+		p.noteFailed(ch, now, res.Err, !errors.Is(res.Err, sinks.ErrCircuitOpen))
 	}
 	if turnedAway(res.Err, ch) { // nothing was sent: no attempt spent
 		return next{st: stepCircuit, wait: min(res.RetryAfter, maxBackoff(policy)), probeDone: res.ProbeDone}

@@ -172,6 +172,7 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 		Compile: c.compile, Catalogue: c.cat, Logger: s.log,
 		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ, StateTopic: c.topics.State,
 		GateEntriesPerPartition: s.proc.GateEntriesPerPartition,
+		DisableHook:             c.disableHook,
 	})
 	if err != nil {
 		c.pool.Close()
@@ -184,6 +185,16 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 	}
 	c.store = hooks.NewStore(c.storeCl, c.topics.Hooks, c.cat, s.log, c.proc.ApplyHooks)
 	return c, nil
+}
+
+// disableHook writes hook id disabled with reason (auto_disable_after). A hook deleted
+// meanwhile needs nothing.
+func (c *core) disableHook(ctx context.Context, id, reason string) error {
+	h, ok := c.store.Snapshot().Get(id)
+	if !ok {
+		return nil
+	}
+	return c.store.Put(ctx, h.AutoDisabled(reason, time.Now()))
 }
 
 // destinationWarning tells an Admin API client that the SSRF guard will refuse a hook's
