@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,22 +41,26 @@ type Topics struct {
 	Retry string
 	// DLQ holds dead letters.
 	DLQ string
+	// Attempts is the attempt log: one record per delivery attempt (key = hook id),
+	// kept for BootstrapConfig.AttemptsRetention.
+	Attempts string
 }
 
 // NewTopics returns the topic names for prefix (default
 // [DefaultTopicPrefix] when empty): prefix + "events", "hooks", "state",
-// "retry", "dlq". A non-empty eventsOverride (--topics) replaces the events
+// "retry", "dlq", "attempts". A non-empty eventsOverride (--topics) replaces the events
 // topic; empty names in it are dropped.
 func NewTopics(prefix string, eventsOverride []string) Topics {
 	if prefix == "" {
 		prefix = DefaultTopicPrefix
 	}
 	t := Topics{
-		Events: []string{prefix + "events"},
-		Hooks:  prefix + "hooks",
-		State:  prefix + "state",
-		Retry:  prefix + "retry",
-		DLQ:    prefix + "dlq",
+		Events:   []string{prefix + "events"},
+		Hooks:    prefix + "hooks",
+		State:    prefix + "state",
+		Retry:    prefix + "retry",
+		DLQ:      prefix + "dlq",
+		Attempts: prefix + "attempts",
 	}
 	var events []string
 	for _, e := range eventsOverride {
@@ -95,6 +100,7 @@ func (t Topics) Validate() error {
 	check("state", t.State)
 	check("retry", t.Retry)
 	check("dlq", t.DLQ)
+	check("attempts", t.Attempts)
 	return errors.Join(errs...)
 }
 
@@ -125,7 +131,13 @@ type BootstrapConfig struct {
 	// ReplicationFactor of created topics; default -1, the broker's
 	// default.replication.factor.
 	ReplicationFactor int16
+	// AttemptsRetention is the retention.ms of a created attempts topic; default
+	// DefaultAttemptsRetention.
+	AttemptsRetention time.Duration
 }
+
+// DefaultAttemptsRetention is how long a created attempts topic keeps the attempt log.
+const DefaultAttemptsRetention = 7 * 24 * time.Hour
 
 // hooksPartitions is the partition count of a created hooks topic. Hook
 // definitions are few and every instance reads all of them, so one
@@ -134,7 +146,8 @@ type BootstrapConfig struct {
 const hooksPartitions = 1
 
 // Bootstrap creates the topics of t that do not exist: Hooks and State with
-// cleanup.policy=compact, Events, Retry and DLQ with cleanup.policy=delete.
+// cleanup.policy=compact, Events, Retry, DLQ and Attempts with cleanup.policy=delete
+// (Attempts with retention.ms of AttemptsRetention).
 // State gets the partition count of Events[0], existing or created, so gate
 // state is co-partitioned with its input; a missing Events[0] next to an
 // existing State gets State's count. Other events topics are created with
@@ -158,6 +171,9 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	if bc.Partitions <= 0 {
 		bc.Partitions = DefaultPartitions
 	}
+	if bc.AttemptsRetention <= 0 {
+		bc.AttemptsRetention = DefaultAttemptsRetention
+	}
 	switch {
 	case bc.ReplicationFactor == 0:
 		bc.ReplicationFactor = DefaultReplicationFactor
@@ -166,8 +182,8 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	}
 
 	b := &bootstrapper{adm: adm, bc: bc, compacted: map[string]bool{t.Hooks: true, t.State: true},
-		parked: map[string]bool{t.Retry: true, t.DLQ: true}}
-	names := append(slices.Clone(t.Events), t.Hooks, t.State, t.Retry, t.DLQ)
+		parked: map[string]bool{t.Retry: true, t.DLQ: true}, attempts: t.Attempts}
+	names := append(slices.Clone(t.Events), t.Hooks, t.State, t.Retry, t.DLQ, t.Attempts)
 
 	// Check everything that exists before creating anything, so a refusal
 	// leaves the cluster as it was.
@@ -220,6 +236,9 @@ func Bootstrap(ctx context.Context, adm *kadm.Client, t Topics, bc BootstrapConf
 	if _, err := b.ensure(ctx, t.DLQ, bc.Partitions); err != nil {
 		return err
 	}
+	if _, err := b.ensure(ctx, t.Attempts, bc.Partitions); err != nil {
+		return err
+	}
 	// Refresh the admin client's metadata cache, which still says our
 	// created topics do not exist (see describe).
 	if _, err := b.describe(ctx, names); err != nil {
@@ -261,6 +280,7 @@ type bootstrapper struct {
 	bc        BootstrapConfig
 	compacted map[string]bool      // topics that must be compacted
 	parked    map[string]bool      // the retry and DLQ topics
+	attempts  string               // the attempts topic
 	existing  map[string]topicInfo // topics found by the first describe
 }
 
@@ -364,6 +384,10 @@ func (b *bootstrapper) ensure(ctx context.Context, name string, parts int32) (in
 		// A parked entry holds its event as it was plus the delivery history in headers:
 		// a little more than the largest event must fit.
 		configs["max.message.bytes"] = &parkedMaxMessageBytes
+	}
+	if name == b.attempts {
+		retention := strconv.FormatInt(b.bc.AttemptsRetention.Milliseconds(), 10)
+		configs["retention.ms"] = &retention
 	}
 	resp, err := b.adm.CreateTopic(ctx, parts, b.bc.ReplicationFactor, configs, name)
 	switch {

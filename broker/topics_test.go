@@ -98,7 +98,7 @@ func TestNewTopics(t *testing.T) {
 	got := NewTopics("", nil)
 	want := Topics{
 		Events: []string{"eventhooks-events"}, Hooks: "eventhooks-hooks", State: "eventhooks-state",
-		Retry: "eventhooks-retry", DLQ: "eventhooks-dlq",
+		Retry: "eventhooks-retry", DLQ: "eventhooks-dlq", Attempts: "eventhooks-attempts",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("NewTopics(\"\", nil) = %+v, want %+v", got, want)
@@ -106,7 +106,7 @@ func TestNewTopics(t *testing.T) {
 	got = NewTopics("acme.", []string{"kong-log", " ", "gw-events"})
 	want = Topics{
 		Events: []string{"kong-log", "gw-events"}, Hooks: "acme.hooks", State: "acme.state",
-		Retry: "acme.retry", DLQ: "acme.dlq",
+		Retry: "acme.retry", DLQ: "acme.dlq", Attempts: "acme.attempts",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("NewTopics(acme., override) = %+v, want %+v", got, want)
@@ -133,16 +133,34 @@ func TestBootstrap(t *testing.T) {
 			t.Fatalf("Bootstrap run %d: %v", i+1, err)
 		}
 	}
-	got := describeTopics(t, adm, "eventhooks-events", "eventhooks-hooks", "eventhooks-state", "eventhooks-retry", "eventhooks-dlq")
+	got := describeTopics(t, adm, "eventhooks-events", "eventhooks-hooks", "eventhooks-state", "eventhooks-retry", "eventhooks-dlq", "eventhooks-attempts")
 	want := map[string]topicState{
-		"eventhooks-events": {8, "delete"},
-		"eventhooks-hooks":  {1, "compact"},
-		"eventhooks-state":  {8, "compact"},
-		"eventhooks-retry":  {8, "delete"},
-		"eventhooks-dlq":    {8, "delete"},
+		"eventhooks-events":   {8, "delete"},
+		"eventhooks-hooks":    {1, "compact"},
+		"eventhooks-state":    {8, "compact"},
+		"eventhooks-retry":    {8, "delete"},
+		"eventhooks-dlq":      {8, "delete"},
+		"eventhooks-attempts": {8, "delete"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("topics = %+v\nwant %+v", got, want)
+	}
+	rcs, err := adm.DescribeTopicConfigs(testCtx(t), "eventhooks-attempts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On("eventhooks-attempts", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retention := ""
+	for _, c := range rc.Configs {
+		if c.Key == "retention.ms" {
+			retention = c.MaybeValue()
+		}
+	}
+	if retention != "604800000" {
+		t.Errorf("attempts retention.ms = %q, want 7 days", retention)
 	}
 }
 
