@@ -13,20 +13,26 @@ import (
 
 // Route patterns; they are also the values of the route label of the request counter.
 const (
-	patHooks   = "/event-hooks"
-	patHook    = "/event-hooks/{id}"
-	patTest    = "/event-hooks/{id}/test"
-	patPing    = "/event-hooks/{id}/ping"
-	patRotate  = "/event-hooks/{id}/rotate-secret"
-	patSources = "/event-hooks/sources"
-	patSource  = "/event-hooks/sources/{source}"
-	patEvent   = "/event-hooks/sources/{source}/{event}"
-	patHealth  = "/healthz"
-	patReady   = "/readyz"
-	patMetrics = "/metrics"
-	patReplays = "/replays"
-	patReplay  = "/replays/{id}"
-	patOther   = "other"
+	patHooks       = "/event-hooks"
+	patHook        = "/event-hooks/{id}"
+	patTest        = "/event-hooks/{id}/test"
+	patPing        = "/event-hooks/{id}/ping"
+	patRotate      = "/event-hooks/{id}/rotate-secret"
+	patSources     = "/event-hooks/sources"
+	patSource      = "/event-hooks/sources/{source}"
+	patEvent       = "/event-hooks/sources/{source}/{event}"
+	patHealth      = "/healthz"
+	patReady       = "/readyz"
+	patMetrics     = "/metrics"
+	patReplays     = "/replays"
+	patReplay      = "/replays/{id}"
+	patDeliveries  = "/event-hooks/{id}/deliveries"
+	patDelivery    = "/deliveries/{id}"
+	patRetry       = "/deliveries/{id}/retry"
+	patDeadLetters = "/dead-letters"
+	patRedrive     = "/dead-letters/redrive"
+	patConsole     = "/ui"
+	patOther       = "other"
 )
 
 // params are the path parameters of a matched route.
@@ -88,6 +94,12 @@ func (s *Server) routeTable() (map[string]*route, *route) {
 		newRoute(patEvent, false, m{"GET": s.getEvent, "PUT": s.putEvent, "DELETE": s.deleteEvent}),
 		newRoute(patReplays, false, m{"GET": s.listReplays, "POST": s.startReplay}),
 		newRoute(patReplay, false, m{"GET": s.getReplay, "DELETE": s.cancelReplay}),
+		newRoute(patDeliveries, false, m{"GET": s.listDeliveries}),
+		newRoute(patDelivery, false, m{"GET": s.getDelivery}),
+		newRoute(patRetry, false, m{"POST": s.retryDelivery}),
+		newRoute(patDeadLetters, false, m{"GET": s.listDeadLetters}),
+		newRoute(patRedrive, false, m{"POST": s.redriveDeadLetters}),
+		newRoute(patConsole, true, consoleMethods(s.serveConsole)),
 		newRoute(patHealth, true, m{"GET": s.healthz}),
 		newRoute(patReady, true, m{"GET": s.readyz}),
 		newRoute(patMetrics, true, m{"GET": s.metrics}),
@@ -113,8 +125,11 @@ func matchPattern(path string) (string, params) {
 		path = strings.TrimSuffix(path, "/")
 	}
 	switch path {
-	case patHealth, patReady, patMetrics, patHooks, patSources, patReplays:
+	case patHealth, patReady, patMetrics, patHooks, patSources, patReplays, patDeadLetters, patRedrive:
 		return path, params{}
+	}
+	if pattern, p, ok := matchDeliveryLog(path); ok {
+		return pattern, p
 	}
 	if id, ok := strings.CutPrefix(path, patReplays+"/"); ok && id != "" && !strings.Contains(id, "/") {
 		return patReplay, params{id: id}
@@ -144,6 +159,8 @@ func matchPattern(path string) (string, params) {
 		return patPing, params{id: seg[0]}
 	case len(seg) == 2 && seg[1] == "rotate-secret":
 		return patRotate, params{id: seg[0]}
+	case len(seg) == 2 && seg[1] == "deliveries":
+		return patDeliveries, params{id: seg[0]}
 	}
 	return patOther, params{}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/eventhooks/eventhooks/deliveries"
 	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/bearer"
 	"github.com/eventhooks/eventhooks/internal/httpserve"
@@ -53,6 +54,11 @@ type Config struct {
 	Loaded <-chan struct{}
 	// Replays runs replay jobs for /replays; nil answers 501.
 	Replays ReplayService
+	// Deliveries is the delivery log for /event-hooks/{id}/deliveries, /deliveries and
+	// /dead-letters; nil answers 501.
+	Deliveries *deliveries.Log
+	// Console serves the web console under /ui; nil: 404.
+	Console Console
 	// Ready reports readiness for /readyz (hooks loaded and partitions assigned) with a
 	// reason when not ready; nil means always ready.
 	Ready func() (bool, string)

@@ -1,0 +1,105 @@
+package deliveries
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/broker"
+	"github.com/eventhooks/eventhooks/internal/testkit"
+)
+
+// TestLogTailsTopics produces attempts and dead letters in the processor's formats to
+// the embedded broker and reads them back through a running Log.
+func TestLogTailsTopics(t *testing.T) {
+	emb := testkit.Broker(t, 3)
+	topics := broker.NewTopics("", nil)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	produce := func(r *kgo.Record) {
+		t.Helper()
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Records before the Log starts are read too (from Total before each end).
+	for i := range 5 {
+		a := Attempt{HookID: "hook-1", WebhookID: "msg_1", Attempt: i + 1, AtMs: int64(i), Outcome: OutcomeFailed, Status: 503}
+		b, _ := json.Marshal(a)
+		produce(&kgo.Record{Topic: topics.Attempts, Key: []byte(a.HookID), Value: b})
+	}
+	produce(&kgo.Record{Topic: topics.Attempts, Key: []byte("x"), Value: []byte("not json")})
+	produce(&kgo.Record{Topic: topics.Events[0], Key: []byte("k"), Value: []byte(`{"seq":1}`)})
+
+	l, err := New(Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
+		DLQTopic: topics.DLQ, EventsTopic: topics.Events[0], Total: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(rctx) }()
+
+	produce(&kgo.Record{Topic: topics.DLQ, Key: []byte("k"), Value: []byte(`{"seq":1}`), Headers: []kgo.RecordHeader{
+		{Key: "traceparent", Value: []byte("x")},
+		{Key: headerHookID, Value: []byte("hook-1")}, {Key: headerReason, Value: []byte("permanent")},
+		{Key: headerDelivery, Value: []byte(`{"attempts":1,"last_status":400,"last_error":"bad","topic":"eventhooks-events","partition":2,"offset":7}`)},
+	}})
+	produce(&kgo.Record{Topic: topics.DLQ, Value: []byte("someone else's")})
+	testkit.Eventually(t, 30*time.Second, "attempts and dead letter indexed", func() bool {
+		return l.Attempts.Len() == 5 && len(l.DeadLetters.List(DeadLetterQuery{Size: 10}).Data) == 1
+	})
+	got, _ := l.Attempts.Delivery("msg_1")
+	if len(got) != 5 || got[4].Attempt != 5 || got[4].Status != 503 {
+		t.Errorf("delivery msg_1: %+v", got)
+	}
+	dl := l.DeadLetters.List(DeadLetterQuery{HookID: "hook-1", Reason: "permanent", Size: 10}).Data
+	if len(dl) != 1 || dl[0].LastStatus != 400 || dl[0].Offset != 7 || dl[0].Partition != 2 || dl[0].Value != `{"seq":1}` {
+		t.Errorf("dead letters %+v", dl)
+	}
+	if n := len(l.DeadLetters.List(DeadLetterQuery{Reason: "max_attempts", Size: 10}).Data); n != 0 {
+		t.Errorf("reason filter kept %d", n)
+	}
+
+	// The event's range for a retry: its own offset, every other partition empty.
+	p := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Events[0], Key: []byte("k2"), Value: []byte(`{}`)})
+	r, err := p.First()
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to, err := l.RetryRange(ctx, Attempt{Topic: topics.Events[0], Partition: r.Partition, Offset: r.Offset})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := bound(r.Partition, r.Offset); !contains(from, want) || !contains(to, bound(r.Partition, r.Offset+1)) {
+		t.Errorf("range %s .. %s does not select %s", from, to, want)
+	}
+	if _, _, err := l.RetryRange(ctx, Attempt{Topic: "other"}); err == nil {
+		t.Error("an attempt of another topic got a range")
+	}
+	if _, _, err := l.RetryRange(ctx, Attempt{Partition: r.Partition, Offset: r.Offset + 10}); err == nil {
+		t.Error("an offset past the end got a range")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func contains(list, item string) bool {
+	for s := range strings.SplitSeq(list, ",") {
+		if s == item {
+			return true
+		}
+	}
+	return false
+}
