@@ -16,7 +16,7 @@ var formTypes = map[string]string{
 	"snooze": "int", "timeout_ms": "int", "created_at": "int", "updated_at": "int",
 	"retry.max_attempts": "int", "retry.initial_backoff_ms": "int", "retry.max_backoff_ms": "int",
 	"rate_limit.per_second": "number", "rate_limit.burst": "int", "max_in_flight": "int",
-	"on_change": "bool", "enabled": "bool", "config.ssl_verify": "bool",
+	"on_change": "bool", "enabled": "bool", "log_request_body": "bool", "config.ssl_verify": "bool",
 	"config.headers_format": "bool", "config.payload_format": "bool", "config.body_format": "bool",
 	"tags": "array", "config.functions": "array",
 }

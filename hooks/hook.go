@@ -86,6 +86,9 @@ type Hook struct {
 	// MaxInFlight caps the hook's attempts in flight at once on this instance; 0: no cap
 	// (extension).
 	MaxInFlight int `json:"max_in_flight"`
+	// LogRequestBody puts the first bytes of each request body in the attempt log
+	// (extension; default false: the log keeps only the response's).
+	LogRequestBody bool `json:"log_request_body"`
 	// AutoDisableAfter disables the hook once every attempt of it has failed for this
 	// many seconds (extension; 0: never).
 	AutoDisableAfter int64 `json:"auto_disable_after"`

@@ -69,6 +69,9 @@ type Config struct {
 	// InlineAttempts is how many attempts a live delivery gets, within well under a
 	// second, before it is parked (default 3).
 	InlineAttempts int
+	// AttemptsTopic receives the attempt log, a record per delivery attempt sent
+	// (optional: without it nothing is logged). See attemptlog.go.
+	AttemptsTopic string
 	// DisableHook disables hook id with reason, in the hooks topic: called once every
 	// attempt of a hook with auto_disable_after has failed for that long (optional:
 	// without it auto_disable_after has no effect).
@@ -139,6 +142,7 @@ type Processor struct {
 	shared    *gates.Shared // gate state of snooze_scope "hook" hooks
 	stateProd *kgo.Client   // produces gate state to StateTopic at explicit partitions
 	disables  chan disableRequest
+	attempts  *attemptLog // nil without an attempts topic
 }
 
 // hookSet is the compiled hook set the lanes read: the match index and, for parked
@@ -196,6 +200,10 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("cannot create state producer: %w", err)
 		}
 	}
+	if p.attempts, err = newAttemptLog(p.produceCtx, &p.cfg); err != nil {
+		p.Close()
+		return nil, err
+	}
 	p.events = newGroupConsumer(p, cfg.Group, cfg.Topics, cfg.RetryTopic)
 	return p, nil
 }
@@ -230,6 +238,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // Close releases the producers. Call it after Run and Replay have returned.
 func (p *Processor) Close() {
+	p.attempts.close()
 	p.stopProduce()
 	p.parker.Close()
 	if p.stateProd != nil {

@@ -102,12 +102,23 @@ type next struct {
 func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next {
 	h := ch.hook
 	policy := ch.policy
+	if p.attempts != nil && d.sinks != nil {
+		d.sinks.KeepExcerpts = true
+		d.sinks.ResetExcerpts()
+	}
 	res := p.deliverSafely(d, ch)
 	ch.m.latency.observe(res.Duration)
 	if res.Delivered {
 		ch.m.delivered.Inc()
 		if ch.hook.AutoDisableAfter > 0 {
 			ch.noteDelivered()
+		}
+		if p.attempts != nil && !res.Dropped {
+			n := 1
+			if *e != nil {
+				n += (*e).Attempts
+			}
+			p.attempts.logAttempt(d, ch, &res, time.Now().Add(-res.Duration), n, outcomeDelivered, "")
 		}
 		return next{st: stepDelivered}
 	}
@@ -145,8 +156,10 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 		ent.Reason = reasonMaxAttempts
 	default:
 		ra := min(res.RetryAfter, maxBackoff(policy))
+		p.attempts.logAttempt(d, ch, &res, now.Add(-res.Duration), ent.Attempts, outcomeFailed, "")
 		return next{st: stepRetry, wait: backoff(policy, ent.Attempts, ra), retryAfter: ra}
 	}
+	p.attempts.logAttempt(d, ch, &res, now.Add(-res.Duration), ent.Attempts, outcomeDeadLettered, ent.Reason)
 	return next{st: stepDeadLetter}
 }
 

@@ -42,8 +42,33 @@ type Lane struct {
 	// script does not hold the lane for its timeout. Read by every Deliver on the lane.
 	AvoidProbes bool
 
+	// KeepExcerpts asks every HTTP request sent on the lane to keep the first
+	// ExcerptBytes of its body and of the response's (see Excerpts), for the attempt
+	// log.
+	KeepExcerpts bool
+	reqExcerpt   []byte
+	respExcerpt  []byte
+
 	// capture, when set (by Tester), records every request sent and its response.
 	capture *capture
+}
+
+// ExcerptBytes is how much of a request and a response body a lane keeps with
+// KeepExcerpts.
+const ExcerptBytes = 256
+
+// Excerpts returns the first bytes of the last request body sent on the lane and of its
+// response's, with KeepExcerpts; valid until the lane's next delivery. ResetExcerpts
+// empties them.
+func (l *Lane) Excerpts() (request, response []byte) { return l.reqExcerpt, l.respExcerpt }
+
+// ResetExcerpts empties what Excerpts returns, before a delivery that may send nothing.
+func (l *Lane) ResetExcerpts() { l.reqExcerpt, l.respExcerpt = l.reqExcerpt[:0], l.respExcerpt[:0] }
+
+// keepExcerpts keeps the first ExcerptBytes of req's and resp's bodies.
+func (l *Lane) keepExcerpts(req, resp []byte) {
+	l.reqExcerpt = append(l.reqExcerpt[:0], req[:min(len(req), ExcerptBytes)]...)
+	l.respExcerpt = append(l.respExcerpt[:0], resp[:min(len(resp), ExcerptBytes)]...)
 }
 
 // maxLaneScratch is the largest scratch buffer a Lane keeps between events.

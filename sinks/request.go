@@ -155,6 +155,9 @@ func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string
 		// Only then was a status line read: fasthttp reports 200 when none was.
 		status = resp.StatusCode()
 	}
+	if lane != nil && lane.KeepExcerpts {
+		lane.keepExcerpts(req.Body(), resp.Body())
+	}
 	dest, hook := breakerVerdict(status, err)
 	ep.br.record(t, dest)
 	delivered, retryable := classify(status, err)

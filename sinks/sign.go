@@ -84,14 +84,15 @@ func SignStandard(key []byte, msgID string, ts int64, body []byte) string {
 // Deliver an Event whose ID or Record still names the original.
 func MessageID(hookID string, ev *hooks.Event) string {
 	var scratch []byte
-	return string(appendMessageID(nil, &scratch, hookID, ev))
+	return string(AppendMessageID(nil, &scratch, hookID, ev))
 }
 
 // messageIDLen is len("msg_") + 32 hex digits.
 const messageIDLen = 4 + 32
 
-// appendMessageID appends ev's webhook-id to dst, using *scratch for the identity bytes.
-func appendMessageID(dst []byte, scratch *[]byte, hookID string, ev *hooks.Event) []byte {
+// AppendMessageID appends ev's webhook-id (see MessageID) to dst, using *scratch for
+// the identity bytes.
+func AppendMessageID(dst []byte, scratch *[]byte, hookID string, ev *hooks.Event) []byte {
 	b := append((*scratch)[:0], hookID...)
 	b = append(b, 0)
 	switch {
@@ -264,7 +265,7 @@ type signatures struct {
 // body would let anyone who saw one request replay it with another query string.
 func (s *signer) signRequest(hookID string, ev *hooks.Event, index int, unix int64, body []byte, hasBody bool) signatures {
 	b := s.hdr[:0]
-	b = appendMessageID(b, &s.id, hookID, ev)
+	b = AppendMessageID(b, &s.id, hookID, ev)
 	if index >= 0 {
 		b = append(b, '_')
 		b = strconv.AppendInt(b, int64(index), 10)

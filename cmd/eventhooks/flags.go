@@ -32,10 +32,11 @@ func (f KafkaFlags) config() broker.Config {
 
 // TopicFlags name and shape the topics.
 type TopicFlags struct {
-	TopicPrefix       string   `help:"Prefix of the topics eventhooks owns (events, hooks, state, retry, dlq)." default:"eventhooks-"`
-	Topics            []string `help:"Input topics, overriding <prefix>events (e.g. a gateway's own topics)." sep:","`
-	Partitions        int32    `help:"Partitions of topics created at start-up." default:"8"`
-	ReplicationFactor int16    `help:"Replication factor of topics created at start-up (-1: broker default)." default:"-1"`
+	TopicPrefix         string        `help:"Prefix of the topics eventhooks owns (events, hooks, state, retry, dlq, attempts)." default:"eventhooks-"`
+	Topics              []string      `help:"Input topics, overriding <prefix>events (e.g. a gateway's own topics)." sep:","`
+	Partitions          int32         `help:"Partitions of topics created at start-up." default:"8"`
+	ReplicationFactor   int16         `help:"Replication factor of topics created at start-up (-1: broker default)." default:"-1"`
+	AttemptLogRetention time.Duration `help:"How long a created attempts topic keeps the attempt log." default:"168h"`
 }
 
 func (f TopicFlags) topics() broker.Topics { return broker.NewTopics(f.TopicPrefix, f.Topics) }
@@ -44,6 +45,7 @@ func (f TopicFlags) topics() broker.Topics { return broker.NewTopics(f.TopicPref
 type ProcessorFlags struct {
 	Group                   string        `help:"Consumer group." default:"eventhooks"`
 	Lanes                   int           `help:"Key lanes per partition: the delivery concurrency of one partition." default:"16"`
+	NoAttemptLog            bool          `help:"Do not write the attempt log (<prefix>attempts: every delivery attempt, for the deliveries API)."`
 	PartitionBufferBytes    int           `help:"Bytes of an input partition's records fetched and not yet handled; past it, fetching the partition pauses (bounds memory while a backlog drains)." default:"4194304"`
 	CommitInterval          time.Duration `help:"How often done offsets are committed." default:"1s"`
 	MaxEventBytes           int           `help:"Largest record value accepted." default:"1048576"`

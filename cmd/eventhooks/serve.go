@@ -122,7 +122,8 @@ func bootstrap(ctx context.Context, kc broker.Config, tf TopicFlags) error {
 		return fmt.Errorf("cannot create Kafka client: %w", err)
 	}
 	defer cl.Close()
-	bc := broker.BootstrapConfig{Partitions: tf.Partitions, ReplicationFactor: tf.ReplicationFactor}
+	bc := broker.BootstrapConfig{Partitions: tf.Partitions, ReplicationFactor: tf.ReplicationFactor,
+		AttemptsRetention: tf.AttemptLogRetention}
 	if err := broker.Bootstrap(ctx, kadm.NewClient(cl), tf.topics(), bc); err != nil {
 		return fmt.Errorf("bootstrap topics: %w", err)
 	}
@@ -173,6 +174,7 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 		RetryTopic: c.topics.Retry, DLQTopic: c.topics.DLQ, StateTopic: c.topics.State,
 		GateEntriesPerPartition: s.proc.GateEntriesPerPartition,
 		DisableHook:             c.disableHook,
+		AttemptsTopic:           attemptsTopic(s.proc.NoAttemptLog, c.topics),
 	})
 	if err != nil {
 		c.pool.Close()
@@ -185,6 +187,14 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 	}
 	c.store = hooks.NewStore(c.storeCl, c.topics.Hooks, c.cat, s.log, c.proc.ApplyHooks)
 	return c, nil
+}
+
+// attemptsTopic is where the processor writes the attempt log: none with --no-attempt-log.
+func attemptsTopic(off bool, t broker.Topics) string {
+	if off {
+		return ""
+	}
+	return t.Attempts
 }
 
 // disableHook writes hook id disabled with reason (auto_disable_after). A hook deleted
