@@ -251,8 +251,13 @@ func (s *service) run() error {
 	probe := newBrokerProbe(c.storeCl)
 	jobs := processor.NewReplayJobs(c.proc, func(id string) bool { _, ok := c.store.Snapshot().Get(id); return ok })
 	defer jobs.Close()
+	dlog, ui, err := s.deliveryLog(c)
+	if err != nil {
+		return err
+	}
+	defer dlog.Close()
 	api, err := admin.New(admin.Config{
-		Replays: jobs,
+		Replays: jobs, Deliveries: dlog, Console: ui,
 		Loaded:  c.store.Loaded(),
 		Store:   c.store, Catalogue: c.cat, Logger: s.log,
 		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
@@ -269,6 +274,7 @@ func (s *service) run() error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.store.Run(gctx) })
 	g.Go(func() error { return probe.run(gctx) })
+	g.Go(func() error { return dlog.Run(gctx) })
 	g.Go(func() error {
 		s.log.Info("admin API listening", "addr", "http://"+s.admin.AdminAddr)
 		return api.ListenAndServe(s.admin.AdminAddr)
