@@ -19,10 +19,13 @@ type chart struct {
 	W, H     float64
 	Bars     []bar
 	Latency  string // polyline points
+	Points   []point
 	MaxCount int
 	MaxMs    string
 	Empty    bool
 }
+
+type point struct{ X, Y float64 }
 
 type bar struct {
 	X, W, OkY, OkH, FailY, FailH float64
@@ -52,6 +55,7 @@ func newChart(st deliveries.Stats) chart {
 		if b.Attempts > 0 && maxMs > 0 {
 			y := chartH - chartH*0.9*b.MeanMs/maxMs
 			pts = append(pts, strconv.FormatFloat(x+slot/2, 'f', 1, 64)+","+strconv.FormatFloat(y, 'f', 1, 64))
+			ch.Points = append(ch.Points, point{X: x + slot/2, Y: y})
 		}
 	}
 	ch.Latency = strings.Join(pts, " ")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -310,7 +311,14 @@ var funcs = template.FuncMap{
 	"outcome":  outcomeLabel,
 	"nonempty": func(s string) bool { return strings.TrimSpace(s) != "" },
 	"list":     func(s ...string) []string { return s },
+	"short":    shortError,
 }
+
+// hookPrefix is how delivery errors start; the page already says which hook.
+var hookPrefix = regexp.MustCompile(`^deliver hook [0-9a-f-]{36}: `)
+
+// shortError is an attempt's error without the hook prefix.
+func shortError(s string) string { return hookPrefix.ReplaceAllString(s, "") }
 
 // ago says how long before now ms was, coarsely.
 func ago(ms int64) string {

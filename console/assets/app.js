@@ -133,7 +133,15 @@ async function follow(note, id) {
     const served = Object.values(job.served || {}).reduce((a, b) => a + b, 0);
     show(note, "Job " + id.slice(0, 8) + ": " + job.state + " · read " + job.read + " of " + job.total +
       " · sent " + served + (job.error ? " · " + job.error : ""));
-    if (job.state !== "running") return;
+    if (job.state !== "running") {
+      if (job.state === "done" && document.getElementById("retry")) {
+        const a = document.createElement("a");
+        a.href = location.pathname;
+        a.textContent = " · show the new attempt";
+        note.append(a);
+      }
+      return;
+    }
     await new Promise((r) => setTimeout(r, 700));
   }
 }
