@@ -80,19 +80,17 @@ func TestBenchFaultsFlags(t *testing.T) {
 func TestBenchProcesses(t *testing.T) {
 	const events = 2000
 	for _, tc := range []struct {
-		handler  string
-		baseline bool
-		rows     []string
+		name  string
+		extra []string
+		rows  []string
 	}{
-		{"webhook", true, []string{"produce", "eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
-		{"lambda", false, []string{"produce", "eventhooks run (lambda)"}},
+		{"drain", []string{"--baseline"}, []string{"produce", "eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
+		{"lambda", []string{"--handler", "lambda"}, []string{"produce", "eventhooks run (lambda)"}},
+		{"rate", []string{"--baseline", "--rate", "4000"}, []string{"eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
 	} {
-		t.Run(tc.handler, func(t *testing.T) {
-			args := []string{"--log-level", "error", "bench", "--json", "--handler", tc.handler,
-				"--events", "2000", "--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m"}
-			if tc.baseline {
-				args = append(args, "--baseline")
-			}
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--log-level", "error", "bench", "--json",
+				"--events", "2000", "--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m"}, tc.extra...)
 			out, err := exec.Command(binPath, args...).Output()
 			if err != nil {
 				t.Fatalf("bench: %v\n%s", err, out)
@@ -104,7 +102,7 @@ func TestBenchProcesses(t *testing.T) {
 			if r.Info.Shape != bench.ShapeProcesses || len(r.Results) != len(tc.rows) {
 				t.Fatalf("want %d rows of shape %q:\n%s", len(tc.rows), bench.ShapeProcesses, out)
 			}
-			if want := map[bool]int{true: 3, false: 0}[tc.baseline]; len(r.Ratios) != want {
+			if want := map[bool]int{true: 3, false: 0}[slices.Contains(tc.extra, "--baseline")]; len(r.Ratios) != want {
 				t.Errorf("%d ratios, want %d", len(r.Ratios), want)
 			}
 			for i, res := range r.Results {
