@@ -100,10 +100,6 @@ func referenceDecode(r *kgo.Record) (source, event, id string, at time.Time, dat
 		return "", "", "", at, "", ErrNotJSON
 	}
 	v := fastjson.MustParseBytes(r.Value)
-	// Keys unescaped before any Get: the first member of a name counts however its key is
-	// spelled. (Get matches keys as they are until one lookup misses, then unescapes
-	// them: without this, which duplicate it finds depends on the lookups before.)
-	v.GetObject().Visit(func([]byte, *fastjson.Value) {})
 	parseTime := func(t []byte) error {
 		if len(t) > 0 {
 			var perr error
@@ -124,6 +120,12 @@ func referenceDecode(r *kgo.Record) (source, event, id string, at time.Time, dat
 		}
 		return string(h.ceSource), string(h.ceType), string(h.ceID), at, v.String(), parseTime(h.ceT)
 	}
+	// Keys unescaped before any Get: the first member of a name counts however its key is
+	// spelled. (Get matches keys as they are until one lookup misses, then unescapes
+	// them: without this, which duplicate it finds depends on the lookups before.) Not
+	// for a CloudEvent, whose value is the data: String would write its keys unescaped,
+	// a control character raw.
+	v.GetObject().Visit(func([]byte, *fastjson.Value) {})
 	switch d := v.Get("data"); {
 	case v.Type() != fastjson.TypeObject:
 		err = ErrNotObject
