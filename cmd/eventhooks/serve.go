@@ -258,8 +258,8 @@ func (s *service) run() error {
 	defer dlog.Close()
 	api, err := admin.New(admin.Config{
 		Replays: jobs, Deliveries: dlog, Console: ui,
-		Loaded:  c.store.Loaded(),
-		Store:   c.store, Catalogue: c.cat, Logger: s.log,
+		Loaded: c.store.Loaded(),
+		Store:  c.store, Catalogue: c.cat, Logger: s.log,
 		Check: func(h *hooks.Hook) error { _, err := c.compile(h); return err },
 		Warn:  c.destinationWarning,
 		Ready: readiness(c.store, c.proc, probe),
