@@ -76,7 +76,9 @@ func (l *lane) handleSafely(r *kgo.Record) (done bool) {
 }
 
 // serveGated runs the hook's gates around serve: a gated event is dropped (counted), a
-// delivered one records its firing in the lane's state and the changelog.
+// delivered or parked one records its firing in the lane's state and the changelog. A
+// parked delivery has fired as Kong's handler fires: it is sent, later, in its key's
+// order; so the retry scheduler, which delivers it, has no gate state to change.
 func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 	spec := &ch.gate
 	d := l.delivery()
@@ -96,7 +98,7 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 			return delivered // dropped by the gate: done
 		}
 		out := p.serve(d, ch)
-		if out == delivered {
+		if fired(out) {
 			p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, p.shared.Fired(spec, ch.hook.ID, key, fp, now))
 		} else {
 			p.shared.Release(spec, ch.hook.ID, key, fp)
@@ -108,13 +110,16 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 		return delivered
 	}
 	out := p.serve(d, ch)
-	if out == delivered {
+	if fired(out) {
 		before := l.gates.Len()
 		p.writeState(l.w.ctx, l.holdRecord(), l.ev.Record.Partition, l.gates.Fired(spec, ch.hook.ID, key, fp, now))
 		gates.AddEntries(l.gates.Len() - before)
 	}
 	return out
 }
+
+// fired reports whether a delivery that passed its gates opens their window.
+func fired(out outcome) bool { return out == delivered || out == parked }
 
 // writeState produces a gate state change to the state topic at partition. With ack (a
 // hold on the lane's current record) the record is not done, so not committed, before

@@ -121,7 +121,8 @@ func TestFaultInjection(t *testing.T) {
 		})
 	}
 	testkit.Eventually(t, 60*time.Second, "commits reach the end of the events and retry topics", func() bool {
-		return committed(t, emb.Addrs()) == testkit.EndOffsets(t, cl, topics.Events[0])+testkit.EndOffsets(t, cl, topics.Retry)
+		return committed(t, emb.Addrs()) == testkit.EndOffsets(t, cl, topics.Events[0]) &&
+			committedOf(t, emb.Addrs(), topics.Retry) == testkit.EndOffsets(t, cl, topics.Retry)
 	})
 }
 

@@ -124,6 +124,40 @@ func TestGatesFollowKongSequences(t *testing.T) {
 	}
 }
 
+// TestParkedDeliveryOpensItsSnoozeWindow: an event that fires while its receiver is
+// down is parked, not dropped, and opens its window as a delivered one does: the next
+// event in the window is dropped, and once the receiver is back the first one arrives,
+// alone.
+func TestParkedDeliveryOpensItsSnoozeWindow(t *testing.T) {
+	for _, scope := range []string{"key", "hook"} {
+		t.Run(scope, func(t *testing.T) {
+			g := newGateRig(t)
+			var up atomic.Bool
+			g.rc.Respond = func(int, *testkit.Request) int {
+				if up.Load() {
+					return 200
+				}
+				return 503
+			}
+			g.hook(startInstance(t, g.addrs, g.clock.opt()), `"snooze":60,"snooze_scope":"`+scope+`","retry":{"initial_backoff_ms":50,"max_backoff_ms":100}`)
+			g.step(0, "u-1", dataA) // fires, fails inline, parked
+			up.Store(true)
+			g.step(10, "u-1", dataA) // in its window: dropped
+			reqs := g.rc.WaitFor(t, 4, 20*time.Second)
+			time.Sleep(200 * time.Millisecond) // a wrongly fired second event would have come by now
+			var bodies []string
+			for _, r := range g.rc.Requests() {
+				if r.Status == 200 {
+					bodies = append(bodies, string(r.Body))
+				}
+			}
+			if len(bodies) != 1 || len(reqs) < 4 {
+				t.Fatalf("%d requests, %d delivered, want the first event's three failed attempts, then it alone", len(g.rc.Requests()), len(bodies))
+			}
+		})
+	}
+}
+
 // TestSnoozeWindowSurvivesRestartAndRebalance: the window opened on one instance holds
 // after it restarts, and after its partition moves to another instance.
 func TestSnoozeWindowSurvivesRestartAndRebalance(t *testing.T) {
