@@ -119,7 +119,7 @@ func TestMemoryLimitDefaultsUnlessGOMEMLIMITIsSet(t *testing.T) {
 	}{{"", memoryLimit(containerMemoryLimit())}, {"1GiB", 1 << 30}} {
 		t.Setenv("GOMEMLIMIT", tt.env)
 		debug.SetMemoryLimit(1 << 30) // what the runtime would have read from GOMEMLIMIT
-		setGCPercent()
+		tuneGC()
 		if got := debug.SetMemoryLimit(-1); got != tt.want {
 			t.Errorf("GOMEMLIMIT=%q: limit %d, want %d", tt.env, got, tt.want)
 		}

@@ -64,19 +64,26 @@ func main() {
 // broker holds every record in the same heap, which 400 would let grow five-fold.
 const defaultGCPercent = 400
 
-// defaultMemoryLimit is the processor commands' soft memory limit unless GOMEMLIMIT is
-// set: GOGC=400 lets the heap grow to five times what is live, and while a backlog
-// drains more is live (the records buffered per partition), so without a limit the RSS
-// of a drain was several times the steady state's. A container's smaller memory limit
-// lowers it (to 80 % of the container's).
-const defaultMemoryLimit = 160 << 20
-
-// setGCPercent applies the processor commands' GC settings: defaultGCPercent unless
-// GOGC is set, and the soft memory limit unless GOMEMLIMIT is.
+// setGCPercent applies defaultGCPercent unless GOGC is set.
 func setGCPercent() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+}
+
+// defaultMemoryLimit is the soft memory limit of run and replay unless GOMEMLIMIT is
+// set: GOGC=400 lets the heap grow to five times what is live, and while a backlog
+// drains more is live (the records buffered per partition), so without a limit the RSS
+// of a drain was several times the steady state's. A container's smaller memory limit
+// lowers it (to 80 % of the container's). Not for a process whose heap holds an embedded
+// broker's records (dev, broker, bench --in-process): the limit would have its GC run
+// without end.
+const defaultMemoryLimit = 160 << 20
+
+// tuneGC applies the GC settings of a process whose heap is the processor's (run,
+// replay): setGCPercent, and the soft memory limit unless GOMEMLIMIT is set.
+func tuneGC() {
+	setGCPercent()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit(containerMemoryLimit()))
 	}

@@ -37,7 +37,7 @@ type ReplayCmd struct {
 
 // Run replays and prints a summary; on SIGINT it prints how far it got and how to resume.
 func (c *ReplayCmd) Run(log *slog.Logger) error {
-	setGCPercent()
+	tuneGC()
 	from, err := processor.ParseBound(c.From)
 	if err != nil {
 		return fmt.Errorf("--from %w", err)

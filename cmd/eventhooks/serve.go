@@ -69,7 +69,7 @@ type RunCmd struct {
 
 // Run starts the service.
 func (c *RunCmd) Run(log *slog.Logger) error {
-	setGCPercent()
+	tuneGC()
 	s := service{kafka: c.KafkaFlags.config(), topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log,
 		hooksFile: c.HooksFile}
 	return s.run()
