@@ -1,6 +1,7 @@
 package deliveries
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,18 +104,23 @@ func (l *Log) Run(ctx context.Context) error {
 	}
 }
 
-// add indexes one record of either topic; an attempt that is not JSON is skipped.
+// add indexes one record of either topic; an attempt line that is not JSON is skipped.
 func (l *Log) add(r *kgo.Record) {
 	if r.Topic != l.cfg.AttemptsTopic {
 		l.DeadLetters.Add(r)
 		return
 	}
-	var a Attempt
-	if err := json.Unmarshal(r.Value, &a); err != nil || a.HookID == "" {
-		l.cfg.Logger.Debug("delivery log: skipped a record that is not an attempt", "partition", r.Partition, "offset", r.Offset, "err", err)
-		return
+	for line := range bytes.SplitSeq(r.Value, []byte{'\n'}) { // a record holds a lane's batch, a line each
+		if len(line) == 0 {
+			continue
+		}
+		var a Attempt
+		if err := json.Unmarshal(line, &a); err != nil || a.HookID == "" {
+			l.cfg.Logger.Debug("delivery log: skipped a line that is not an attempt", "partition", r.Partition, "offset", r.Offset, "err", err)
+			continue
+		}
+		l.Attempts.Add(a)
 	}
-	l.Attempts.Add(a)
 }
 
 // Close closes the consumer; call it after Run returned.

@@ -10,7 +10,7 @@ import (
 	"github.com/eventhooks/eventhooks/processor"
 )
 
-// loggedAttempt is an attempt log record as the deliveries API reads it.
+// loggedAttempt is an attempt log line as the deliveries API reads it.
 type loggedAttempt struct {
 	HookID    string  `json:"hook_id"`
 	EventID   string  `json:"event_id"`
@@ -56,14 +56,16 @@ func TestAttemptLogHasEveryAttempt(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "every attempt logged", func() bool {
 		logged = logged[:0]
 		for _, r := range readTopic(t, emb.Addrs(), topics.Attempts) {
-			var a loggedAttempt
-			if err := json.Unmarshal(r.Value, &a); err != nil {
-				t.Fatalf("attempt log record %s: %v", r.Value, err)
+			for line := range strings.SplitSeq(strings.TrimSuffix(string(r.Value), "\n"), "\n") {
+				var a loggedAttempt
+				if err := json.Unmarshal([]byte(line), &a); err != nil {
+					t.Fatalf("attempt log line %s: %v", line, err)
+				}
+				if a.HookID != h.ID {
+					t.Fatalf("attempt log line for hook %q, want %s", a.HookID, h.ID)
+				}
+				logged = append(logged, a)
 			}
-			if string(r.Key) != h.ID || a.HookID != h.ID {
-				t.Fatalf("attempt log record keyed %q for hook %q, want %s", r.Key, a.HookID, h.ID)
-			}
-			logged = append(logged, a)
 		}
 		return len(logged) >= want
 	})

@@ -53,7 +53,7 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 
 // delivery is the lane's delivery context for its current record.
 func (l *lane) delivery() delivery {
-	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind}
+	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind, attempts: &l.attempts}
 }
 
 // handleSafely is handle with a panic turned into a dead letter of the record (reason

@@ -283,6 +283,7 @@ type lane struct {
 	offset      int64      // of the record being handled
 	ack         *recordAck // the current record's, when a park is in flight
 	behind      behindList // the current record's hooks parked behind blocked keys
+	attempts    attemptBatch
 	deletedSeen int        // how many of the deleted hooks (indexBuilder.deleted) were dropped
 }
 
@@ -317,7 +318,11 @@ func (l *lane) run() {
 		} else if done {
 			l.w.wm.markDone(r.Offset)
 		}
+		if len(l.in) == 0 { // nothing more for now: the attempt log is not left behind
+			l.w.c.p.attempts.flush(&l.attempts)
+		}
 	}
+	l.w.c.p.attempts.flush(&l.attempts)
 }
 
 // pendingAck returns the completion of the lane's current record, created on its first

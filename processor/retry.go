@@ -37,6 +37,8 @@ type delivery struct {
 	// behind, on a live lane, collects the hooks of the record parked behind blocked
 	// keys, written as one retry record once every hook was served (see behindList).
 	behind *behindList
+	// attempts gathers the goroutine's attempt log lines (nil: each written at once).
+	attempts *attemptBatch
 }
 
 // acker hands out the completion of the record being handled, created on its first

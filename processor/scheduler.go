@@ -255,14 +255,16 @@ func (s *retryScheduler) deliverJobs() {
 		sl  sinks.Lane
 	)
 	dec.MaxBytes = p.cfg.MaxEventBytes
+	var ab attemptBatch
 	for j := range s.jobs {
-		j.next = s.attemptSafely(j, &dec, &ev, &sl)
+		j.next = s.attemptSafely(j, &dec, &ev, &sl, &ab)
+		p.attempts.flush(&ab)
 		s.results <- j // buffered for every delivery goroutine: never blocks
 	}
 }
 
 // attemptSafely is attemptJob with a panic turned into a dead letter (internal_error).
-func (s *retryScheduler) attemptSafely(j *retryJob, dec *hooks.Decoder, ev *hooks.Event, sl *sinks.Lane) (next jobNext) {
+func (s *retryScheduler) attemptSafely(j *retryJob, dec *hooks.Decoder, ev *hooks.Event, sl *sinks.Lane, ab *attemptBatch) (next jobNext) {
 	p := s.w.c.p
 	defer func() {
 		if v := recover(); v != nil {
@@ -272,13 +274,13 @@ func (s *retryScheduler) attemptSafely(j *retryJob, dec *hooks.Decoder, ev *hook
 			next = s.settle(j, p.deadLetterFor(delivery{ctx: s.w.ctx, acks: j}, nil, &j.e))
 		}
 	}()
-	return s.attemptJob(j, dec, ev, sl)
+	return s.attemptJob(j, dec, ev, sl, ab)
 }
 
 // attemptJob makes one attempt of j's delivery and settles it, or says when to try again.
-func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.Event, sl *sinks.Lane) jobNext {
+func (s *retryScheduler) attemptJob(j *retryJob, dec *hooks.Decoder, ev *hooks.Event, sl *sinks.Lane, ab *attemptBatch) jobNext {
 	p := s.w.c.p
-	d := delivery{ctx: s.w.ctx, ev: ev, sinks: sl, acks: j}
+	d := delivery{ctx: s.w.ctx, ev: ev, sinks: sl, acks: j, attempts: ab}
 	ch := p.hs.Load().byID[j.e.HookID]
 	if ch == nil || !ch.hook.IsEnabled() {
 		j.e.Reason = reasonHookDeleted

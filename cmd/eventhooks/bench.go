@@ -34,25 +34,26 @@ import (
 // and receiver. By default each part runs in a process of its own, as deployed; with
 // --in-process (and always with --faults) everything runs in the bench's process.
 type BenchCmd struct {
-	InProcess  bool          `name:"in-process" help:"Run the broker, the processor, the receiver and the baselines in this one process: the hot-path view. The default starts eventhooks broker, eventhooks run, the receiver and each baseline as separate processes, as deployed, and reports each process's CPU and memory."`
-	Events     int           `help:"Events to produce." default:"200000"`
-	Keys       int           `help:"Distinct entity keys, used round robin." default:"10000"`
-	Size       int           `help:"Approximate event size in bytes." default:"250"`
-	Partitions int32         `help:"Partitions of the bench topics." default:"8"`
-	Hooks      int           `help:"Hooks, each matching every event." default:"1"`
-	DeadHooks  int           `help:"Extra webhook hooks (ordering none, timeout 1s) whose endpoint accepts connections and never answers: measures how well the healthy hooks are isolated from a dead endpoint." default:"0"`
-	Faults     bool          `help:"Failure isolation: the healthy hook drains the backlog alone, then beside three failing hooks with the default ordering (key) and retry policy (A: a webhook answered 503 on the receiver's host:port, C: a lambda that never returns, D: a webhook to a refused port), on fresh topics each time; prints both events/s and their ratio."`
-	Pairs      int           `help:"With --faults: alone/faults pairs to run, alternately." default:"1"`
-	Handler    string        `help:"Handler of the hooks: webhook, webhook-custom, lambda or log." default:"webhook" enum:"webhook,webhook-custom,lambda,log"`
-	Brokers    []string      `help:"Kafka seed brokers, comma separated (default: an embedded in-memory broker on a free port)." sep:","`
-	Target     string        `help:"Deliver to this URL instead of the in-process receiver (no latency figures; completion is read from committed offsets)."`
-	Rate       float64       `help:"Produce at this many events/s while the processor runs, for latency; 0 produces a backlog first and measures its drain." default:"0"`
-	Lanes      int           `help:"Key lanes per partition, of the processor and the bare pipeline." default:"16"`
-	MaxConns   int           `help:"Connections to the target, of the processor and the baselines." default:"64"`
-	Baseline   bool          `help:"Also measure the raw HTTP loop, raw franz-go consume and the bare pipeline, and print the ratios."`
-	JSON       bool          `name:"json" help:"Print the report as JSON."`
-	Timeout    time.Duration `help:"Give up after this long." default:"10m"`
-	CPUProfile string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file." type:"path"`
+	InProcess         bool          `name:"in-process" help:"Run the broker, the processor, the receiver and the baselines in this one process: the hot-path view. The default starts eventhooks broker, eventhooks run, the receiver and each baseline as separate processes, as deployed, and reports each process's CPU and memory."`
+	Events            int           `help:"Events to produce." default:"200000"`
+	Keys              int           `help:"Distinct entity keys, used round robin." default:"10000"`
+	Size              int           `help:"Approximate event size in bytes." default:"250"`
+	Partitions        int32         `help:"Partitions of the bench topics." default:"8"`
+	Hooks             int           `help:"Hooks, each matching every event." default:"1"`
+	DeadHooks         int           `help:"Extra webhook hooks (ordering none, timeout 1s) whose endpoint accepts connections and never answers: measures how well the healthy hooks are isolated from a dead endpoint." default:"0"`
+	Faults            bool          `help:"Failure isolation: the healthy hook drains the backlog alone, then beside three failing hooks with the default ordering (key) and retry policy (A: a webhook answered 503 on the receiver's host:port, C: a lambda that never returns, D: a webhook to a refused port), on fresh topics each time; prints both events/s and their ratio."`
+	Pairs             int           `help:"With --faults: alone/faults pairs to run, alternately." default:"1"`
+	Handler           string        `help:"Handler of the hooks: webhook, webhook-custom, lambda or log." default:"webhook" enum:"webhook,webhook-custom,lambda,log"`
+	Brokers           []string      `help:"Kafka seed brokers, comma separated (default: an embedded in-memory broker on a free port)." sep:","`
+	Target            string        `help:"Deliver to this URL instead of the in-process receiver (no latency figures; completion is read from committed offsets)."`
+	Rate              float64       `help:"Produce at this many events/s while the processor runs, for latency; 0 produces a backlog first and measures its drain." default:"0"`
+	Lanes             int           `help:"Key lanes per partition, of the processor and the bare pipeline." default:"16"`
+	MaxConns          int           `help:"Connections to the target, of the processor and the baselines." default:"64"`
+	Baseline          bool          `help:"Also measure the raw HTTP loop, raw franz-go consume and the bare pipeline, and print the ratios."`
+	CompareAttemptLog bool          `name:"compare-attempt-log" help:"Drain the same backlog a second time with eventhooks run --no-attempt-log (a fresh consumer group) and print both: what the attempt log costs. Separate processes, drain only."`
+	JSON              bool          `name:"json" help:"Print the report as JSON."`
+	Timeout           time.Duration `help:"Give up after this long." default:"10m"`
+	CPUProfile        string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file." type:"path"`
 
 	AllowDestinations string `help:"CIDRs or IPs the processor may deliver to although loopback or private (SSRF guard)." default:"127.0.0.0/8,::1"`
 
@@ -106,6 +107,9 @@ func (c *BenchCmd) validate() error {
 		if err := c.validateProcs(); err != nil {
 			return err
 		}
+	}
+	if c.CompareAttemptLog && (c.inProcess() || c.Rate != 0) {
+		return errors.New("--compare-attempt-log: separate processes (not --in-process or --faults), draining a backlog (not --rate)")
 	}
 	if c.Target != "" {
 		if u, err := url.Parse(c.Target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -174,6 +174,11 @@ func (p *procsRun) run(ctx context.Context) error {
 		return fmt.Errorf("eventhooks run phase: %w", err)
 	}
 	p.report.Results = append(p.report.Results, res)
+	if c.CompareAttemptLog {
+		if err := p.measureWithoutAttemptLog(ctx, admin, events, res); err != nil {
+			return err
+		}
+	}
 	if c.Baseline {
 		if err := p.measureBaselines(ctx, events); err != nil {
 			return err
@@ -184,11 +189,30 @@ func (p *procsRun) run(ctx context.Context) error {
 	return nil
 }
 
+// measureWithoutAttemptLog drains the same backlog again with --no-attempt-log, in a
+// fresh consumer group, adds its row and notes its events/s against with, the row with
+// the attempt log.
+func (p *procsRun) measureWithoutAttemptLog(ctx context.Context, admin, events string, with bench.Result) error {
+	args := append(p.groupRunArgs(admin, p.prefix+"eventhooks-no-attempt-log"), "--no-attempt-log")
+	ready := func(ctx context.Context, run *benchProc) error { return waitReady(ctx, admin, run) }
+	without, err := p.measureDeliveries(ctx, p.report.Ours+" --no-attempt-log", "eventhooks run --no-attempt-log", events, int64(p.cmd.Hooks), args, ready)
+	if err != nil {
+		return fmt.Errorf("eventhooks run --no-attempt-log phase: %w", err)
+	}
+	p.report.Results = append(p.report.Results, without)
+	p.report.Notes = append(p.report.Notes, fmt.Sprintf("attempt log: %.0f events/s with it, %.0f without (%.3f of without) on the same backlog",
+		with.PerSec, without.PerSec, with.PerSec/without.PerSec))
+	return nil
+}
+
 // runArgs are the arguments of `eventhooks run` with its Admin API on admin.
-func (p *procsRun) runArgs(admin string) []string {
+func (p *procsRun) runArgs(admin string) []string { return p.groupRunArgs(admin, p.prefix+"eventhooks") }
+
+// groupRunArgs are runArgs in consumer group group.
+func (p *procsRun) groupRunArgs(admin, group string) []string {
 	c := p.cmd
 	return []string{"run", "--brokers", strings.Join(p.brokers, ","), "--topic-prefix", p.prefix,
-		"--partitions", strconv.Itoa(int(c.Partitions)), "--group", p.prefix + "eventhooks",
+		"--partitions", strconv.Itoa(int(c.Partitions)), "--group", group,
 		"--lanes", strconv.Itoa(c.Lanes), "--max-conns-per-host", strconv.Itoa(c.MaxConns),
 		"--allow-destinations", c.AllowDestinations, "--admin-addr", admin}
 }
