@@ -284,7 +284,7 @@ type lane struct {
 	ack         *recordAck // the current record's, when a park is in flight
 	behind      behindList // the current record's hooks parked behind blocked keys
 	attempts    attemptBatch
-	deletedSeen int        // how many of the deleted hooks (indexBuilder.deleted) were dropped
+	deletedSeen int // how many of the deleted hooks (indexBuilder.deleted) were dropped
 }
 
 func newLane(w *partitionWorker) *lane {

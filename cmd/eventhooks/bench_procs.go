@@ -206,7 +206,9 @@ func (p *procsRun) measureWithoutAttemptLog(ctx context.Context, admin, events s
 }
 
 // runArgs are the arguments of `eventhooks run` with its Admin API on admin.
-func (p *procsRun) runArgs(admin string) []string { return p.groupRunArgs(admin, p.prefix+"eventhooks") }
+func (p *procsRun) runArgs(admin string) []string {
+	return p.groupRunArgs(admin, p.prefix+"eventhooks")
+}
 
 // groupRunArgs are runArgs in consumer group group.
 func (p *procsRun) groupRunArgs(admin, group string) []string {
