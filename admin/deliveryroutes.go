@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -29,16 +30,17 @@ type listPage[T any] struct {
 }
 
 // deliveryLog returns the delivery log, or 501 when none is wired.
-func (s *Server) deliveryLog() (*deliveries.Log, error) {
+func (s *Server) deliveryLog(ctx context.Context) (*deliveries.Log, error) {
 	if s.cfg.Deliveries == nil {
 		return nil, errNotImplemented
 	}
+	s.cfg.Deliveries.Touch(ctx) // the log is read while it is in use
 	return s.cfg.Deliveries, nil
 }
 
 // GET /event-hooks/{id}/deliveries: the hook's attempts, newest first.
 func (s *Server) listDeliveries(ctx *fasthttp.RequestCtx, p params) error {
-	log, err := s.deliveryLog()
+	log, err := s.deliveryLog(ctx)
 	if err != nil {
 		return err
 	}
@@ -68,7 +70,7 @@ func (s *Server) listDeliveries(ctx *fasthttp.RequestCtx, p params) error {
 
 // GET /deliveries/{webhook-id}: every attempt held of one delivery, oldest first.
 func (s *Server) getDelivery(ctx *fasthttp.RequestCtx, p params) error {
-	log, err := s.deliveryLog()
+	log, err := s.deliveryLog(ctx)
 	if err != nil {
 		return err
 	}
@@ -86,7 +88,7 @@ func (s *Server) getDelivery(ctx *fasthttp.RequestCtx, p params) error {
 // POST /deliveries/{webhook-id}/retry: send the event to its hook again now, as a
 // one-event replay job (progress at /replays/{id}).
 func (s *Server) retryDelivery(ctx *fasthttp.RequestCtx, p params) error {
-	log, err := s.deliveryLog()
+	log, err := s.deliveryLog(ctx)
 	if err != nil {
 		return err
 	}
@@ -131,7 +133,7 @@ func (s *Server) startJob(ctx *fasthttp.RequestCtx, req map[string]any) error {
 
 // GET /dead-letters: the dead letters held, newest first.
 func (s *Server) listDeadLetters(ctx *fasthttp.RequestCtx, _ params) error {
-	log, err := s.deliveryLog()
+	log, err := s.deliveryLog(ctx)
 	if err != nil {
 		return err
 	}

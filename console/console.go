@@ -98,6 +98,9 @@ func (c *Console) Serve(ctx *fasthttp.RequestCtx, api fasthttp.RequestHandler) {
 	case !c.signedIn(ctx):
 		ctx.Redirect(basePath+"/login", fasthttp.StatusSeeOther)
 	default:
+		if c.cfg.Log != nil {
+			c.cfg.Log.Touch(ctx) // the log is read while it is in use
+		}
 		c.page(ctx, strings.Split(rest, "/"))
 	}
 }

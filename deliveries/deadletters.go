@@ -112,6 +112,13 @@ func NewDeadLetters(capacity int) *DeadLetters {
 	return &DeadLetters{all: newRing[DeadLetter](capacity)}
 }
 
+// reset empties the index.
+func (d *DeadLetters) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.all = newRing[DeadLetter](len(d.all.slots))
+}
+
 // Add indexes a DLQ record's dead letters.
 func (d *DeadLetters) Add(r *kgo.Record) {
 	dls := parseDeadLetter(r)

@@ -59,26 +59,19 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 // Index holds the last attempts: at most PerHook of each hook and Total in all (the
 // oldest go first). It is safe for concurrent use; readers never wait on Kafka.
 type Index struct {
-	mu       sync.RWMutex
-	all      *ring[Attempt]
-	perHook  int
-	hooks    map[string]*hookLog
-	webhooks map[string]webhookRef
+	mu      sync.RWMutex
+	all     *ring[Attempt]
+	perHook int
+	hooks   map[string]*hookLog
 }
 
 // hookLog is the seqs of one hook's held attempts, oldest first.
 type hookLog struct{ seqs []uint64 }
 
-// webhookRef is the hook of a webhook-id and how many of its attempts are held.
-type webhookRef struct {
-	hook string
-	n    int
-}
-
 // NewIndex returns an index of at most perHook attempts per hook and total in all.
 func NewIndex(perHook, total int) *Index {
 	return &Index{all: newRing[Attempt](total), perHook: max(perHook, 1),
-		hooks: map[string]*hookLog{}, webhooks: map[string]webhookRef{}}
+		hooks: map[string]*hookLog{}}
 }
 
 // Add indexes one attempt.
@@ -86,27 +79,30 @@ func (x *Index) Add(a Attempt) {
 	a.trim()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if h := x.hooks[a.HookID]; h != nil && len(h.seqs) >= x.perHook {
+	h := x.hooks[a.HookID]
+	if h != nil && len(h.seqs) >= x.perHook {
 		x.forget(h.seqs[0])
 	}
 	if seq := x.all.victim(); seq != 0 {
 		x.forget(seq)
 	}
 	seq := x.all.add(a)
-	h := x.hooks[a.HookID]
-	if h == nil {
+	if h == nil || len(h.seqs) == 0 && x.hooks[a.HookID] == nil { // new, or forgotten just now
 		h = &hookLog{}
 		x.hooks[a.HookID] = h
 	}
 	h.seqs = append(h.seqs, seq)
-	if a.WebhookID != "" {
-		ref := x.webhooks[a.WebhookID]
-		x.webhooks[a.WebhookID] = webhookRef{hook: a.HookID, n: ref.n + 1}
-	}
 }
 
-// forget drops the attempt seq, the oldest of its hook, from the ring and the hook and
-// webhook maps.
+// reset empties the index.
+func (x *Index) reset() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.all = newRing[Attempt](len(x.all.slots))
+	clear(x.hooks)
+}
+
+// forget drops the attempt seq, the oldest of its hook, from the ring and its hook.
 func (x *Index) forget(seq uint64) {
 	a, ok := x.all.get(seq)
 	if !ok {
@@ -116,13 +112,6 @@ func (x *Index) forget(seq uint64) {
 		h.seqs = h.seqs[1:]
 		if len(h.seqs) == 0 {
 			delete(x.hooks, a.HookID)
-		}
-	}
-	if ref, ok := x.webhooks[a.WebhookID]; ok {
-		if ref.n <= 1 {
-			delete(x.webhooks, a.WebhookID)
-		} else {
-			x.webhooks[a.WebhookID] = webhookRef{hook: ref.hook, n: ref.n - 1}
 		}
 	}
 	x.all.drop(seq)
@@ -194,21 +183,24 @@ func collect[T any](size int, each func(yield func(uint64, *T) bool)) Page[T] {
 	return p
 }
 
-// Delivery returns every held attempt of a webhook-id, oldest first.
+// Delivery returns every held attempt of a webhook-id, oldest first. It looks through
+// every held attempt (Total at most): a lookup per request is cheaper than a map kept up
+// on every attempt.
 func (x *Index) Delivery(webhookID string) ([]Attempt, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	ref, ok := x.webhooks[webhookID]
-	if !ok {
-		return nil, false
-	}
-	var out []Attempt
-	for _, seq := range x.hooks[ref.hook].seqs {
-		if a, ok := x.all.get(seq); ok && a.WebhookID == webhookID {
-			out = append(out, *a)
+	for _, h := range x.hooks {
+		var out []Attempt
+		for _, seq := range h.seqs {
+			if a, ok := x.all.get(seq); ok && a.WebhookID == webhookID {
+				out = append(out, *a)
+			}
+		}
+		if len(out) > 0 { // a webhook-id is one hook's
+			return out, true
 		}
 	}
-	return out, len(out) > 0
+	return nil, false
 }
 
 // Hooks returns the ids of the hooks with attempts held.

@@ -46,8 +46,8 @@ func TestIndexBounds(t *testing.T) {
 			if x.Len() != total {
 				t.Errorf("Len = %d, want %d", x.Len(), total)
 			}
-			if len(x.webhooks) > total {
-				t.Errorf("%d webhook ids tracked for %d attempts", len(x.webhooks), total)
+			if held := len(x.hooks); held > len(tt.want) {
+				t.Errorf("%d hooks tracked, want at most %d", held, len(tt.want))
 			}
 		})
 	}

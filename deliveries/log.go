@@ -3,16 +3,19 @@ package deliveries
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 )
 
 // Default bounds of the indexes.
@@ -36,22 +39,44 @@ type Config struct {
 	EventsTopic string
 	// PerHook, Total and DeadLetters bound the indexes (defaults above).
 	PerHook, Total, DeadLetters int
+	// IdleAfter ends the tail of the topics, and empties the indexes, when the log was
+	// not used (Touch) for this long (default DefaultIdleAfter).
+	IdleAfter time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
 
-// Log is the delivery log: the indexes and the consumer that fills them.
+// Log is the delivery log: the indexes and the consumer that fills them. The topics are
+// read only while the log is in use (Touch): every instance of eventhooks has a log,
+// and one that kept up with every attempt of the cluster all the time would pay for
+// reading them whether anybody looked or not.
 type Log struct {
 	// Attempts indexes the attempts topic.
 	Attempts *Index
 	// DeadLetters indexes the DLQ topic.
 	DeadLetters *DeadLetters
 
-	cfg Config
-	cl  *kgo.Client
+	cfg    Config
+	cl     *kgo.Client     // for admin requests; each tail has its own consumer
+	parser fastjson.Parser // of Run's goroutine
+
+	wake    chan struct{} // Touch asks Run to tail
+	lastUse atomic.Int64  // unix nanoseconds of the last Touch
+	mu      sync.Mutex
+	ready   chan struct{} // closed once the tail caught up; nil while not tailing
 }
 
-// New creates the Log and its consumer; Run consumes.
+// DefaultIdleAfter is Config.IdleAfter's default.
+const DefaultIdleAfter = 10 * time.Minute
+
+// A Touch that starts a tail waits up to catchUpWait for it to read what the topics hold
+// (from Total/16 records before their ends).
+const (
+	catchUpWait  = 10 * time.Second
+	caughtUpPoll = 300 * time.Millisecond // a poll this long that reads nothing: caught up
+)
+
+// New creates the Log; Run tails its topics while it is in use.
 func New(cfg Config) (*Log, error) {
 	if cfg.AttemptsTopic == "" {
 		return nil, errors.New("deliveries: Config.AttemptsTopic is required")
@@ -59,27 +84,19 @@ func New(cfg Config) (*Log, error) {
 	cfg.PerHook = cmpOr(cfg.PerHook, DefaultPerHook)
 	cfg.Total = cmpOr(cfg.Total, DefaultTotal)
 	cfg.DeadLetters = cmpOr(cfg.DeadLetters, DefaultDeadLetters)
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = DefaultIdleAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	topics := []string{cfg.AttemptsTopic}
-	if cfg.DLQTopic != "" {
-		topics = append(topics, cfg.DLQTopic)
-	}
-	// Each partition starts Total records before its end: enough to fill the index
-	// without reading days of log at start.
-	opts := append(slices.Clone(cfg.ClientOpts),
-		kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd().Relative(-int64(cfg.Total))),
-		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20),
-	)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(cfg.ClientOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("deliveries: cannot create Kafka client: %w", err)
 	}
 	return &Log{
 		Attempts: NewIndex(cfg.PerHook, cfg.Total), DeadLetters: NewDeadLetters(cfg.DeadLetters),
-		cfg: cfg, cl: cl,
+		cfg: cfg, cl: cl, wake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -90,17 +107,91 @@ func cmpOr(v, def int) int {
 	return def
 }
 
-// Run consumes the topics into the indexes until ctx is done, then returns nil.
+// Touch marks the log in use. When its topics are not being tailed it starts a tail and
+// waits, until ctx ends or catchUpWait at most, for it to catch up.
+func (l *Log) Touch(ctx context.Context) {
+	l.lastUse.Store(time.Now().UnixNano())
+	l.mu.Lock()
+	ready := l.ready
+	if ready == nil {
+		ready = make(chan struct{})
+		l.ready = ready
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	l.mu.Unlock()
+	t := time.NewTimer(catchUpWait)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Run tails the topics into the indexes while the log is in use, until ctx is done; then
+// it returns nil. After IdleAfter without a Touch it stops and empties the indexes.
 func (l *Log) Run(ctx context.Context) error {
 	for {
-		fs := l.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return nil
+		case <-l.wake:
 		}
+		l.mu.Lock()
+		ready := l.ready
+		l.mu.Unlock()
+		l.tail(ctx, ready)
+		l.mu.Lock()
+		l.ready = nil
+		l.mu.Unlock()
+		select {
+		case <-ready:
+		default:
+			close(ready) // a tail that failed to start: waiters go on with what there is
+		}
+		l.Attempts.reset()
+		l.DeadLetters.reset()
+	}
+}
+
+// tail consumes the topics, from Total records before their ends, until ctx is done or
+// the log was not used for IdleAfter; it closes ready once a poll finds nothing more.
+func (l *Log) tail(ctx context.Context, ready chan struct{}) {
+	topics := []string{l.cfg.AttemptsTopic}
+	if l.cfg.DLQTopic != "" {
+		topics = append(topics, l.cfg.DLQTopic)
+	}
+	// A record of the attempts topic holds a lane's batch of attempts: Total/16 records
+	// back fill the index without reading days of log.
+	cl, err := kgo.NewClient(append(slices.Clone(l.cfg.ClientOpts),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd().Relative(-int64(max(l.cfg.Total/16, 1000)))),
+		kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20),
+	)...)
+	if err != nil {
+		l.cfg.Logger.Warn("delivery log: cannot create Kafka consumer", "err", err)
+		return
+	}
+	defer cl.Close()
+	caughtUp := false
+	for ctx.Err() == nil && time.Since(time.Unix(0, l.lastUse.Load())) < l.cfg.IdleAfter {
+		pctx, cancel := context.WithTimeout(ctx, caughtUpPoll)
+		fs := cl.PollFetches(pctx)
+		cancel()
 		fs.EachError(func(topic string, p int32, err error) {
-			l.cfg.Logger.Debug("delivery log: fetch error", "topic", topic, "partition", p, "err", err)
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				l.cfg.Logger.Debug("delivery log: fetch error", "topic", topic, "partition", p, "err", err)
+			}
 		})
-		fs.EachRecord(l.add)
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { n++; l.add(r) })
+		if n == 0 && !caughtUp {
+			caughtUp = true
+			close(ready)
+		}
 	}
 }
 
@@ -115,7 +206,7 @@ func (l *Log) add(r *kgo.Record) {
 			continue
 		}
 		var a Attempt
-		if err := json.Unmarshal(line, &a); err != nil || a.HookID == "" {
+		if err := l.parseAttempt(line, &a); err != nil || a.HookID == "" {
 			l.cfg.Logger.Debug("delivery log: skipped a line that is not an attempt", "partition", r.Partition, "offset", r.Offset, "err", err)
 			continue
 		}
@@ -123,7 +214,26 @@ func (l *Log) add(r *kgo.Record) {
 	}
 }
 
-// Close closes the consumer; call it after Run returned.
+// parseAttempt reads an attempt log line into a. Without reflection: the processor
+// writes a line per attempt, and reading them must not cost more than writing them.
+func (l *Log) parseAttempt(line []byte, a *Attempt) error {
+	v, err := l.parser.ParseBytes(line)
+	if err != nil {
+		return err
+	}
+	str := func(k string) string { return string(v.GetStringBytes(k)) }
+	*a = Attempt{
+		HookID: str("hook_id"), EventID: str("event_id"), WebhookID: str("webhook_id"),
+		Source: str("source"), Event: str("event"), Attempt: v.GetInt("attempt"),
+		AtMs: v.GetInt64("at_ms"), DurationMs: v.GetFloat64("duration_ms"),
+		Outcome: str("outcome"), Reason: str("reason"), Status: v.GetInt("status"),
+		Error: str("error"), Response: str("response"), Request: str("request"),
+		Topic: str("topic"), Partition: int32(v.GetInt("partition")), Offset: v.GetInt64("offset"),
+	}
+	return nil
+}
+
+// Close closes the admin client; call it after Run returned.
 func (l *Log) Close() { l.cl.Close() }
 
 // ErrOtherTopic is returned for an attempt of an event that replay jobs cannot read.

@@ -40,7 +40,7 @@ func TestLogTailsTopics(t *testing.T) {
 	produce(&kgo.Record{Topic: topics.Events[0], Key: []byte("k"), Value: []byte(`{"seq":1}`)})
 
 	l, err := New(Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
-		DLQTopic: topics.DLQ, EventsTopic: topics.Events[0], Total: 100})
+		DLQTopic: topics.DLQ, EventsTopic: topics.Events[0], Total: 100, IdleAfter: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +49,15 @@ func TestLogTailsTopics(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Run(rctx) }()
 
+	time.Sleep(300 * time.Millisecond)
+	if n := l.Attempts.Len(); n != 0 {
+		t.Fatalf("%d attempts read before the log was used", n)
+	}
+	l.Touch(ctx) // starts the tail and waits for it to catch up
+	if n := l.Attempts.Len(); n != 5 {
+		t.Fatalf("%d attempts indexed once Touch returned, want the 5 produced before", n)
+	}
+
 	produce(&kgo.Record{Topic: topics.DLQ, Key: []byte("k"), Value: []byte(`{"seq":1}`), Headers: []kgo.RecordHeader{
 		{Key: "traceparent", Value: []byte("x")},
 		{Key: headerHookID, Value: []byte("hook-1")}, {Key: headerReason, Value: []byte("permanent")},
@@ -56,6 +65,7 @@ func TestLogTailsTopics(t *testing.T) {
 	}})
 	produce(&kgo.Record{Topic: topics.DLQ, Value: []byte("someone else's")})
 	testkit.Eventually(t, 30*time.Second, "attempts and dead letter indexed", func() bool {
+		l.Touch(ctx)
 		return l.Attempts.Len() == 5 && len(l.DeadLetters.List(DeadLetterQuery{Size: 10}).Data) == 1
 	})
 	got, _ := l.Attempts.Delivery("msg_1")
@@ -88,6 +98,12 @@ func TestLogTailsTopics(t *testing.T) {
 	}
 	if _, _, err := l.RetryRange(ctx, Attempt{Partition: r.Partition, Offset: r.Offset + 10}); err == nil {
 		t.Error("an offset past the end got a range")
+	}
+	// Unused for IdleAfter, the tail ends and the indexes are emptied; a Touch reads again.
+	testkit.Eventually(t, 30*time.Second, "the indexes emptied when idle", func() bool { return l.Attempts.Len() == 0 })
+	l.Touch(ctx)
+	if n := l.Attempts.Len(); n != 5 {
+		t.Fatalf("%d attempts after a Touch of the idle log, want 5", n)
 	}
 	cancel()
 	if err := <-done; err != nil {
