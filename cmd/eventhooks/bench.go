@@ -50,7 +50,7 @@ type BenchCmd struct {
 	Lanes             int           `help:"Key lanes per partition, of the processor and the bare pipeline." default:"16"`
 	MaxConns          int           `help:"Connections to the target, of the processor and the baselines." default:"64"`
 	Baseline          bool          `help:"Also measure the raw HTTP loop, raw franz-go consume and the bare pipeline, and print the ratios."`
-	CompareAttemptLog bool          `name:"compare-attempt-log" help:"Drain the same backlog a second time with eventhooks run --no-attempt-log (a fresh consumer group) and print both: what the attempt log costs. Separate processes, drain only."`
+	CompareAttemptLog bool          `name:"compare-attempt-log" help:"Drain the same backlog three more times, in fresh consumer groups, twice with eventhooks run --no-attempt-log and once more with the log (with, without, without, with), and print both sides' mean: what the attempt log costs. Separate processes, drain only."`
 	JSON              bool          `name:"json" help:"Print the report as JSON."`
 	Timeout           time.Duration `help:"Give up after this long." default:"10m"`
 	CPUProfile        string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file." type:"path"`
