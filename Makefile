@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/eventhooks
 # Packages with concurrency, tested under the race detector.
-RACE_PKGS := ./processor/... ./hooks/... ./admin/... ./ingest/... ./sinks/... ./broker/... ./scripting/... ./bench/... ./internal/...
+RACE_PKGS := ./processor/... ./hooks/... ./admin/... ./ingest/... ./sinks/... ./broker/... ./scripting/... ./bench/... ./internal/... ./deliveries/... ./console/...
 
 .PHONY: run build test test-race vet lint bench fuzz clean
 
