@@ -199,4 +199,31 @@ func readTestdata(name string) ([]byte, error) {
 	return os.ReadFile(filepath.Join("testdata", name))
 }
 
+// signatureCase is a vector of testdata/signatures.json, computed by the Standard
+// Webhooks reference library.
+type signatureCase struct {
+	Secret    string `json:"secret"`
+	Body      string `json:"body"`
+	ID        string `json:"webhook-id"`
+	Timestamp string `json:"webhook-timestamp"`
+	Signature string `json:"webhook-signature"`
+	Kong      string `json:"x-kong-signature"`
+}
+
+// signatureCases reads testdata/signatures.json, failing t when it has no case.
+func signatureCases(t *testing.T) []signatureCase {
+	t.Helper()
+	raw, err := readTestdata("signatures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Cases []signatureCase `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &file); err != nil || len(file.Cases) == 0 {
+		t.Fatalf("signatures.json: %v, %d cases", err, len(file.Cases))
+	}
+	return file.Cases
+}
+
 func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }

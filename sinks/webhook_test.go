@@ -196,27 +196,7 @@ func TestWebhookSignatures(t *testing.T) {
 }
 
 func TestSignatureVectors(t *testing.T) {
-	raw, err := readTestdata("signatures.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Cases []struct {
-			Secret    string `json:"secret"`
-			Body      string `json:"body"`
-			ID        string `json:"webhook-id"`
-			Timestamp string `json:"webhook-timestamp"`
-			Signature string `json:"webhook-signature"`
-			Kong      string `json:"x-kong-signature"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &file); err != nil {
-		t.Fatal(err)
-	}
-	if len(file.Cases) == 0 {
-		t.Fatal("no cases")
-	}
-	for _, c := range file.Cases {
+	for _, c := range signatureCases(t) {
 		t.Run(c.Secret, func(t *testing.T) {
 			key, err := StandardKey(c.Secret)
 			if err != nil {
