@@ -51,6 +51,11 @@ type PoolConfig struct {
 	// Nil: no check.
 	Guard *Guard
 
+	// DestinationRate caps the requests per second to one destination (host:port), every
+	// hook together (0: no cap); a hook's own rate_limit applies as well. Over it an
+	// attempt is turned away with ErrRateLimited, nothing sent.
+	DestinationRate float64
+
 	// BreakerThreshold is how many consecutive failures open a circuit breaker
 	// (default 5): connection-level failures (refused, reset, DNS, TLS, timeouts) open
 	// the destination's, shared by every hook sending to its host:port; HTTP status
@@ -132,8 +137,9 @@ type destination struct {
 // endpoint is one pooled destination: its HostClient and its circuit breaker (nil when
 // PoolConfig.DisableBreaker). Every HTTP handler sends through send(endpoint, …).
 type endpoint struct {
-	hc *fasthttp.HostClient
-	br *breaker
+	hc  *fasthttp.HostClient
+	br  *breaker
+	lim *destLimiter // PoolConfig.DestinationRate; nil: none
 }
 
 // early is a handler's check of ep's breaker before it builds a request, so that a
@@ -320,7 +326,7 @@ func (p *Pool) endpoint(d destination, dynamic bool) (*endpoint, error) {
 		}
 		p.dynamic++
 	}
-	c := &endpoint{hc: p.newHostClient(d), br: p.newBreakerLocked(d)}
+	c := &endpoint{hc: p.newHostClient(d), br: p.newBreakerLocked(d), lim: newDestLimiter(d.addr, p.cfg.DestinationRate)}
 	m := make(map[destination]*endpoint, len(old)+1)
 	for k, v := range old {
 		m[k] = v

@@ -32,6 +32,29 @@ const (
 var familyRate = promhelp.Describe(`eventhooks_hook_rate_limit_per_second`,
 	"The rate a hook is held to now (its rate_limit, lowered after a receiver's 429); 0 when unlimited.")
 
+// bucket is a token bucket: rate tokens a second (0: unlimited), at most burst held.
+// Not safe for concurrent use.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time // of the last refill
+}
+
+// take takes a token at now: true, or false and how long until there is one.
+func (b *bucket) take(now time.Time) (bool, time.Duration) {
+	if b.rate <= 0 {
+		return true, 0
+	}
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	}
+	b.tokens--
+	return true, 0
+}
+
 // limiter is a hook version's token bucket, with the AIMD a receiver's 429 drives and
 // its max_in_flight. A nil limiter lets everything through.
 type limiter struct {
@@ -40,12 +63,9 @@ type limiter struct {
 	gauge       *metrics.Gauge
 
 	mu       sync.Mutex
-	base     float64 // rate_limit.per_second; 0: unlimited
-	burst    float64
-	rate     float64 // per second now; 0: unlimited
-	ceiling  float64 // where additive increase stops: base, or the rate seen before a 429
-	tokens   float64
-	last     time.Time // of the last refill
+	b        bucket    // b.rate is the rate now; 0: unlimited
+	base     float64   // rate_limit.per_second; 0: unlimited
+	ceiling  float64   // where additive increase stops: base, or the rate seen before a 429
 	grown    time.Time // of the last additive increase, or of the cut
 	cut      time.Time // of the last 429 cut
 	hold     time.Time // a 429's Retry-After: nothing is sent before it
@@ -60,12 +80,11 @@ func newLimiter(h *hooks.Hook) *limiter {
 	l := &limiter{err: fmt.Errorf("%w: hook %s", ErrRateLimited, h.ID),
 		gauge: metrics.GetOrCreateGauge(familyRate+`{hook_id="`+h.ID+`"}`, nil)}
 	if rl := h.RateLimit; rl != nil && rl.PerSecond > 0 {
-		l.base, l.rate, l.ceiling = rl.PerSecond, rl.PerSecond, rl.PerSecond
-		l.burst = float64(rl.BurstOrDefault())
-		l.tokens = l.burst
+		l.base, l.ceiling = rl.PerSecond, rl.PerSecond
+		l.b = bucket{rate: rl.PerSecond, burst: float64(rl.BurstOrDefault()), tokens: float64(rl.BurstOrDefault())}
 	}
 	l.maxInFlight = h.MaxInFlight
-	l.gauge.Set(l.rate)
+	l.gauge.Set(l.b.rate)
 	return l
 }
 
@@ -83,35 +102,29 @@ func (l *limiter) take(now time.Time) (bool, time.Duration) {
 	if l.maxInFlight > 0 && l.inFlight >= l.maxInFlight {
 		return false, inFlightWait
 	}
-	if l.rate > 0 {
-		l.refill(now)
-		if l.tokens < 1 {
-			return false, time.Duration((1 - l.tokens) / l.rate * float64(time.Second))
-		}
-		l.tokens--
+	l.grow(now)
+	if ok, wait := l.b.take(now); !ok {
+		return false, wait
 	}
 	l.inFlight++
 	l.countSent(now)
 	return true, 0
 }
 
-// refill adds the tokens earned since the last refill, and grows a rate a 429 lowered
-// by a tenth of its ceiling per second since. mu must be held.
-func (l *limiter) refill(now time.Time) {
-	if l.rate < l.ceiling || l.base == 0 {
-		if steps := int(now.Sub(l.grown) / time.Second); steps > 0 {
-			l.rate += float64(steps) * l.ceiling / 10
-			l.grown = l.grown.Add(time.Duration(steps) * time.Second)
-			if l.rate >= l.ceiling {
-				l.rate = l.base // back to the configured rate, or to no limit
-			}
-			l.gauge.Set(l.rate)
+// grow raises a rate a 429 lowered by a tenth of its ceiling per second since, back to
+// the configured rate (or to no limit). mu must be held.
+func (l *limiter) grow(now time.Time) {
+	if l.b.rate == 0 || l.b.rate >= l.ceiling && l.base != 0 {
+		return
+	}
+	if steps := int(now.Sub(l.grown) / time.Second); steps > 0 {
+		l.b.rate += float64(steps) * l.ceiling / 10
+		l.grown = l.grown.Add(time.Duration(steps) * time.Second)
+		if l.b.rate >= l.ceiling {
+			l.b.rate = l.base
 		}
+		l.gauge.Set(l.b.rate)
 	}
-	if l.rate > 0 {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
 }
 
 // countSent keeps the number of attempts of the current second. mu must be held.
@@ -144,18 +157,46 @@ func (l *limiter) slowDown(now time.Time, retryAfter time.Duration) {
 	if now.Sub(l.cut) < cutEvery {
 		return
 	}
-	if l.rate == 0 { // unlimited: start from what it sent lately
+	if l.b.rate == 0 { // unlimited: start from what it sent lately
 		seen := float64(l.sent) / max(now.Sub(l.sentFrom).Seconds(), 1)
 		l.ceiling = max(seen, 2*minRatePerSecond)
-		l.rate = l.ceiling
-		l.burst = max(1, l.ceiling/10)
+		l.b.rate = l.ceiling
+		l.b.burst = max(1, l.ceiling/10)
 	}
-	l.rate = max(l.rate/2, minRatePerSecond)
+	l.b.rate = max(l.b.rate/2, minRatePerSecond)
 	l.cut = now
 	// Nothing is earned while held: after the hold the rate starts from an empty bucket.
-	l.tokens, l.grown, l.last = 0, now, now
+	l.b.tokens, l.grown, l.b.last = 0, now, now
 	if l.hold.After(now) {
-		l.grown, l.last = l.hold, l.hold
+		l.grown, l.b.last = l.hold, l.hold
 	}
-	l.gauge.Set(l.rate)
+	l.gauge.Set(l.b.rate)
+}
+
+// destLimiter caps the requests to one destination, every hook together
+// (PoolConfig.DestinationRate); nil lets everything through.
+type destLimiter struct {
+	err error
+	mu  sync.Mutex
+	b   bucket
+}
+
+// newDestLimiter returns the limiter of destination addr, nil when perSecond is 0.
+func newDestLimiter(addr string, perSecond float64) *destLimiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	burst := (&hooks.RateLimit{PerSecond: perSecond}).BurstOrDefault()
+	return &destLimiter{err: fmt.Errorf("%w: destination %s", ErrRateLimited, addr),
+		b: bucket{rate: perSecond, burst: float64(burst), tokens: float64(burst)}}
+}
+
+// take asks for room for one request at now: true, or false and how long until there is.
+func (d *destLimiter) take(now time.Time) (bool, time.Duration) {
+	if d == nil {
+		return true, 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.take(now)
 }

@@ -1,6 +1,8 @@
 package sinks
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -44,7 +46,7 @@ func TestLimiterTokenBucket(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLimiter(limitedHook(tt.perSecond, tt.burst, 0))
-			l.last = t0
+			l.b.last = t0
 			got := lets(l, t0, tt.d, time.Millisecond, 200)
 			if got < tt.want-1 || got > tt.want+1 {
 				t.Fatalf("let %d through, want %d", got, tt.want)
@@ -56,7 +58,7 @@ func TestLimiterTokenBucket(t *testing.T) {
 func TestLimiterWaitSaysWhenThereIsRoom(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	l := newLimiter(limitedHook(4, 1, 0))
-	l.last = t0
+	l.b.last = t0
 	if ok, _ := l.take(t0); !ok {
 		t.Fatal("the burst was not let through")
 	}
@@ -94,14 +96,14 @@ func TestLimiterMaxInFlight(t *testing.T) {
 func TestLimiterObeysA429(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	l := newLimiter(limitedHook(100, 0, 0))
-	l.last = t0
+	l.b.last = t0
 	l.take(t0)
 	l.done(t0, 429, time.Second)
 	if ok, wait := l.take(t0.Add(999 * time.Millisecond)); ok || wait != time.Millisecond {
 		t.Fatalf("within Retry-After: take = %v, %v", ok, wait)
 	}
-	if l.rate != 50 {
-		t.Fatalf("rate after a 429: %v, want 50", l.rate)
+	if l.b.rate != 50 {
+		t.Fatalf("rate after a 429: %v, want 50", l.b.rate)
 	}
 	if got := lets(l, t0.Add(time.Second), time.Second, time.Millisecond, 200); got < 48 || got > 51 {
 		t.Fatalf("the second after the hold: %d let through, want 50 (from an empty bucket)", got)
@@ -110,20 +112,50 @@ func TestLimiterObeysA429(t *testing.T) {
 		t.Fatalf("the next second: %d let through, want 60 (a tenth more)", got)
 	}
 	lets(l, t0.Add(3*time.Second), 10*time.Second, time.Millisecond, 200)
-	if l.rate != 100 {
-		t.Fatalf("rate 10 s later: %v, want the configured 100", l.rate)
+	if l.b.rate != 100 {
+		t.Fatalf("rate 10 s later: %v, want the configured 100", l.b.rate)
 	}
 
 	u := newLimiter(limitedHook(0, 0, 0))
-	u.last = t0
+	u.b.last = t0
 	lets(u, t0, 500*time.Millisecond, time.Millisecond, 200) // 500 in half a second
 	u.take(t0.Add(500 * time.Millisecond))
 	u.done(t0.Add(500*time.Millisecond), 429, 0)
-	if u.rate < 245 || u.rate > 255 {
-		t.Fatalf("unlimited hook after a 429: rate %v, want 250 (half of the 500/s it sent)", u.rate)
+	if u.b.rate < 245 || u.b.rate > 255 {
+		t.Fatalf("unlimited hook after a 429: rate %v, want 250 (half of the 500/s it sent)", u.b.rate)
 	}
 	lets(u, t0.Add(time.Second), 10*time.Second, time.Millisecond, 200)
-	if u.rate != 0 {
-		t.Fatalf("unlimited hook 10 s later: rate %v, want unlimited again", u.rate)
+	if u.b.rate != 0 {
+		t.Fatalf("unlimited hook 10 s later: rate %v, want unlimited again", u.b.rate)
+	}
+}
+
+// TestDestinationRateLimit: PoolConfig.DestinationRate caps the requests to each
+// host:port, for every hook together: one destination's use leaves another's alone.
+func TestDestinationRateLimit(t *testing.T) {
+	limited, other := startServer(t, nil), startServer(t, nil)
+	p := newPool(t, PoolConfig{DestinationRate: 5})
+	a := mustCompile(t, webhookHook(t, limited.url+"/a", "", ""), p)
+	b := mustCompile(t, webhookHook(t, limited.url+"/b", "", ""), p)
+	c := mustCompile(t, webhookHook(t, other.url+"/c", "", ""), p)
+	ev := newEvent(t, "crud", "consumers", consumerData)
+	sent, limitedAway, otherSent := 0, 0, 0
+	for i := range 10 { // well within a second on any machine: the burst of 5, one more at most
+		for _, s := range []Sink{a, b} {
+			switch res := s.Deliver(context.Background(), ev, nil); {
+			case res.Delivered:
+				sent++
+			case errors.Is(res.Err, ErrRateLimited) && res.RetryAfter > 0:
+				limitedAway++
+			default:
+				t.Fatalf("unexpected result %+v", res)
+			}
+		}
+		if i%2 == 0 && c.Deliver(context.Background(), ev, nil).Delivered { // 5: its own burst
+			otherSent++
+		}
+	}
+	if sent < 5 || sent > 7 || limitedAway != 20-sent || otherSent != 5 {
+		t.Fatalf("shared destination: %d sent, %d turned away; the other: %d sent of 5", sent, limitedAway, otherSent)
 	}
 }

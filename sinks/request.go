@@ -129,15 +129,18 @@ func setSignatures(req *fasthttp.Request, sig signatures) {
 const maxErrorBody = 256
 
 // send performs one request to ep and classifies the outcome. It is shared by every
-// HTTP-speaking handler, so all of them go through the destination's circuit breaker:
-// while it is open, send returns a retryable Result wrapping ErrCircuitOpen without
-// sending anything (maxWait, the hook's max backoff, caps how long: see breaker). The
+// HTTP-speaking handler, so all of them go through the destination's rate limit and
+// circuit breaker: over the limit it returns a retryable Result wrapping ErrRateLimited,
+// and while the breaker is open one wrapping ErrCircuitOpen, without sending anything (maxWait, the hook's max backoff, caps how long: see breaker). The
 // destination's breaker is given the attempt's verdict for the destination; the verdict
 // for the hook is returned, for the caller's hookGate (neutral when nothing was sent).
 // req stays the caller's; the response is acquired and released here, after everything
 // needed from it was read. When lane captures (Admin API tests), the request and the
 // response are recorded there.
 func send(ep *endpoint, req *fasthttp.Request, deadline time.Time, hookID string, lane *Lane, maxWait time.Duration) (res Result, hook verdict) {
+	if ok, wait := ep.lim.take(time.Now()); !ok {
+		return Result{Err: ep.lim.err, Retryable: true, RetryAfter: min(wait, maxWait)}, verdictNeutral
+	}
 	a := ep.br.allow(avoidsProbes(lane), maxWait)
 	if a.ticket == ticketRejected {
 		return ep.br.rejection(hookID, a), verdictNeutral

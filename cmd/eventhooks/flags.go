@@ -50,6 +50,7 @@ type ProcessorFlags struct {
 	CommitInterval          time.Duration `help:"How often done offsets are committed." default:"1s"`
 	MaxEventBytes           int           `help:"Largest record value accepted." default:"1048576"`
 	MaxConnsPerHost         int           `help:"Connections per webhook destination." default:"64"`
+	DestinationRateLimit    float64       `help:"Requests per second at most to each destination (host:port), every hook together; 0: no limit. A hook's own rate_limit applies as well."`
 	AllowDestinations       string        `help:"CIDRs or IPs that deliveries may reach although they are loopback, private or link-local (SSRF guard), comma separated; dev allows loopback by default."`
 	ShutdownTimeout         time.Duration `help:"How long a shutdown waits for in-flight deliveries." default:"30s"`
 	GateEntriesPerPartition int           `help:"Most snooze/on_change entries kept per partition; the least recently fired are evicted first (~220 B each)." default:"262144"`

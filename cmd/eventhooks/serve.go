@@ -163,8 +163,12 @@ func (s *service) newCore(ctx context.Context) (*core, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r := s.proc.DestinationRateLimit; !(r >= 0) { // NaN too
+		return nil, fmt.Errorf("--destination-rate-limit %v: want 0 (no limit) or more requests per second", r)
+	}
 	c := &core{topics: s.topics.topics(), cat: hooks.NewCatalogue(), guard: sinks.NewGuard(allow)}
-	c.pool = sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost, Guard: c.guard, Logger: s.log})
+	c.pool = sinks.NewPool(sinks.PoolConfig{MaxConnsPerHost: s.proc.MaxConnsPerHost, DestinationRate: s.proc.DestinationRateLimit,
+		Guard: c.guard, Logger: s.log})
 	c.compile = func(h *hooks.Hook) (sinks.Sink, error) { return sinks.Compile(h, c.pool, s.log) }
 	c.proc, err = processor.New(processor.Config{
 		ClientOpts: append(append([]kgo.Opt{}, conn...), group...), Group: s.proc.Group,
