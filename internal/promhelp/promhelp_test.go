@@ -11,10 +11,11 @@ import (
 // TestWritePrometheusFillsHelp: each described family's HELP line carries its text
 // (escaped), whatever its labels; an undescribed family keeps the package's bare line.
 func TestWritePrometheusFillsHelp(t *testing.T) {
-	metrics.NewCounter(Describe(`promhelp_test_plain_total`, "Things counted."))
-	metrics.GetOrCreateCounter(Describe(`promhelp_test_labelled_total{kind="a"}`, `Things by kind, a \ and`+"\nline.")).Inc()
+	// GetOrCreate: the test may run several times in one process (-count).
+	metrics.GetOrCreateCounter(Describe(`promhelp_test_plain_total`, "Things counted."))
+	metrics.GetOrCreateCounter(Describe(`promhelp_test_labelled_total{kind="a"}`, `Things by kind, a \ and`+"\nline.")).Set(1)
 	metrics.GetOrCreateCounter(`promhelp_test_labelled_total{kind="b"}`)
-	metrics.NewGauge(`promhelp_test_undescribed`, nil)
+	metrics.GetOrCreateGauge(`promhelp_test_undescribed`, nil)
 	var buf bytes.Buffer
 	if err := WritePrometheus(&buf, false); err != nil {
 		t.Fatal(err)
