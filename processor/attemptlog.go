@@ -17,9 +17,9 @@ import (
 
 // The attempt log: a line per delivery attempt that was sent (not one a breaker or rate
 // limit turned away) in Config.AttemptsTopic, for the deliveries API. A lane gathers its
-// lines into one record (NDJSON), written when the lane has nothing more to handle, or
-// at attemptBatchBytes or attemptBatchAge: a record per attempt cost a fifth of the
-// events/s, mostly in the producer and the broker. Writing it never blocks a lane and
+// lines into one record (NDJSON), written at attemptBatchBytes or once its first line is
+// attemptBatchAge old (also when the lane waits for records: lane.next): a record per
+// attempt cost a fifth of the events/s, mostly in the producer and the broker. Writing it never blocks a lane and
 // never holds back a commit: a record the producer has no room for is dropped and its
 // lines counted. A line is JSON:
 //

@@ -302,7 +302,13 @@ func (l *lane) run() {
 	if l.gates != nil {
 		defer func() { gates.AddEntries(-l.gates.Len()) }()
 	}
-	for r := range l.in {
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	for {
+		r, ok := l.next(idle)
+		if !ok {
+			break
+		}
 		if l.w.ctx.Err() != nil {
 			continue // abandoned: left uncommitted for the next owner
 		}
@@ -318,11 +324,34 @@ func (l *lane) run() {
 		} else if done {
 			l.w.wm.markDone(r.Offset)
 		}
-		if len(l.in) == 0 { // nothing more for now: the attempt log is not left behind
+	}
+	l.w.c.p.attempts.flush(&l.attempts)
+}
+
+// next returns the lane's next record, false once its queue is closed. While attempt log
+// lines wait in the lane, it waits attemptBatchAge at most before it writes them: a
+// lane that runs out of records would otherwise hold them until its next record, and
+// writing them each time its queue is empty made a record of almost every line.
+func (l *lane) next(idle *time.Timer) (*kgo.Record, bool) {
+	for {
+		if len(l.attempts.buf) == 0 {
+			r, ok := <-l.in
+			return r, ok
+		}
+		select {
+		case r, ok := <-l.in:
+			return r, ok
+		default:
+		}
+		idle.Reset(attemptBatchAge)
+		select {
+		case r, ok := <-l.in:
+			idle.Stop()
+			return r, ok
+		case <-idle.C:
 			l.w.c.p.attempts.flush(&l.attempts)
 		}
 	}
-	l.w.c.p.attempts.flush(&l.attempts)
 }
 
 // pendingAck returns the completion of the lane's current record, created on its first
