@@ -1,6 +1,7 @@
 package deliveries
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"sync"
@@ -197,6 +198,11 @@ func (x *Index) Delivery(webhookID string) ([]Attempt, bool) {
 			}
 		}
 		if len(out) > 0 { // a webhook-id is one hook's
+			// In attempt order: a lane's lines and the retry scheduler's reach the topic
+			// in batches of their own, not in the order the attempts were made.
+			slices.SortStableFunc(out, func(a, b Attempt) int {
+				return cmp.Or(cmp.Compare(a.Attempt, b.Attempt), cmp.Compare(a.AtMs, b.AtMs))
+			})
 			return out, true
 		}
 	}

@@ -138,3 +138,16 @@ func TestStats(t *testing.T) {
 		t.Error("a hook without attempts has a success rate")
 	}
 }
+
+// TestDeliveryInAttemptOrder: a delivery's attempts come back in attempt order whatever
+// order their lines were logged in (a lane's batch can land after the scheduler's line).
+func TestDeliveryInAttemptOrder(t *testing.T) {
+	x := NewIndex(10, 10)
+	for _, n := range []int{3, 1, 2} {
+		x.Add(Attempt{HookID: "h", WebhookID: "msg_1", Attempt: n, AtMs: int64(n)})
+	}
+	got, ok := x.Delivery("msg_1")
+	if !ok || len(got) != 3 || got[0].Attempt != 1 || got[1].Attempt != 2 || got[2].Attempt != 3 {
+		t.Fatalf("Delivery = %+v", got)
+	}
+}
