@@ -3,6 +3,7 @@ package processor_test
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,8 +36,11 @@ func TestAttemptLogHasEveryAttempt(t *testing.T) {
 	const keys, perKey = 4, 5
 	emb := testkit.Broker(t, 1)
 	rc := testkit.NewReceiver(t)
+	var mu sync.Mutex // Respond runs on the receiver's connections at once
 	seen := map[string]bool{}
 	rc.Respond = func(_ int, r *testkit.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case strings.Contains(string(r.Body), `"seq":0`):
 			return 400

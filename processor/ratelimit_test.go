@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,9 +44,9 @@ func TestReceiverAsking429IsObeyed(t *testing.T) {
 	const keys, perKey = 20, 20
 	emb := testkit.Broker(t, 1)
 	rc := testkit.NewReceiver(t)
-	var until time.Time
+	var until atomic.Int64 // unix nanoseconds; set before the first event is produced
 	rc.Respond = func(_ int, r *testkit.Request) int {
-		if r.At.Before(until) {
+		if r.At.UnixNano() < until.Load() {
 			return 429
 		}
 		return 200
@@ -54,7 +55,7 @@ func TestReceiverAsking429IsObeyed(t *testing.T) {
 	in := startInstance(t, emb.Addrs())
 	in.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 
-	until = time.Now().Add(3 * time.Second)
+	until.Store(time.Now().Add(3 * time.Second).UnixNano())
 	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
 	testkit.Eventually(t, 60*time.Second, "every event delivered", func() bool {
 		n := 0
