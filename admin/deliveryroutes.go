@@ -102,14 +102,14 @@ func (s *Server) retryDelivery(ctx *fasthttp.RequestCtx, p params) error {
 	a := attempts[len(attempts)-1]
 	cctx, cancel := s.writeCtx()
 	defer cancel()
-	from, to, err := log.RetryRange(cctx, a)
+	topic, from, to, err := log.RetryRange(cctx, a)
 	switch {
 	case errors.Is(err, deliveries.ErrOtherTopic):
 		return &apiError{status: fasthttp.StatusConflict, Message: "cannot retry: " + err.Error()}
 	case err != nil:
 		return &apiError{status: fasthttp.StatusServiceUnavailable, Message: "cannot retry: " + err.Error()}
 	}
-	return s.startJob(ctx, map[string]any{"from": from, "to": to, "hooks": []string{a.HookID}})
+	return s.startJob(ctx, map[string]any{"topic": topic, "from": from, "to": to, "hooks": []string{a.HookID}})
 }
 
 // startJob starts a replay job of req and answers 201 with its status and its Location.

@@ -2,6 +2,7 @@ package deliveries
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,9 +35,9 @@ type Config struct {
 	AttemptsTopic string
 	// DLQTopic is read for DeadLetters; "" reads none.
 	DLQTopic string
-	// EventsTopic is the topic replay jobs read (the first input topic): an attempt of an
-	// event of another topic cannot be retried through one.
-	EventsTopic string
+	// InputTopics are the topics replay jobs may read: an attempt of an event of another
+	// topic cannot be retried through one.
+	InputTopics []string
 	// PerHook, Total and DeadLetters bound the indexes (defaults above).
 	PerHook, Total, DeadLetters int
 	// IdleAfter ends the tail of the topics, and empties the indexes, when the log was
@@ -237,21 +238,26 @@ func (l *Log) parseAttempt(line []byte, a *Attempt) error {
 func (l *Log) Close() { l.cl.Close() }
 
 // ErrOtherTopic is returned for an attempt of an event that replay jobs cannot read.
-var ErrOtherTopic = errors.New("replay jobs read only the first input topic")
+var ErrOtherTopic = errors.New("replay jobs read only the input topics")
 
-// RetryRange returns the replay bounds ("from" and "to", in processor.ParseBound's
-// partition:offset form) that select exactly the event of a: every partition of its
-// topic is bounded, the others to an empty range at their end.
-func (l *Log) RetryRange(ctx context.Context, a Attempt) (from, to string, err error) {
-	if a.Topic != "" && a.Topic != l.cfg.EventsTopic {
-		return "", "", fmt.Errorf("%w (%s), this event is in %s", ErrOtherTopic, l.cfg.EventsTopic, a.Topic)
+// RetryRange returns the topic of a's event (the first input topic when a names none)
+// and the replay bounds ("from" and "to", in processor.ParseBound's partition:offset
+// form) that select exactly that event: every partition of the topic is bounded, the
+// others to an empty range at their end.
+func (l *Log) RetryRange(ctx context.Context, a Attempt) (topic, from, to string, err error) {
+	if len(l.cfg.InputTopics) == 0 {
+		return "", "", "", fmt.Errorf("%w: none configured", ErrOtherTopic)
 	}
-	ends, err := kadm.NewClient(l.cl).ListEndOffsets(ctx, l.cfg.EventsTopic)
+	topic = cmp.Or(a.Topic, l.cfg.InputTopics[0])
+	if !slices.Contains(l.cfg.InputTopics, topic) {
+		return "", "", "", fmt.Errorf("%w (%s), this event is in %s", ErrOtherTopic, strings.Join(l.cfg.InputTopics, ", "), topic)
+	}
+	ends, err := kadm.NewClient(l.cl).ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("list end offsets of %s: %w", l.cfg.EventsTopic, err)
+		return "", "", "", fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	var f, t []string
 	found := false
@@ -264,9 +270,9 @@ func (l *Log) RetryRange(ctx context.Context, a Attempt) (from, to string, err e
 		t = append(t, bound(o.Partition, hi))
 	})
 	if !found {
-		return "", "", fmt.Errorf("%s has no offset %d in partition %d", l.cfg.EventsTopic, a.Offset, a.Partition)
+		return "", "", "", fmt.Errorf("%s has no offset %d in partition %d", topic, a.Offset, a.Partition)
 	}
-	return strings.Join(f, ","), strings.Join(t, ","), nil
+	return topic, strings.Join(f, ","), strings.Join(t, ","), nil
 }
 
 func bound(p int32, off int64) string {

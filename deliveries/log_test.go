@@ -3,6 +3,7 @@ package deliveries
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestLogTailsTopics(t *testing.T) {
 	produce(&kgo.Record{Topic: topics.Events[0], Key: []byte("k"), Value: []byte(`{"seq":1}`)})
 
 	l, err := New(Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
-		DLQTopic: topics.DLQ, EventsTopic: topics.Events[0], Total: 100, IdleAfter: time.Second})
+		DLQTopic: topics.DLQ, InputTopics: []string{topics.Events[0], "second-input"}, Total: 100, IdleAfter: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,17 +87,20 @@ func TestLogTailsTopics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from, to, err := l.RetryRange(ctx, Attempt{Topic: topics.Events[0], Partition: r.Partition, Offset: r.Offset})
+	topic, from, to, err := l.RetryRange(ctx, Attempt{Topic: topics.Events[0], Partition: r.Partition, Offset: r.Offset})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if topic != topics.Events[0] {
+		t.Errorf("retry topic %s, want %s", topic, topics.Events[0])
 	}
 	if want := bound(r.Partition, r.Offset); !contains(from, want) || !contains(to, bound(r.Partition, r.Offset+1)) {
 		t.Errorf("range %s .. %s does not select %s", from, to, want)
 	}
-	if _, _, err := l.RetryRange(ctx, Attempt{Topic: "other"}); err == nil {
+	if _, _, _, err := l.RetryRange(ctx, Attempt{Topic: "other"}); !errors.Is(err, ErrOtherTopic) {
 		t.Error("an attempt of another topic got a range")
 	}
-	if _, _, err := l.RetryRange(ctx, Attempt{Partition: r.Partition, Offset: r.Offset + 10}); err == nil {
+	if _, _, _, err := l.RetryRange(ctx, Attempt{Partition: r.Partition, Offset: r.Offset + 10}); err == nil {
 		t.Error("an offset past the end got a range")
 	}
 	// Unused for IdleAfter, the tail ends and the indexes are emptied; a Touch reads again.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,8 @@ type ReplayJobs struct {
 
 // ReplayRequest is the body of POST /replays.
 type ReplayRequest struct {
+	// Topic is the input topic to read (default: the first; with DLQ, the DLQ topic).
+	Topic       string   `json:"topic"`
 	From        string   `json:"from"`
 	To          string   `json:"to"`
 	Hooks       []string `json:"hooks"`
@@ -117,6 +121,13 @@ func (j *ReplayJobs) config(req ReplayRequest) (ReplayConfig, error) {
 	if req.Rate < 0 {
 		e.Fields["rate"] = "value should be 0 (unlimited) or more"
 	}
+	switch {
+	case req.Topic == "":
+	case req.DLQ:
+		e.Fields["topic"] = "not with dlq: a re-drive reads the DLQ topic"
+	case !slices.Contains(j.p.cfg.Topics, req.Topic):
+		e.Fields["topic"] = "not an input topic: expected one of " + strings.Join(j.p.cfg.Topics, ", ")
+	}
 	for _, id := range req.Hooks {
 		if !j.hook(id) {
 			e.Fields["hooks"] = "no such hook: " + id
@@ -126,7 +137,7 @@ func (j *ReplayJobs) config(req ReplayRequest) (ReplayConfig, error) {
 		return ReplayConfig{}, e
 	}
 	return ReplayConfig{
-		From: from, To: to, HookIDs: req.Hooks, Source: req.Source, Event: req.Event,
+		Topic: req.Topic, From: from, To: to, HookIDs: req.Hooks, Source: req.Source, Event: req.Event,
 		Rate: req.Rate, DryRun: req.DryRun, HonourGates: req.HonourGates, DLQ: req.DLQ,
 	}, nil
 }

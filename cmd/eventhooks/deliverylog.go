@@ -15,7 +15,7 @@ func (s *service) deliveryLog(c *core) (*deliveries.Log, *console.Console, error
 	}
 	dl, err := deliveries.New(deliveries.Config{
 		ClientOpts: conn, AttemptsTopic: c.topics.Attempts, DLQTopic: c.topics.DLQ,
-		EventsTopic: c.topics.Events[0], Logger: s.log,
+		InputTopics: c.topics.Events, Logger: s.log,
 	})
 	if err != nil {
 		return nil, nil, err
