@@ -29,8 +29,11 @@ type disableRequest struct {
 	id, reason string
 }
 
-// noteDelivered resets ch's failing time.
+// noteDelivered resets ch's failing time (a hook without auto_disable_after has none).
 func (ch *compiledHook) noteDelivered() {
+	if ch.hook.AutoDisableAfter == 0 {
+		return
+	}
 	ch.failing.mu.Lock()
 	ch.failing.since = time.Time{}
 	ch.failing.mu.Unlock()

@@ -112,15 +112,13 @@ func (p *Processor) attempt(d delivery, ch *compiledHook, e **parkedEntry) next 
 	ch.m.latency.observe(res.Duration)
 	if res.Delivered {
 		ch.m.delivered.Inc()
-		if ch.hook.AutoDisableAfter > 0 {
-			ch.noteDelivered()
-		}
+		ch.noteDelivered()
 		if p.attempts != nil && !res.Dropped {
 			n := 1
 			if *e != nil {
 				n += (*e).Attempts
 			}
-			p.attempts.logAttempt(d, ch, &res, time.Now().Add(-res.Duration), n, outcomeDelivered, "")
+			p.attempts.logAttempt(d, ch, &res, p.cfg.Now().Add(-res.Duration), n, outcomeDelivered, "")
 		}
 		return next{st: stepDelivered}
 	}
