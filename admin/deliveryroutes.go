@@ -149,14 +149,16 @@ func (s *Server) listDeadLetters(ctx *fasthttp.RequestCtx, _ params) error {
 }
 
 // redriveRequest is the body of POST /dead-letters/redrive; every field is optional.
+// Its filters are those of GET /dead-letters.
 type redriveRequest struct {
-	Hook  string `json:"hook"`
-	Since string `json:"since"`
-	Until string `json:"until"`
+	Hook   string `json:"hook"`
+	Reason string `json:"reason"`
+	Since  string `json:"since"`
+	Until  string `json:"until"`
 }
 
-// POST /dead-letters/redrive: re-drive dead letters (all, or one hook's, in a time range)
-// as `eventhooks replay --dlq` does, as a replay job.
+// POST /dead-letters/redrive: re-drive dead letters (all, or one hook's, of one reason,
+// in a time range) as `eventhooks replay --dlq` does, as a replay job.
 func (s *Server) redriveDeadLetters(ctx *fasthttp.RequestCtx, _ params) error {
 	if s.cfg.Replays == nil {
 		return errNotImplemented
@@ -171,12 +173,15 @@ func (s *Server) redriveDeadLetters(ctx *fasthttp.RequestCtx, _ params) error {
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rr); err != nil {
 			return schemaViolation("@entity", "cannot parse JSON body: "+err.Error()+
-				` (fields: "hook", "since", "until"; a re-drive cannot select by reason)`)
+				` (fields: "hook", "reason", "since", "until")`)
 		}
 	}
 	req := map[string]any{"dlq": true}
 	if rr.Hook != "" {
 		req["hooks"] = []string{rr.Hook}
+	}
+	if rr.Reason != "" {
+		req["reason"] = rr.Reason
 	}
 	for field, raw := range map[string]string{"from": rr.Since, "to": rr.Until} {
 		if raw == "" {

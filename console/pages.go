@@ -269,9 +269,11 @@ func (c *Console) deliveryPage(ctx *fasthttp.RequestCtx, webhookID string) {
 // deadLettersView is the dead letters page.
 type deadLettersView struct {
 	Hook, Reason string
-	Hooks        []hookOption
-	Letters      []deadLetterRow
-	HasLog       bool
+	// Redrive says what the re-drive button sends again: the filters shown.
+	Redrive string
+	Hooks   []hookOption
+	Letters []deadLetterRow
+	HasLog  bool
 }
 
 type hookOption struct{ ID, Name string }
@@ -290,6 +292,7 @@ func (c *Console) deadLettersPage(ctx *fasthttp.RequestCtx) {
 		names[h.ID] = hookName(h)
 		v.Hooks = append(v.Hooks, hookOption{ID: h.ID, Name: hookName(h)})
 	}
+	v.Redrive = redriveLabel(names[v.Hook], v.Reason)
 	if c.cfg.Log != nil {
 		pg := c.cfg.Log.DeadLetters.List(deliveries.DeadLetterQuery{HookID: v.Hook, Reason: v.Reason, Size: 200})
 		for _, dl := range pg.Data {
@@ -301,6 +304,19 @@ func (c *Console) deadLettersPage(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	c.render(ctx, "deadletters", page{Title: "Dead letters", Nav: "dead", Data: v})
+}
+
+// redriveLabel is the re-drive button's text for the filters shown: the hook's name ("" for
+// every hook) and the reason ("" for every reason).
+func redriveLabel(hookName, reason string) string {
+	label := "Re-drive all"
+	if reason != "" {
+		label += " " + reason
+	}
+	if hookName != "" {
+		label += " of " + hookName
+	}
+	return label
 }
 
 // funcs are the templates' helpers.

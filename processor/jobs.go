@@ -42,6 +42,8 @@ type ReplayRequest struct {
 	DryRun      bool     `json:"dry_run"`
 	HonourGates bool     `json:"honour_gates"`
 	DLQ         bool     `json:"dlq"`
+	// Reason, with DLQ, re-drives only the dead letters of that eh-reason.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ReplayStatus is what GET /replays/{id} answers.
@@ -128,6 +130,9 @@ func (j *ReplayJobs) config(req ReplayRequest) (ReplayConfig, error) {
 	case !slices.Contains(j.p.cfg.Topics, req.Topic):
 		e.Fields["topic"] = "not an input topic: expected one of " + strings.Join(j.p.cfg.Topics, ", ")
 	}
+	if req.Reason != "" && !req.DLQ {
+		e.Fields["reason"] = "only with dlq: it selects dead letters by their reason"
+	}
 	for _, id := range req.Hooks {
 		if !j.hook(id) {
 			e.Fields["hooks"] = "no such hook: " + id
@@ -138,7 +143,7 @@ func (j *ReplayJobs) config(req ReplayRequest) (ReplayConfig, error) {
 	}
 	return ReplayConfig{
 		Topic: req.Topic, From: from, To: to, HookIDs: req.Hooks, Source: req.Source, Event: req.Event,
-		Rate: req.Rate, DryRun: req.DryRun, HonourGates: req.HonourGates, DLQ: req.DLQ,
+		Rate: req.Rate, DryRun: req.DryRun, HonourGates: req.HonourGates, DLQ: req.DLQ, Reason: req.Reason,
 	}, nil
 }
 

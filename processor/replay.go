@@ -90,6 +90,9 @@ type ReplayConfig struct {
 	DryRun bool
 	// DLQ re-drives dead letters instead of replaying events.
 	DLQ bool
+	// Reason, with DLQ, re-drives only the dead letters whose eh-reason is exactly this
+	// ("permanent", "max_attempts", …); "" re-drives every reason.
+	Reason string
 	// HonourGates applies the hooks' snooze/on_change within the replay (from a fresh
 	// state: the live state is not consulted or changed). Default: gates are bypassed.
 	HonourGates bool
@@ -173,7 +176,7 @@ func (p *Processor) Replay(ctx context.Context, rc ReplayConfig) (ReplayProgress
 	r := newReplayRun(p, rc, start, end)
 	res, err := r.run(ctx)
 	if err == nil && rc.DLQ && !rc.DryRun {
-		err = p.saveDLQPosition(ctx, rc.Topic, res.Next.Offsets)
+		err = p.saveDLQPosition(ctx, rc.Topic, r.savedPosition(res.Next.Offsets))
 	}
 	return res, err
 }
@@ -298,10 +301,14 @@ type replayRun struct {
 	mu                   sync.Mutex
 	outcomes             map[string]ReplayOutcomes
 	next                 map[int32]int64
+	// leftOut is, per partition, the first dead letter the hook or reason filter passed
+	// over: the saved DLQ position stops there, so a later re-drive still finds it.
+	leftOut map[int32]int64
 }
 
 func newReplayRun(p *Processor, rc ReplayConfig, start, end map[int32]int64) *replayRun {
-	r := &replayRun{p: p, rc: rc, start: start, end: end, outcomes: map[string]ReplayOutcomes{}, next: map[int32]int64{}}
+	r := &replayRun{p: p, rc: rc, start: start, end: end, outcomes: map[string]ReplayOutcomes{}, next: map[int32]int64{},
+		leftOut: map[int32]int64{}}
 	if len(rc.HookIDs) > 0 {
 		r.hookFilter = map[string]bool{}
 		for _, id := range rc.HookIDs {
@@ -531,8 +538,13 @@ func replayGate(gs *gates.Set, ch *compiledHook, ev *hooks.Event) (key []byte, f
 // deadLetter re-drives one DLQ entry through its hook with a fresh attempt budget.
 func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hooks.Event, rec *kgo.Record, lane *sinks.Lane) bool {
 	var e parkedEntry
-	if err := parseParkedEntry(rec, &e); err != nil || e.HookID == "" || (r.hookFilter != nil && !r.hookFilter[e.HookID]) {
+	if err := parseParkedEntry(rec, &e); err != nil || e.HookID == "" {
 		r.skipped.Add(1) // malformed input records have no hook to re-drive them through
+		return true
+	}
+	if (r.hookFilter != nil && !r.hookFilter[e.HookID]) || (r.rc.Reason != "" && e.Reason != r.rc.Reason) {
+		r.skipped.Add(1)
+		r.leaveOut(rec)
 		return true
 	}
 	out := delivered
@@ -544,6 +556,32 @@ func (r *replayRun) deadLetter(ctx context.Context, dec *hooks.Decoder, ev *hook
 	}
 	r.count(e.HookID, out)
 	return true
+}
+
+// leaveOut notes a dead letter the filters passed over (see leftOut).
+func (r *replayRun) leaveOut(rec *kgo.Record) {
+	r.mu.Lock()
+	if _, ok := r.leftOut[rec.Partition]; !ok {
+		r.leftOut[rec.Partition] = rec.Offset
+	}
+	r.mu.Unlock()
+}
+
+// savedPosition is where a DLQ re-drive that read up to next leaves the position: not
+// past a dead letter it left out. A later re-drive then sends again the ones this run
+// sent after that letter (same webhook-id: receivers see a retry) rather than never
+// sending the letter left out.
+func (r *replayRun) savedPosition(next map[int32]int64) map[int32]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int32]int64, len(next))
+	for part, at := range next {
+		if first, ok := r.leftOut[part]; ok {
+			at = min(at, first)
+		}
+		out[part] = at
+	}
+	return out
 }
 
 // count records how one delivery of hookID was settled.

@@ -43,6 +43,19 @@ func flakyReceiver(t *testing.T) (*testkit.Receiver, *atomic.Bool) {
 	return rc, &fixed
 }
 
+// flakyHook starts `dev` with a hook (ordering none, maxAttempts attempts) on a
+// flakyReceiver and sends it events health events on 4 partitions.
+func flakyHook(t *testing.T, events, maxAttempts int) (p *proc, rc *testkit.Receiver, fixed *atomic.Bool, id string) {
+	t.Helper()
+	rc, fixed = flakyReceiver(t)
+	kafka := testkit.FreeAddr(t)
+	p = start(t, "dev", "--data-dir", t.TempDir(), "--kafka-addr", kafka, "--partitions", "4")
+	hook := p.createHook(t, fmt.Sprintf(`{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
+		"config":{"url":"%s/flaky"},"retry":{"max_attempts":%d,"initial_backoff_ms":20,"max_backoff_ms":50}}`, rc.URL, maxAttempts))
+	produceHealthFrom(t, kafka, 0, events, 50)
+	return p, rc, fixed, hook["id"].(string)
+}
+
 // listAll pages through a deliveries listing (Kong paging with next).
 func listAll(t *testing.T, p *proc, path string) []map[string]any {
 	t.Helper()
@@ -66,13 +79,7 @@ func listAll(t *testing.T, p *proc, path string) []map[string]any {
 // 400s are dead letters, and a re-drive once the receiver is fixed delivers them.
 func TestDeliveriesAPIThroughTheBroker(t *testing.T) {
 	const events = 1000
-	rc, fixed := flakyReceiver(t)
-	kafka := testkit.FreeAddr(t)
-	p := start(t, "dev", "--data-dir", t.TempDir(), "--kafka-addr", kafka, "--partitions", "4")
-	hook := p.createHook(t, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none",
-		"config":{"url":"`+rc.URL+`/flaky"},"retry":{"max_attempts":5,"initial_backoff_ms":20,"max_backoff_ms":50}}`)
-	id := hook["id"].(string)
-	produceHealthFrom(t, kafka, 0, events, 50)
+	p, rc, fixed, id := flakyHook(t, events, 5)
 
 	want := map[string]int{"delivered": events - events/100, "failed": 2 * events / 10, "dead_lettered": events / 100}
 	var attempts []map[string]any
@@ -121,24 +128,72 @@ func TestDeliveriesAPIThroughTheBroker(t *testing.T) {
 	}
 
 	fixed.Store(true)
-	before := len(rc.Requests())
-	code, job := p.call(t, "POST", "/dead-letters/redrive", `{"hook":"`+id+`"}`)
-	if code != 201 {
-		t.Fatalf("redrive: %d %v", code, job)
-	}
-	testkit.Eventually(t, 2*time.Minute, "re-drive done", func() bool {
-		_, st := p.call(t, "GET", "/replays/"+job["id"].(string), "")
-		return st["state"] == "done"
-	})
-	redriven := map[string]bool{}
-	for _, r := range rc.WaitFor(t, before+events/100, time.Minute)[before:] {
-		if m := seqField.FindSubmatch(r.Body); m != nil && r.Status == 200 {
-			redriven[string(m[1])] = true
+	_, redriven := redrive(t, p, rc, `{"hook":"`+id+`"}`, events/100)
+	for seq := 0; seq < events; seq += 100 {
+		if !redriven[seq] {
+			t.Errorf("seq %d was not delivered by the re-drive (got %v)", seq, redriven)
 		}
 	}
-	for seq := 0; seq < events; seq += 100 {
-		if !redriven[strconv.Itoa(seq)] {
-			t.Errorf("seq %d was not delivered by the re-drive (got %v)", seq, redriven)
+}
+
+// redrive posts body to /dead-letters/redrive, waits for the job and for want requests
+// to reach rc, and returns the job's status and the seqs it delivered.
+func redrive(t *testing.T, p *proc, rc *testkit.Receiver, body string, want int) (map[string]any, map[int]bool) {
+	t.Helper()
+	before := len(rc.Requests())
+	code, job := p.call(t, "POST", "/dead-letters/redrive", body)
+	if code != 201 {
+		t.Fatalf("redrive %s: %d %v", body, code, job)
+	}
+	testkit.Eventually(t, 2*time.Minute, "re-drive done", func() bool {
+		_, job = p.call(t, "GET", "/replays/"+job["id"].(string), "")
+		return job["state"] == "done"
+	})
+	delivered := map[int]bool{}
+	for _, r := range rc.WaitFor(t, before+want, time.Minute)[before:] {
+		if m := seqField.FindSubmatch(r.Body); m != nil && r.Status == 200 {
+			seq, _ := strconv.Atoi(string(m[1]))
+			delivered[seq] = true
+		}
+	}
+	return job, delivered
+}
+
+// TestRedriveSelectsByReason: of a hook's dead letters, the 400s ("permanent") and the
+// 500s that ran out of attempts ("max_attempts"), a re-drive with reason permanent sends
+// only the 400s; one with reason max_attempts then still finds the others.
+func TestRedriveSelectsByReason(t *testing.T) {
+	const events = 200
+	p, rc, fixed, id := flakyHook(t, events, 2)
+
+	byReason := map[string][]int{} // seqs 0 and 100 answer 400; 5, 15, … 500 twice
+	testkit.Eventually(t, 2*time.Minute, "every dead letter listed", func() bool {
+		return len(listAll(t, p, "/dead-letters?hook="+url.QueryEscape(id))) == events/100+events/10
+	})
+	for _, reason := range []string{"permanent", "max_attempts"} {
+		for _, dl := range listAll(t, p, "/dead-letters?reason="+reason) {
+			m := seqField.FindStringSubmatch(dl["value"].(string))
+			seq, _ := strconv.Atoi(m[1])
+			byReason[reason] = append(byReason[reason], seq)
+		}
+	}
+	if len(byReason["permanent"]) != events/100 || len(byReason["max_attempts"]) != events/10 {
+		t.Fatalf("dead letters by reason: %v", byReason)
+	}
+
+	fixed.Store(true)
+	for _, reason := range []string{"permanent", "max_attempts"} {
+		job, delivered := redrive(t, p, rc, `{"hook":"`+id+`","reason":"`+reason+`"}`, len(byReason[reason]))
+		if served := job["served"].(map[string]any)[id]; served != float64(len(byReason[reason])) {
+			t.Errorf("reason=%s served %v, want %d", reason, served, len(byReason[reason]))
+		}
+		for _, seq := range byReason[reason] {
+			if !delivered[seq] {
+				t.Errorf("reason=%s did not deliver seq %d (got %v)", reason, seq, delivered)
+			}
+		}
+		if len(delivered) != len(byReason[reason]) {
+			t.Errorf("reason=%s delivered seqs %v, want only %v", reason, delivered, byReason[reason])
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,7 @@ type ReplayCmd struct {
 	Rate        float64  `help:"Events per second at most (0: unlimited)."`
 	DryRun      bool     `help:"Count what would be delivered, per hook, without delivering."`
 	DLQ         bool     `name:"dlq" help:"Re-drive the dead letters of the DLQ topic instead of replaying events."`
+	Reason      string   `help:"With --dlq: only dead letters of this reason (permanent, max_attempts, script_error, …; exact match)."`
 	HonourGates bool     `help:"Apply the hooks' snooze/on_change within the replay, on event time, from a fresh state (default: bypass gates)."`
 }
 
@@ -48,6 +50,9 @@ func (c *ReplayCmd) Run(log *slog.Logger) error {
 	}
 	if c.To == "" {
 		to.Time = time.Now()
+	}
+	if c.Reason != "" && !c.DLQ {
+		return errors.New("--reason selects dead letters: use it with --dlq")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -71,7 +76,7 @@ func (c *ReplayCmd) Run(log *slog.Logger) error {
 	show := newProgress(c.DryRun)
 	res, err := core.proc.Replay(ctx, processor.ReplayConfig{
 		From: from, To: to, HookIDs: c.Hook, Source: c.Source, Event: c.Event,
-		Rate: c.Rate, DryRun: c.DryRun, DLQ: c.DLQ, HonourGates: c.HonourGates, Progress: show.update,
+		Rate: c.Rate, DryRun: c.DryRun, DLQ: c.DLQ, Reason: c.Reason, HonourGates: c.HonourGates, Progress: show.update,
 	})
 	show.finish()
 	if err != nil {

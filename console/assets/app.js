@@ -150,9 +150,11 @@ function jobButtons() {
   const retry = document.getElementById("retry");
   if (retry) retry.addEventListener("click", () => startJob(retry, "/deliveries/" + retry.dataset.id + "/retry"));
   const redrive = document.getElementById("redrive");
+  // A re-drive sends what the page's filters select: its hook and reason, when set.
   if (redrive) redrive.addEventListener("click", () => {
-    const hook = redrive.dataset.hook;
-    startJob(redrive, "/dead-letters/redrive", hook ? { hook } : {});
+    const body = {};
+    for (const f of ["hook", "reason"]) if (redrive.dataset[f]) body[f] = redrive.dataset[f];
+    startJob(redrive, "/dead-letters/redrive", body);
   });
 }
 
