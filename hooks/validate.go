@@ -106,12 +106,26 @@ func decodeStrict(body []byte, v any) error {
 		if te.Field == "" {
 			return &SchemaError{Fields: map[string]string{"@entity": "expected a record"}}
 		}
-		return &SchemaError{Fields: map[string]string{te.Field: "expected " + kongType(te.Type.Kind().String())}}
+		return &SchemaError{Fields: map[string]string{jsonPath(te.Field): "expected " + kongType(te.Type.Kind().String())}}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		return &SchemaError{Fields: map[string]string{strings.Trim(name, `"`): "unknown field"}}
 	}
 	return &SchemaError{Fields: map[string]string{"@entity": "cannot parse JSON body: " + err.Error()}}
+}
+
+// jsonPath is a decoder error's field path without the Go names of embedded structs
+// ("Pipelining.pipeline" is config's "pipeline"): every JSON name of a hook is lower
+// case, and a map's keys are not in the path.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if p == "" || p[0] < 'A' || p[0] > 'Z' {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 func kongType(kind string) string {
@@ -245,6 +259,7 @@ func validateConfig(h *Hook, e *SchemaError) {
 		c := &WebhookConfig{}
 		if decodeConfig(h.Config, c, e) {
 			checkURL(c.URL, e)
+			checkPipelining(c.Pipelining, e)
 			if c.Headers == nil {
 				c.Headers = map[string]string{}
 			}
@@ -255,6 +270,7 @@ func validateConfig(h *Hook, e *SchemaError) {
 		if decodeConfig(h.Config, c, e) {
 			checkURL(c.URL, e)
 			checkMethod(c.Method, e)
+			checkPipelining(c.Pipelining, e)
 			fillCustomDefaults(c)
 		}
 		cfg = c
@@ -317,6 +333,20 @@ func checkURL(raw string, e *SchemaError) {
 		e.add("config.url", "scheme must be http or https")
 	case u.Host == "":
 		e.add("config.url", "missing host in url")
+	}
+}
+
+// checkPipelining bounds config.pipeline_max_conns and config.pipeline_max_pending: every
+// connection is a pair of goroutines and every pending request a slot held in memory.
+func checkPipelining(p Pipelining, e *SchemaError) {
+	checkBound(e, "config.pipeline_max_conns", p.PipelineMaxConns, MaxPipelineConns, DefaultPipelineMaxConns)
+	checkBound(e, "config.pipeline_max_pending", p.PipelineMaxPending, MaxPipelinePending, DefaultPipelineMaxPending)
+}
+
+// checkBound adds a violation of path unless v is 0 (the default, def) or 1..maximum.
+func checkBound(e *SchemaError, path string, v, maximum, def int) {
+	if v < 0 || v > maximum {
+		e.add(path, fmt.Sprintf("value should be between 1 and %d (0 or unset: %d)", maximum, def))
 	}
 }
 

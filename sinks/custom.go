@@ -200,6 +200,7 @@ func compileCustom(h *hooks.Hook, p *Pool) (*customSink, error) {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", s.dest.addr, err)
 	}
 	s.circuitErr = s.ep.circuitError(s.hookID)
+	s.ep = withPipeline(s, p, s.ep, s.dest, cfg.Pipelining, s.timeout) // the configured destination's only
 	s.gate = p.hookGate(h)
 	s.boundary = newBoundary()
 	s.boundaryB = []byte(s.boundary)

@@ -391,25 +391,39 @@ func (p *Pool) newHostClient(d destination) *fasthttp.HostClient {
 		MaxIdemponentCallAttempts: 2,
 		RetryIfErr:                retryStale,
 	}
+	// DialTimeout rather than Dial: fasthttp passes it the time left before the
+	// request's deadline.
+	c.DialTimeout = p.dialer()
+	if d.tls {
+		c.TLSConfig = tlsConfigOf(d)
+	}
+	return c
+}
+
+// dialer is how the pool's clients open a connection to addr within timeout: checked by
+// the Guard, then through PoolConfig.Dial when set. Nil when neither is set: fasthttp's
+// own dialer. Every client of the pool, pipelined ones included, dials through it.
+func (p *Pool) dialer() fasthttp.DialFuncWithTimeout {
 	switch {
 	case p.cfg.Guard != nil:
-		// DialTimeout rather than Dial: fasthttp passes it the time left before the
-		// request's deadline.
 		g, next := p.cfg.Guard, p.cfg.Dial
-		c.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
+		return func(addr string, timeout time.Duration) (net.Conn, error) {
 			return g.dial(addr, timeout, next)
 		}
 	case p.cfg.Dial != nil:
-		c.Dial = p.cfg.Dial
+		next := p.cfg.Dial
+		return func(addr string, _ time.Duration) (net.Conn, error) { return next(addr) }
 	}
-	if d.tls {
-		c.TLSConfig = &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// Kong's ssl_verify defaults to false, and hooks keep its meaning.
-			InsecureSkipVerify: !d.sslVerify, //nolint:gosec // Kong-compatible opt-out
-		}
+	return nil
+}
+
+// tlsConfigOf is the TLS configuration of a client of destination d.
+func tlsConfigOf(d destination) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Kong's ssl_verify defaults to false, and hooks keep its meaning.
+		InsecureSkipVerify: !d.sslVerify, //nolint:gosec // Kong-compatible opt-out
 	}
-	return c
 }
 
 // retryStale lets fasthttp resend a request once when the connection broke before any

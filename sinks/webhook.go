@@ -39,7 +39,8 @@ func compileWebhook(h *hooks.Hook, p *Pool) (*webhookSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot get a client for %s: %w", dest.addr, err)
 	}
-	s := &webhookSink{hookID: h.ID, uri: cfg.URL, ep: ep, timeout: timeoutOf(h), circuitErr: ep.circuitError(h.ID), gate: p.hookGate(h)}
+	s := &webhookSink{hookID: h.ID, uri: cfg.URL, timeout: timeoutOf(h), circuitErr: ep.circuitError(h.ID), gate: p.hookGate(h)}
+	s.ep = withPipeline(s, p, ep, dest, cfg.Pipelining, s.timeout)
 	if s.headers, s.host, err = compileHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
