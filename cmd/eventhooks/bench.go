@@ -38,6 +38,8 @@ type BenchCmd struct {
 	Lanes             int           `help:"Key lanes per partition, of the processor and the bare pipeline." default:"16"`
 	MaxConns          int           `help:"Connections to the target, of the processor and the baselines." default:"64"`
 	Baseline          bool          `help:"Also measure the raw HTTP loop, raw franz-go consume and the bare pipeline, and print the ratios."`
+	Pipeline          bool          `help:"Create the hooks with config.pipeline: HTTP/1.1 pipelining (webhook and webhook-custom, separate processes). The raw HTTP row stays the keep-alive loop."`
+	PipelineMaxConns  int           `name:"pipeline-max-conns" help:"With --pipeline: the hooks' config.pipeline_max_conns (0: the hook default)." default:"0"`
 	CompareAttemptLog bool          `name:"compare-attempt-log" help:"Drain the same backlog three more times, in fresh consumer groups, twice with eventhooks run --no-attempt-log and once more with the log (with, without, without, with), and print both sides' mean: what the attempt log costs. Separate processes, drain only."`
 	JSON              bool          `name:"json" help:"Print the report as JSON."`
 	Timeout           time.Duration `help:"Give up after this long." default:"10m"`
@@ -96,6 +98,9 @@ func (c *BenchCmd) validate() error {
 			return err
 		}
 	}
+	if err := c.validatePipeline(); err != nil {
+		return err
+	}
 	if c.CompareAttemptLog && (c.inProcess() || c.Rate != 0) {
 		return errors.New("--compare-attempt-log: separate processes (not --in-process or --faults), draining a backlog (not --rate)")
 	}
@@ -116,6 +121,23 @@ func (c *BenchCmd) validateProcs() error {
 		return errors.New("--target, --dead-hooks and --cpuprofile: only with --in-process")
 	case c.Handler == hooks.HandlerLog:
 		return errors.New("--handler log: only with --in-process (the receiver process counts deliveries)")
+	}
+	return nil
+}
+
+// validatePipeline refuses --pipeline where the bench's hooks cannot be pipelined.
+func (c *BenchCmd) validatePipeline() error {
+	switch {
+	case c.PipelineMaxConns != 0 && !c.Pipeline:
+		return errors.New("--pipeline-max-conns: only with --pipeline")
+	case c.PipelineMaxConns < 0 || c.PipelineMaxConns > hooks.MaxPipelineConns:
+		return fmt.Errorf("--pipeline-max-conns: want 0..%d", hooks.MaxPipelineConns)
+	case !c.Pipeline:
+		return nil
+	case c.inProcess():
+		return errors.New("--pipeline: separate processes only (not --in-process or --faults)")
+	case c.Handler != hooks.HandlerWebhook && c.Handler != hooks.HandlerWebhookCustom:
+		return errors.New("--pipeline: webhook and webhook-custom hooks only")
 	}
 	return nil
 }

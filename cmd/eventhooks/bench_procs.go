@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +127,7 @@ func (p *procsRun) setup(ctx context.Context) error {
 	}
 	p.report = bench.Report{
 		Info:      p.runInfo(bench.ShapeProcesses, brokerDesc, "fasthttp receiver process"),
-		Ours:      "eventhooks run (" + c.Handler + ")",
+		Ours:      "eventhooks run (" + c.Handler + map[bool]string{true: ", pipelined", false: ""}[c.Pipeline] + ")",
 		Baselines: []string{benchBare, benchRawHTTP, benchRawConsume},
 	}
 	return nil
@@ -252,6 +253,9 @@ func (p *procsRun) createHooks(ctx context.Context, args []string, admin string)
 	}
 	for i := range p.cmd.Hooks {
 		body, err := benchHookBody(p.cmd.Handler, p.target, i)
+		if err == nil && p.cmd.Pipeline {
+			body, err = pipelined(body, p.cmd.PipelineMaxConns)
+		}
 		if err != nil {
 			return err
 		}
@@ -260,6 +264,24 @@ func (p *procsRun) createHooks(ctx context.Context, args []string, admin string)
 		}
 	}
 	return nil
+}
+
+// pipelined returns the hook body with config.pipeline set, and
+// config.pipeline_max_conns when conns is not 0.
+func pipelined(body []byte, conns int) ([]byte, error) {
+	var h map[string]any
+	if err := json.Unmarshal(body, &h); err != nil {
+		return nil, fmt.Errorf("bench hook: %w", err)
+	}
+	cfg, ok := h["config"].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("bench hook %s: no config", body)
+	}
+	cfg["pipeline"] = true
+	if conns != 0 {
+		cfg["pipeline_max_conns"] = conns
+	}
+	return json.Marshal(h)
 }
 
 // produceBacklog produces the run's events to topic and adds the produce row, with the
