@@ -12,29 +12,38 @@ import (
 	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
-// breakerSeries is the gauge of each destination's breaker (0 closed, 1 half-open, 2 open).
-const breakerSeries = `eventhooks_breaker_state{destination="`
+// The breaker gauges (0 closed, 1 half-open, 2 open): each destination's, shared by the
+// hooks sending there, and each hook's own.
+const (
+	destBreakerSeries = `eventhooks_breaker_state{destination="`
+	hookBreakerSeries = `eventhooks_hook_breaker_state{hook_id="`
+)
 
-// breakerStates reads the breaker gauges of this process: destination → state name.
-func breakerStates() map[string]string {
+// breakerNames are the gauges' values as the console says them.
+var breakerNames = map[string]string{"0": "closed", "1": "half-open", "2": "open"}
+
+// breakers are the states of this process's breakers, by destination and by hook id.
+type breakers struct{ dest, hook map[string]string }
+
+// breakerStates reads the breaker gauges of this process.
+func breakerStates() breakers {
+	b := breakers{dest: map[string]string{}, hook: map[string]string{}}
 	var buf bytes.Buffer
 	if err := promhelp.WritePrometheus(&buf, false); err != nil {
-		return nil
+		return b
 	}
-	out := map[string]string{}
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), breakerSeries)
-		if !ok {
-			continue
+		line := sc.Text()
+		for prefix, into := range map[string]map[string]string{destBreakerSeries: b.dest, hookBreakerSeries: b.hook} {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				if label, value, ok := strings.Cut(rest, `"} `); ok {
+					into[label] = breakerNames[value]
+				}
+			}
 		}
-		dest, value, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		out[dest] = map[string]string{"0": "closed", "1": "half-open", "2": "open"}[value]
 	}
-	return out
+	return b
 }
 
 // destination is the host:port a hook's config.url names, as the breaker gauge labels it.

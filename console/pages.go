@@ -115,26 +115,28 @@ type hookRow struct {
 	PerSecond, Success, SuccessClass              string
 	Attempts                                      int
 	LastError                                     *deliveries.Attempt
-	Breaker                                       string
+	// Breaker is the destination's breaker state, HookBreaker the hook's own ("" when
+	// this process has none).
+	Breaker, HookBreaker string
 }
 
 func (c *Console) hooksPage(ctx *fasthttp.RequestCtx) {
 	snap := c.cfg.Hooks()
-	breakers := breakerStates()
+	br := breakerStates()
 	rows := make([]hookRow, 0, len(snap.Hooks))
 	for _, h := range snap.Hooks {
-		rows = append(rows, c.hookRow(h, breakers))
+		rows = append(rows, c.hookRow(h, br))
 	}
 	c.render(ctx, "hooks", page{Title: "Hooks", Nav: "hooks", Data: rows})
 }
 
-func (c *Console) hookRow(h *hooks.Hook, breakers map[string]string) hookRow {
+func (c *Console) hookRow(h *hooks.Hook, br breakers) hookRow {
 	st := c.stats(h.ID)
 	dest := destination(h)
 	r := hookRow{
 		ID: h.ID, Name: hookName(h), Source: h.Source, Event: h.EventName(), Handler: h.Handler,
-		Destination: dest, Enabled: h.IsEnabled(), Breaker: breakers[dest], Attempts: st.Attempts,
-		PerSecond: strconv.FormatFloat(st.PerSecond, 'f', 1, 64), LastError: st.LastFailure, SuccessClass: "none", Success: "—",
+		Destination: dest, Enabled: h.IsEnabled(), Breaker: br.dest[dest], HookBreaker: br.hook[h.ID], Attempts: st.Attempts,
+		PerSecond: rateText(st.PerSecond), LastError: st.LastFailure, SuccessClass: "none", Success: "—",
 	}
 	if h.DisabledReason != nil {
 		r.DisabledReason = *h.DisabledReason
@@ -147,6 +149,23 @@ func (c *Console) hookRow(h *hooks.Hook, breakers map[string]string) hookRow {
 		}
 	}
 	return r
+}
+
+// rateText says a rate per second with the precision it deserves: two significant digits
+// below 10 (a hook sending once a minute reads 0.017, not 0.0), "<0.01" below that, one
+// decimal below 100 and whole numbers above.
+func rateText(perSecond float64) string {
+	switch {
+	case perSecond <= 0:
+		return "0"
+	case perSecond < 0.01:
+		return "<0.01"
+	case perSecond < 10:
+		return strconv.FormatFloat(perSecond, 'g', 2, 64)
+	case perSecond < 99.95: // 99.96 reads 100, not 100.0
+		return strconv.FormatFloat(perSecond, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(perSecond, 'f', 0, 64)
 }
 
 func (c *Console) stats(hookID string) deliveries.Stats {

@@ -16,6 +16,11 @@ import (
 var familyAutoDisabled = describe(`eventhooks_hook_auto_disabled_total`,
 	"Times a hook was disabled because every attempt failed for its auto_disable_after.")
 
+func autoDisabledSeries(id string) string { return familyAutoDisabled + `{hook_id="` + id + `"}` }
+
+// unregisterAutoDisabled removes hook id's auto-disable counter, when the hook is deleted.
+func unregisterAutoDisabled(id string) { metrics.UnregisterMetric(autoDisabledSeries(id)) }
+
 // failing tracks, for one compiled hook version, since when all its attempts failed.
 type failing struct {
 	mu        sync.Mutex
@@ -86,7 +91,7 @@ func (p *Processor) disableLoop(ctx context.Context) {
 				}
 				continue
 			}
-			metrics.GetOrCreateCounter(familyAutoDisabled + `{hook_id="` + d.id + `"}`).Inc()
+			metrics.GetOrCreateCounter(autoDisabledSeries(d.id)).Inc()
 			p.log.Warn("hook disabled: every attempt failed for its auto_disable_after", "hook_id", d.id, "reason", d.reason)
 		}
 	}

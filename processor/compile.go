@@ -78,12 +78,13 @@ func newHookMetrics(h *hooks.Hook) *hookMetrics {
 	return m
 }
 
-// unregister removes the hook's series.
+// unregister removes the hook's series, the sinks' (breaker state, rate limit) too.
 func (m *hookMetrics) unregister() {
 	for _, name := range m.names {
 		metrics.UnregisterMetric(name)
 	}
 	latencies.remove(m.hookID)
+	sinks.UnregisterHookMetrics(m.hookID)
 }
 
 // gatedCounter returns the counter of events dropped by a gate for reason.
@@ -121,6 +122,9 @@ func (b *indexBuilder) noteDeleted(snap *hooks.Snapshot) []string {
 		}
 	}
 	b.known = known
+	for _, id := range gone {
+		unregisterAutoDisabled(id) // kept while the hook is only disabled: it says why
+	}
 	if len(gone) > 0 {
 		var all []string
 		if old := b.deleted.Load(); old != nil {
@@ -153,6 +157,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 				continue
 			}
 			ch = &compiledHook{hook: h, sink: sink, m: m, gate: gates.NewSpec(h, b.uniqueFields(h)), policy: h.RetryPolicy(), logKey: "deliver:" + h.ID}
+			sinks.PublishHookMetrics(h.ID, sink)
 		}
 		nextCompiled[h.Version()] = ch
 		entries = append(entries, hooks.IndexEntry[*compiledHook]{Source: h.Source, Event: h.EventName(), Value: ch})

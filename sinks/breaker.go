@@ -10,6 +10,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
 
 // ErrCircuitOpen is wrapped by the error of an attempt that was not sent because a
@@ -23,7 +25,8 @@ import (
 // the hook's retry.max_backoff_ms.
 var ErrCircuitOpen = errors.New("circuit breaker open")
 
-// Breaker states, as exported by the eventhooks_breaker_state gauge.
+// Breaker states, as exported by the eventhooks_breaker_state and
+// eventhooks_hook_breaker_state gauges.
 const (
 	breakerClosed   int32 = 0
 	breakerHalfOpen int32 = 1
@@ -398,18 +401,90 @@ type destMetrics struct {
 	rejections *metrics.Counter
 }
 
-// state is the gauge's value: the worst state among the label's breakers. A breaker
-// waiting for its destination's first answer, with nothing failed yet, counts as closed.
+// state is the gauge's value: the worst state among the label's breakers.
 func (m *destMetrics) state() float64 {
 	var s int32
 	for _, b := range *m.breakers.Load() {
-		bs := b.state.Load()
-		if bs == breakerHalfOpen && !b.failedLastTime() {
-			bs = breakerClosed
-		}
-		s = max(s, bs)
+		s = max(s, b.gaugeState())
 	}
 	return float64(s)
+}
+
+// gaugeState is the breaker's state as its gauge says it: one waiting for the first
+// answer, with nothing failed yet, counts as closed.
+func (b *breaker) gaugeState() int32 {
+	s := b.state.Load()
+	if s == breakerHalfOpen && !b.failedLastTime() {
+		return breakerClosed
+	}
+	return s
+}
+
+var familyHookBreakerState = promhelp.Describe(`eventhooks_hook_breaker_state`,
+	"State of the hook's own circuit breaker (its HTTP status and script failures): 0 closed, 1 half-open, 2 open.")
+
+// hookBreakers holds, by hook id, the breaker each hook's gauge reports: that of the
+// version the processor serves (PublishHookMetrics). A version only compiled to check it
+// (the Admin API's validation) is never published, so it cannot take the gauge over.
+var hookBreakers = struct {
+	mu   sync.Mutex
+	byID map[string]*atomic.Pointer[breaker]
+}{byID: map[string]*atomic.Pointer[breaker]{}}
+
+// PublishHookMetrics makes s, the version of hook id the processor now serves, the one
+// the hook's eventhooks_hook_breaker_state{hook_id} gauge reports (0 closed, 1
+// half-open, 2 open). A sink without a breaker of its own (log, or with the breakers
+// disabled) removes the gauge.
+func PublishHookMetrics(id string, s Sink) {
+	b := hookBreakerOf(s)
+	hookBreakers.mu.Lock()
+	defer hookBreakers.mu.Unlock()
+	cur := hookBreakers.byID[id]
+	if b == nil {
+		unregisterHookBreakerLocked(id)
+		return
+	}
+	if cur != nil {
+		cur.Store(b) // a new version: its breaker starts afresh
+		return
+	}
+	cur = new(atomic.Pointer[breaker])
+	cur.Store(b)
+	hookBreakers.byID[id] = cur
+	metrics.NewGauge(hookBreakerSeries(id), func() float64 { return float64(cur.Load().gaugeState()) })
+}
+
+// UnregisterHookMetrics removes the per-hook series of the sinks package for hook id
+// (its breaker state and its rate limit), when the hook is deleted or disabled.
+func UnregisterHookMetrics(id string) {
+	hookBreakers.mu.Lock()
+	unregisterHookBreakerLocked(id)
+	hookBreakers.mu.Unlock()
+	unregisterRate(id)
+}
+
+// unregisterHookBreakerLocked removes hook id's breaker gauge; hookBreakers.mu is held.
+func unregisterHookBreakerLocked(id string) {
+	if _, ok := hookBreakers.byID[id]; ok {
+		delete(hookBreakers.byID, id)
+		metrics.UnregisterMetric(hookBreakerSeries(id))
+	}
+}
+
+func hookBreakerSeries(id string) string { return familyHookBreakerState + `{hook_id="` + id + `"}` }
+
+// hookBreakerOf returns the breaker of a compiled sink's hookGate; nil for a sink that has
+// none.
+func hookBreakerOf(s Sink) *breaker {
+	switch s := s.(type) {
+	case *webhookSink:
+		return s.gate.br
+	case *customSink:
+		return s.gate.br
+	case *lambdaSink:
+		return s.gate.br
+	}
+	return nil
 }
 
 // metricLabel quotes a destination for use as a label value.

@@ -32,6 +32,13 @@ const (
 var familyRate = promhelp.Describe(`eventhooks_hook_rate_limit_per_second`,
 	"The rate a hook is held to now (its rate_limit, lowered after a receiver's 429); 0 when unlimited.")
 
+// rateSeries is the name of hook id's rate gauge.
+func rateSeries(id string) string { return familyRate + `{hook_id="` + id + `"}` }
+
+// unregisterRate removes hook id's rate gauge; a limiter still in flight sets a gauge no
+// longer exported.
+func unregisterRate(id string) { metrics.UnregisterMetric(rateSeries(id)) }
+
 // bucket is a token bucket: rate tokens a second (0: unlimited), at most burst held.
 // Not safe for concurrent use.
 type bucket struct {
@@ -78,7 +85,7 @@ type limiter struct {
 // unlimited hook too.
 func newLimiter(h *hooks.Hook) *limiter {
 	l := &limiter{err: fmt.Errorf("%w: hook %s", ErrRateLimited, h.ID),
-		gauge: metrics.GetOrCreateGauge(familyRate+`{hook_id="`+h.ID+`"}`, nil)}
+		gauge: metrics.GetOrCreateGauge(rateSeries(h.ID), nil)}
 	if rl := h.RateLimit; rl != nil && rl.PerSecond > 0 {
 		l.base, l.ceiling = rl.PerSecond, rl.PerSecond
 		l.b = bucket{rate: rl.PerSecond, burst: float64(rl.BurstOrDefault()), tokens: float64(rl.BurstOrDefault())}

@@ -100,7 +100,7 @@ func (b *browser) waitText(sel, want string) {
 // TestConsoleInBrowser logs in to the console of a running `dev`, creates a hook
 // through the form, tests it, sends events, watches them in the live table, opens a
 // dead-lettered delivery and sends it again once the receiver is fixed, then re-drives
-// the dead letters, saving screenshots of each page.
+// the dead letters of reason permanent, saving screenshots of each page.
 func TestConsoleInBrowser(t *testing.T) {
 	b := newBrowser(t)
 	var fixed atomic.Bool
@@ -156,6 +156,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if s := b.text(`table[data-testid=hooks] tbody`); !strings.Contains(s, "66.7 %") || !strings.Contains(s, "400") {
 		t.Errorf("hooks list shows no 66.7 %% success rate and 400 error: %q", s)
 	}
+	// A 400 is the receiver answering: the hook's own breaker stays closed. Three attempts
+	// within the minute are a low rate, not "0.0".
+	if s := b.text(`table[data-testid=hooks] tbody`); !strings.Contains(s, "hook closed") {
+		t.Errorf("hooks list shows no hook breaker state: %q", s)
+	}
+	if rate := b.text(`table[data-testid=hooks] tbody td.num`); rate == "0" || rate == "0.0" {
+		t.Errorf("attempts/s reads %q after three attempts within the minute", rate)
+	}
 	b.shot("hooks")
 
 	b.run("open the dead-lettered delivery", chromedp.Navigate(hookURL+"?status=dead"),
@@ -173,7 +181,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.shot("delivery-sent-again")
 
-	b.run("dead letters", chromedp.Navigate(p.admin+"/ui/dead-letters"), chromedp.WaitVisible(`table[data-testid=dead-letters]`, chromedp.ByQuery))
+	b.run("dead letters", chromedp.Navigate(p.admin+"/ui/dead-letters?reason=permanent"),
+		chromedp.WaitVisible(`table[data-testid=dead-letters]`, chromedp.ByQuery))
+	if s := b.text("#redrive"); s != "Re-drive all permanent" {
+		t.Errorf("the re-drive button of the reason filter says %q", s)
+	}
 	b.shot("dead-letters")
 	before = len(rc.Requests())
 	b.run("re-drive", chromedp.Click("#redrive", chromedp.ByID))
