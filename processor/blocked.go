@@ -79,6 +79,9 @@ type blockSet struct {
 	keys     map[blockKey]int32
 	hooks    map[string]int32
 	restored bool
+	// cursors are the deferred hooks of the partition number (cursor.go): an immutable
+	// list, replaced under mu, read without a lock by every live delivery.
+	cursors atomic.Pointer[[]*cursor]
 }
 
 func newBlockSet() *blockSet {
@@ -158,6 +161,7 @@ func (b *blockSet) forget() {
 	clear(b.keys)
 	clear(b.hooks)
 	b.n.Store(0)
+	b.setCursorsLocked(nil)
 }
 
 // restore rebuilds the set from the retry partition, once: from the group's committed
@@ -177,9 +181,14 @@ func (b *blockSet) restore(ctx context.Context, p *Processor, group string, part
 	if err != nil {
 		return err
 	}
+	cursors := restoredCursors{}
 	err = readPartition(ctx, p.cfg.ClientOpts, topic, partition, from, end, func(r *kgo.Record) {
 		var e parkedEntry
 		if parseParkedEntry(r, &e) != nil {
+			return
+		}
+		if e.Cursor != markerNone {
+			cursors.note(&e)
 			return
 		}
 		e.each(func(one *parkedEntry) {
@@ -193,6 +202,7 @@ func (b *blockSet) restore(ctx context.Context, p *Processor, group string, part
 	if err != nil {
 		return fmt.Errorf("restore blocked keys from %s/%d: %w", topic, partition, err)
 	}
+	cursors.publish(b)
 	b.mu.Lock()
 	b.restored = true
 	b.mu.Unlock()

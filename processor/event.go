@@ -18,6 +18,9 @@ import (
 // reports whether the record is done; false means it was abandoned (shutdown or revoke)
 // and stays uncommitted for whoever owns the partition next.
 func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
+	if l.cur != nil {
+		return p.handleDeferred(l, r)
+	}
 	hs := p.hs.Load()
 	src, evName, routed := l.dec.Route(r)
 	var matched []*compiledHook
@@ -53,7 +56,8 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 
 // delivery is the lane's delivery context for its current record.
 func (l *lane) delivery() delivery {
-	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind, attempts: &l.attempts}
+	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind,
+		attempts: &l.attempts, w: l.w, cur: l.cur}
 }
 
 // handleSafely is handle with a panic turned into a dead letter of the record (reason
@@ -80,6 +84,11 @@ func (l *lane) handleSafely(r *kgo.Record) (done bool) {
 // parked delivery has fired as Kong's handler fires: it is sent, later, in its key's
 // order; so the retry scheduler, which delivers it, has no gate state to change.
 func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
+	if l.cur == nil && l.w.blocks.deferred(l.ev.Record.Topic, ch.hook.ID, l.ev.Record.Offset) {
+		deferredDeliveries.Inc() // before the gates: they meet its cursor's item
+		ch.m.parked.Inc()
+		return parked
+	}
 	spec := &ch.gate
 	d := l.delivery()
 	if !spec.Active() || l.gates == nil {

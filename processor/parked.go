@@ -43,6 +43,10 @@ type parkedEntry struct {
 	// holds each hook's blocking mark as a digit, in the same order: the deliveries of one
 	// event parked behind blocked keys of several hooks share one record.
 	Marks string
+	// Cursor, on a marker of a deferred hook (cursor.go), is its kind; Offset is then the
+	// first offset the deferral covers and CursorAt where the marker says it got to.
+	Cursor   markerKind
+	CursorAt int64
 }
 
 // hookSep separates the hook ids of an entry parked for several hooks (ids are UUIDs).

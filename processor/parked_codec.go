@@ -41,6 +41,10 @@ func (e *parkedEntry) appendJSON(dst []byte) []byte {
 	if e.Marks != "" {
 		dst = appendStringField(dst, "blocking_marks", e.Marks)
 	}
+	if e.Cursor != markerNone {
+		dst = appendIntField(dst, "cursor", int64(e.Cursor))
+		dst = appendIntField(dst, "cursor_at", e.CursorAt)
+	}
 	return append(dst[:len(dst)-1], '}') // the last field's comma becomes the brace
 }
 
@@ -106,6 +110,9 @@ func readHistory(v *fastjson.Value, e *parkedEntry) {
 		e.Blocking = m
 	}
 	e.Marks = string(v.GetStringBytes("blocking_marks"))
+	if k := markerKind(v.GetInt("cursor")); k <= markerEnd {
+		e.Cursor, e.CursorAt = k, v.GetInt64("cursor_at")
+	}
 }
 
 // parseLegacyEntry reads the entry earlier versions wrote as the record's value: the

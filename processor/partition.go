@@ -31,6 +31,12 @@ type partitionWorker struct {
 	committed int64 // last committed offset; guarded by groupConsumer.commitMu
 	m         partitionMetrics
 
+	// liveNext is the first offset the dispatcher has not dispatched live (-1 before the
+	// first), written under dmu: a deferral opens there (cursor.go).
+	liveNext atomic.Int64
+	dmu      sync.Mutex
+	cursorIn chan cursorBatch // deferred hooks' records, to queue in the lanes
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -55,9 +61,11 @@ func newPartitionWorker(c *groupConsumer, topic string, partition int32, blocks 
 		wake:      make(chan struct{}, 1),
 		wm:        newWatermark(),
 		committed: -1,
+		cursorIn:  make(chan cursorBatch),
 		m:         newPartitionMetrics(topic, partition),
 		ctx:       ctx, cancel: cancel,
 	}
+	w.liveNext.Store(-1)
 	if topic == c.retry {
 		w.sched = newRetryScheduler(w)
 		return w
@@ -97,12 +105,17 @@ func (w *partitionWorker) dispatch() {
 	if !w.restoreUntilDone() {
 		return
 	}
+	w.startRestoredCursors()
 	for {
 		select {
 		case <-w.ctx.Done():
 			return
 		case batch := <-w.in:
 			if !w.dispatchBatch(batch) {
+				return
+			}
+		case b := <-w.cursorIn:
+			if !w.dispatchCursor(b) {
 				return
 			}
 		case <-w.wake:
@@ -116,20 +129,33 @@ func (w *partitionWorker) dispatch() {
 // dispatchBatch registers each record with the watermark, in offset order, and hands it
 // to its lane. It reports false when the worker was stopped.
 func (w *partitionWorker) dispatchBatch(batch []*kgo.Record) bool {
+	if w.sched != nil {
+		return w.dispatchRetries(batch)
+	}
+	w.dmu.Lock() // a deferral opened now starts past the batch
+	w.liveNext.Store(batch[len(batch)-1].Offset + 1)
+	w.dmu.Unlock()
 	for _, r := range batch {
 		w.wm.add(r.Offset)
-		in := w.sched.inOrNil()
-		if in == nil {
-			in = w.laneFor(r).in
-		}
 		select {
-		case in <- r:
+		case w.laneFor(r).in <- laneItem{r: r}:
 		case <-w.ctx.Done():
 			return false
 		}
-		if w.sched != nil {
-			w.handled(r)
+	}
+	return true
+}
+
+// dispatchRetries is dispatchBatch for the retry topic: to the scheduler.
+func (w *partitionWorker) dispatchRetries(batch []*kgo.Record) bool {
+	for _, r := range batch {
+		w.wm.add(r.Offset)
+		select {
+		case w.sched.in <- r:
+		case <-w.ctx.Done():
+			return false
 		}
+		w.handled(r)
 	}
 	return true
 }
@@ -273,7 +299,7 @@ func (w *partitionWorker) laneFor(r *kgo.Record) *lane {
 // scratch event: nothing here is shared with another goroutine but the watermark.
 type lane struct {
 	w     *partitionWorker
-	in    chan *kgo.Record
+	in    chan laneItem
 	dec   hooks.Decoder
 	ev    hooks.Event
 	sinks sinks.Lane // the sinks' per-goroutine state (JS runtime, template context)
@@ -281,6 +307,8 @@ type lane struct {
 	gates       *gates.Set // nil on consumers without gates
 	lastExpire  time.Time
 	offset      int64      // of the record being handled
+	cur         *cursor    // the current item's cursor; nil for a live record
+	wm          *watermark // the current item's: the partition's, or its cursor's
 	ack         *recordAck // the current record's, when a park is in flight
 	behind      behindList // the current record's hooks parked behind blocked keys
 	attempts    attemptBatch
@@ -289,7 +317,7 @@ type lane struct {
 
 func newLane(w *partitionWorker) *lane {
 	p := w.c.p
-	l := &lane{w: w, in: make(chan *kgo.Record, p.cfg.LaneBuffer)}
+	l := &lane{w: w, in: make(chan laneItem, p.cfg.LaneBuffer)}
 	l.dec.MaxBytes = p.cfg.MaxEventBytes
 	l.gates = gates.NewSet(max(1024, p.cfg.GateEntriesPerPartition/p.cfg.Lanes))
 	if cat := p.cfg.Catalogue; cat != nil {
@@ -305,14 +333,18 @@ func (l *lane) run() {
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	for {
-		r, ok := l.next(idle)
+		it, ok := l.next(idle)
 		if !ok {
 			break
 		}
 		if l.w.ctx.Err() != nil {
 			continue // abandoned: left uncommitted for the next owner
 		}
-		l.offset = r.Offset
+		r := it.r
+		l.offset, l.cur, l.wm = r.Offset, it.c, l.w.wm
+		if it.c != nil {
+			l.wm = it.c.wm
+		}
 		done := l.handleSafely(r)
 		l.w.handled(r)
 		if l.gates != nil {
@@ -322,7 +354,7 @@ func (l *lane) run() {
 			l.ack = nil
 			ack.finish(done)
 		} else if done {
-			l.w.wm.markDone(r.Offset)
+			l.wm.markDone(r.Offset)
 		}
 	}
 	l.w.c.p.attempts.flush(&l.attempts)
@@ -332,22 +364,22 @@ func (l *lane) run() {
 // lines wait in the lane, it waits attemptBatchAge at most before it writes them: a
 // lane that runs out of records would otherwise hold them until its next record, and
 // writing them each time its queue is empty made a record of almost every line.
-func (l *lane) next(idle *time.Timer) (*kgo.Record, bool) {
+func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 	for {
 		if len(l.attempts.buf) == 0 {
-			r, ok := <-l.in
-			return r, ok
+			it, ok := <-l.in
+			return it, ok
 		}
 		select {
-		case r, ok := <-l.in:
-			return r, ok
+		case it, ok := <-l.in:
+			return it, ok
 		default:
 		}
 		idle.Reset(attemptBatchAge)
 		select {
-		case r, ok := <-l.in:
+		case it, ok := <-l.in:
 			idle.Stop()
-			return r, ok
+			return it, ok
 		case <-idle.C:
 			l.w.c.p.attempts.flush(&l.attempts)
 		}
@@ -358,7 +390,7 @@ func (l *lane) next(idle *time.Timer) (*kgo.Record, bool) {
 // asynchronous write (see Processor.write).
 func (l *lane) pendingAck() *recordAck {
 	if l.ack == nil {
-		l.ack = &recordAck{wm: l.w.wm, offset: l.offset}
+		l.ack = &recordAck{wm: l.wm, offset: l.offset}
 		l.ack.pending.Store(1) // the lane's own hold, released when it is done with the record
 	}
 	return l.ack

@@ -39,6 +39,10 @@ type delivery struct {
 	behind *behindList
 	// attempts gathers the goroutine's attempt log lines (nil: each written at once).
 	attempts *attemptBatch
+	// w is the events partition worker of a live lane (deferrals open there), and cur
+	// the cursor of a deferred hook's item; nil elsewhere.
+	w   *partitionWorker
+	cur *cursor
 }
 
 // acker hands out the completion of the record being handled, created on its first
@@ -225,6 +229,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 		case stepCircuit:
 			if canPark && n.probeDone == nil { // else a new destination's first answer is near
 				if d.behind != nil && e.Attempts == 0 {
+					d.deferHook(h.ID)
 					return p.parkUnsent(d, ch)
 				}
 				return p.park(d, ch, e, p.cfg.Now().Add(max(wait, breakerPollInterval)))

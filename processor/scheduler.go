@@ -43,6 +43,9 @@ type retryScheduler struct {
 	due       jobHeap
 	held      int // bytes of the entries held
 	idle      int
+	// starts holds the start markers of open deferrals (cursor.go) until their end
+	// marker is read: the partition's commit point stays at the first.
+	starts map[markerKey]*recordAck
 }
 
 // retryJob is one parked entry held by the scheduler.
@@ -88,15 +91,8 @@ func newRetryScheduler(w *partitionWorker) *retryScheduler {
 		queues:  map[blockKey][]*retryJob{},
 
 		suspended: map[string]time.Time{},
+		starts:    map[markerKey]*recordAck{},
 	}
-}
-
-// inOrNil is the scheduler's input, nil for a worker without one.
-func (s *retryScheduler) inOrNil() chan<- *kgo.Record {
-	if s == nil {
-		return nil
-	}
-	return s.in
 }
 
 // start runs the scheduler and its delivery goroutines under wg.
@@ -128,6 +124,7 @@ func (s *retryScheduler) run() {
 		select {
 		case <-hs.replaced:
 			s.endGone()
+			s.w.blocks.signalCursors("") // a fixed hook may answer now
 		case r, ok := <-in:
 			if !ok {
 				return
@@ -197,6 +194,10 @@ func (s *retryScheduler) add(r *kgo.Record) {
 		ack.finish(ok)
 		return
 	}
+	if e.Cursor != markerNone {
+		s.marker(&e, ack)
+		return
+	}
 	var jobs []*retryJob
 	e.each(func(one *parkedEntry) { jobs = append(jobs, &retryJob{rec: r, e: *one, ack: ack}) })
 	ack.pending.Store(int32(len(jobs))) // each job's own hold, released when it is settled
@@ -204,6 +205,23 @@ func (s *retryScheduler) add(r *kgo.Record) {
 		j.size = size / len(jobs)
 		s.schedule(j)
 	}
+}
+
+// marker takes a deferral's marker: a start is held until its end is read.
+func (s *retryScheduler) marker(e *parkedEntry, ack *recordAck) {
+	ack.pending.Store(1)
+	k := markerKey{e.Topic, e.HookID, e.Offset}
+	switch e.Cursor {
+	case markerStart:
+		s.starts[k] = ack
+		return
+	case markerEnd:
+		if start := s.starts[k]; start != nil {
+			delete(s.starts, k)
+			start.finish(true)
+		}
+	}
+	ack.finish(true)
 }
 
 // schedule holds j: in its (hook, key)'s queue when it blocks, else by due time.
@@ -326,6 +344,7 @@ func (s *retryScheduler) settle(j *retryJob, out outcome) jobNext {
 		return jobAbandoned
 	}
 	s.w.blocks.release(j.e.HookID, j.e.Key, j.mark)
+	s.w.blocks.signalCursors(j.e.HookID) // its hook answered, or gave up: a deferral may go on
 	j.ack.finish(true)
 	return jobSettled
 }
