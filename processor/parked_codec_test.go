@@ -29,13 +29,13 @@ type deliveryJSON struct {
 func TestParkedEntryCodec(t *testing.T) {
 	entries := []parkedEntry{
 		{Attempts: 1, Topic: "t", Value: []byte("garbage")},
-		{HookID: "h-2", Topic: "eventhooks-events", Partition: 3, Offset: 100, Cursor: markerProgress, CursorAt: 250},
 		{
 			HookID: "h-1", Reason: "max_attempts", Attempts: 10, LastStatus: 503, LastError: "deliver hook h-1: \"busy\"\n",
 			FirstAttemptMs: 1, LastAttemptMs: 2, DueMs: 3, Topic: "eventhooks-events", Partition: 7, Offset: 42,
 			TimestampMs: 1700000000000, Key: []byte("u-1"), Value: []byte(`{"source":"s","event":"e","data":{}}`),
 			Headers: []kgo.RecordHeader{{Key: "eh-source", Value: []byte("s")}, {Key: "ce_id", Value: []byte{0, 0xff}}},
 		},
+		{HookID: "h-2", Topic: "eventhooks-events", Partition: 3, Offset: 100, Cursor: markerProgress, CursorAt: 250},
 	}
 	for _, e := range entries {
 		rec := &e.record("dlq").rec
