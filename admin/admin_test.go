@@ -209,6 +209,37 @@ func TestFormBodies(t *testing.T) {
 	}
 }
 
+// TestFormConfigFields: the typed config fields of a flat Kong form arrive typed, so a
+// hook created by form reads back as the JSON one would.
+func TestFormConfigFields(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		handler, field, value string
+		want                  any // the field in the config read back
+	}{
+		{"webhook", "pipeline", "true", true},
+		{"webhook", "pipeline_max_conns", "4", 4.0},
+		{"webhook-custom", "pipeline_max_pending", "16", 16.0},
+		{"webhook-custom", "pipeline", "false", nil}, // unset is left out of a stored config
+	} {
+		form := url.Values{"source": {"crud"}, "handler": {tc.handler}, "config.url": {"http://example.com/x"},
+			"config." + tc.field: {tc.value}}
+		if tc.handler == "webhook-custom" {
+			form.Set("config.method", "POST") // required there, unknown to webhook
+		}
+		r := e.do("POST", "/event-hooks", form.Encode(), "Content-Type", "application/x-www-form-urlencoded")
+		if r.status != http.StatusCreated {
+			t.Errorf("%s config.%s=%s: status %d, body %s", tc.handler, tc.field, tc.value, r.status, r.body)
+			continue
+		}
+		id, _ := r.json(t)["id"].(string)
+		cfg, _ := e.expect(http.StatusOK, "GET", "/event-hooks/"+id, "").json(t)["config"].(map[string]any)
+		if got, ok := cfg[tc.field]; got != tc.want || ok != (tc.want != nil) {
+			t.Errorf("%s config.%s=%s read back %#v (present %v), want %#v", tc.handler, tc.field, tc.value, got, ok, tc.want)
+		}
+	}
+}
+
 func TestListPaging(t *testing.T) {
 	e := newEnv(t, nil)
 	created := map[string]bool{}

@@ -18,6 +18,7 @@ var formTypes = map[string]string{
 	"rate_limit.per_second": "number", "rate_limit.burst": "int", "max_in_flight": "int",
 	"on_change": "bool", "enabled": "bool", "log_request_body": "bool", "config.ssl_verify": "bool",
 	"config.headers_format": "bool", "config.payload_format": "bool", "config.body_format": "bool",
+	"config.pipeline": "bool", "config.pipeline_max_conns": "int", "config.pipeline_max_pending": "int",
 	"tags": "array", "config.functions": "array",
 }
 
