@@ -65,12 +65,5 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 	t.Logf("promtool check metrics:\n%s", out)
 }
 
-func grep(text, substr string) string {
-	var out []string
-	for line := range strings.SplitSeq(text, "\n") {
-		if strings.Contains(line, substr) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
+// grep is testkit.GrepLines, under the short name this package's tests use.
+var grep = testkit.GrepLines

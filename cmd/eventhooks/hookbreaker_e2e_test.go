@@ -55,7 +55,7 @@ func TestHookBreakerStateInMetricsAndConsole(t *testing.T) {
 	scrape := string(p.scrape(t))
 	for _, want := range []string{gauge(healthy) + "0\n", `eventhooks_breaker_state{destination="` + dest.Host + `"} 0` + "\n"} {
 		if !strings.Contains(scrape, want) {
-			t.Errorf("no %q in /metrics:\n%s", want, grepLines(scrape, "breaker_state"))
+			t.Errorf("no %q in /metrics:\n%s", want, testkit.GrepLines(scrape, "breaker_state"))
 		}
 	}
 	// The broken hook's probes turn it half-open for a moment: look until it reads open.
@@ -79,17 +79,6 @@ func TestHookBreakerStateInMetricsAndConsole(t *testing.T) {
 		t.Fatalf("delete: %d", code)
 	}
 	if scrape := string(p.scrape(t)); strings.Contains(scrape, gauge(broken)) {
-		t.Errorf("the deleted hook's breaker gauge is still exported:\n%s", grepLines(scrape, "hook_breaker_state"))
+		t.Errorf("the deleted hook's breaker gauge is still exported:\n%s", testkit.GrepLines(scrape, "hook_breaker_state"))
 	}
-}
-
-// grepLines returns the lines of text that contain substr.
-func grepLines(text, substr string) string {
-	var out []string
-	for line := range strings.SplitSeq(text, "\n") {
-		if strings.Contains(line, substr) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
 }
