@@ -209,35 +209,46 @@ func TestFormBodies(t *testing.T) {
 	}
 }
 
-// TestFormConfigFields: the typed config fields of a flat Kong form arrive typed, so a
-// hook created by form reads back as the JSON one would.
-func TestFormConfigFields(t *testing.T) {
+// TestFormTypedFields: the typed fields of a flat Kong form arrive typed, so a hook
+// created by form reads back as the JSON one would.
+func TestFormTypedFields(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, tc := range []struct {
-		handler, field, value string
-		want                  any // the field in the config read back
+		handler, key, value string
+		want                any // the field read back; nil: absent
 	}{
-		{"webhook", "pipeline", "true", true},
-		{"webhook", "pipeline_max_conns", "4", 4.0},
-		{"webhook-custom", "pipeline_max_pending", "16", 16.0},
-		{"webhook-custom", "pipeline", "false", nil}, // unset is left out of a stored config
+		{"webhook", "config.pipeline", "true", true},
+		{"webhook", "config.pipeline_max_conns", "4", 4.0},
+		{"webhook-custom", "config.pipeline_max_pending", "16", 16.0},
+		{"webhook-custom", "config.pipeline", "false", nil}, // unset is left out of a stored config
+		{"webhook", "auto_disable_after", "3600", 3600.0},
 	} {
 		form := url.Values{"source": {"crud"}, "handler": {tc.handler}, "config.url": {"http://example.com/x"},
-			"config." + tc.field: {tc.value}}
+			tc.key: {tc.value}}
 		if tc.handler == "webhook-custom" {
 			form.Set("config.method", "POST") // required there, unknown to webhook
 		}
 		r := e.do("POST", "/event-hooks", form.Encode(), "Content-Type", "application/x-www-form-urlencoded")
 		if r.status != http.StatusCreated {
-			t.Errorf("%s config.%s=%s: status %d, body %s", tc.handler, tc.field, tc.value, r.status, r.body)
+			t.Errorf("%s %s=%s: status %d, body %s", tc.handler, tc.key, tc.value, r.status, r.body)
 			continue
 		}
 		id, _ := r.json(t)["id"].(string)
-		cfg, _ := e.expect(http.StatusOK, "GET", "/event-hooks/"+id, "").json(t)["config"].(map[string]any)
-		if got, ok := cfg[tc.field]; got != tc.want || ok != (tc.want != nil) {
-			t.Errorf("%s config.%s=%s read back %#v (present %v), want %#v", tc.handler, tc.field, tc.value, got, ok, tc.want)
+		got, ok := lookup(e.expect(http.StatusOK, "GET", "/event-hooks/"+id, "").json(t), tc.key)
+		if got != tc.want || ok != (tc.want != nil) {
+			t.Errorf("%s %s=%s read back %#v (present %v), want %#v", tc.handler, tc.key, tc.value, got, ok, tc.want)
 		}
 	}
+}
+
+// lookup returns the value at a dotted path ("config.pipeline") of a decoded object.
+func lookup(m map[string]any, path string) (any, bool) {
+	keys := strings.Split(path, ".")
+	for _, k := range keys[:len(keys)-1] {
+		m, _ = m[k].(map[string]any)
+	}
+	v, ok := m[keys[len(keys)-1]]
+	return v, ok
 }
 
 func TestListPaging(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 // formTypes gives the JSON type of the hook fields a flat Kong form can set that are not
 // strings; every other form value is a string.
 var formTypes = map[string]string{
-	"snooze": "int", "timeout_ms": "int", "created_at": "int", "updated_at": "int",
+	"snooze": "int", "timeout_ms": "int", "created_at": "int", "updated_at": "int", "auto_disable_after": "int",
 	"retry.max_attempts": "int", "retry.initial_backoff_ms": "int", "retry.max_backoff_ms": "int",
 	"rate_limit.per_second": "number", "rate_limit.burst": "int", "max_in_flight": "int",
 	"on_change": "bool", "enabled": "bool", "log_request_body": "bool", "config.ssl_verify": "bool",
