@@ -8,9 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -401,31 +399,8 @@ func (b *benchRun) measureProcessor(ctx context.Context, profile string) ([]benc
 	return append(rows, res), nil
 }
 
-// startProfile starts a CPU profile to file, if not empty; the returned stop may be
-// called twice.
-func (b *benchRun) startProfile(file string) (func(), error) {
-	if file == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	stopped := false
-	return func() {
-		if !stopped {
-			stopped = true
-			pprof.StopCPUProfile()
-			if err := f.Close(); err != nil {
-				b.log.Warn("cannot write the CPU profile", "err", err)
-			}
-		}
-	}, nil
-}
+// startProfile is startCPUProfile with the bench's log.
+func (b *benchRun) startProfile(file string) (func(), error) { return startCPUProfile(file, b.log) }
 
 func (b *benchRun) resetReceiver() {
 	if b.rcv != nil {

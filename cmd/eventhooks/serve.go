@@ -65,11 +65,17 @@ type RunCmd struct {
 	AdminFlags     `embed:""`
 	IngestFlags    `embed:""`
 	HooksFileFlags `embed:""`
+	CPUProfile     string `name:"cpuprofile" help:"Write a CPU profile of the whole process, from start to stop, to this file." type:"path"`
 }
 
 // Run starts the service.
 func (c *RunCmd) Run(log *slog.Logger) error {
 	tuneGC()
+	stop, err := startCPUProfile(c.CPUProfile, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	s := service{kafka: c.KafkaFlags.config(), topics: c.TopicFlags, proc: c.ProcessorFlags, admin: c.AdminFlags, ingest: c.IngestFlags, log: log,
 		hooksFile: c.HooksFile}
 	return s.run()
