@@ -86,32 +86,16 @@ func TestEndToEnd(t *testing.T) {
 // TestProducedEvents checks the generated envelope: the processor's decoder accepts it,
 // its size is as asked, keys go round robin and ts is the produce time.
 func TestProducedEvents(t *testing.T) {
-	emb := testkit.Broker(t, 2)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...), kgo.ConsumeTopics("eventhooks-events"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	before := time.Now().UnixNano()
 	start := time.Now()
-	if _, err := Produce(ctx, cl, "eventhooks-events", 30, 3, 250, 1000); err != nil {
-		t.Fatal(err)
-	}
+	recs := produced(t, 30, func(ctx context.Context, cl *kgo.Client, topic string) error {
+		_, err := Produce(ctx, cl, topic, 30, 3, 250, 1000)
+		return err
+	})
 	if el := time.Since(start); el < 20*time.Millisecond {
 		t.Errorf("30 events at 1000/s took %v, want about 30ms", el)
 	}
 	after := time.Now().UnixNano()
-	var recs []*kgo.Record
-	for len(recs) < 30 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, fs.Records()...)
-	}
 	keys := map[string]int{}
 	var dec hooks.Decoder
 	for _, r := range recs {
@@ -137,6 +121,34 @@ func TestProducedEvents(t *testing.T) {
 	if len(keys) != 3 || keys["u-0"] != 10 || keys["u-2"] != 10 {
 		t.Errorf("keys not round robin: %v", keys)
 	}
+}
+
+// produced runs produce on a client of an embedded broker and returns the first n
+// records of the topic it was given.
+func produced(t *testing.T, n int, produce func(context.Context, *kgo.Client, string) error) []*kgo.Record {
+	t.Helper()
+	const topic = "eventhooks-events"
+	emb := testkit.Broker(t, 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := produce(ctx, cl, topic); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for len(recs) < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, fs.Records()...)
+	}
+	return recs
 }
 
 func TestSentAt(t *testing.T) {

@@ -43,13 +43,25 @@ var eventHeaders = []kgo.RecordHeader{
 // with eh-source/eh-event headers. The Result has Events, Seconds and PerSec only: the
 // caller measures CPU and memory when the producer runs alone.
 func Produce(ctx context.Context, cl *kgo.Client, topic string, n, keys, size int, rate float64) (Result, error) {
+	return produce(ctx, cl, topic, n, keys, size, rate, false)
+}
+
+// ProduceNumbered is Produce with each event's data carrying "seq":<i> as well, its index
+// 0 … n-1 (before "ts", in the same size): a Receiver tracking ids (TrackIDs) then tells
+// which events arrived, however many processes delivered them.
+func ProduceNumbered(ctx context.Context, cl *kgo.Client, topic string, n, keys, size int, rate float64) (Result, error) {
+	return produce(ctx, cl, topic, n, keys, size, rate, true)
+}
+
+// produce is Produce, with "seq" in the data when numbered.
+func produce(ctx context.Context, cl *kgo.Client, topic string, n, keys, size int, rate float64, numbered bool) (Result, error) {
 	res := Result{Name: "produce"}
 	if keys <= 0 {
 		keys = 1
 	}
 	run := make([]byte, 4)
 	_, _ = rand.Read(run)
-	gen := generator{run: hex.EncodeToString(run), size: size}
+	gen := generator{run: hex.EncodeToString(run), size: size, numbered: numbered}
 	keyBytes := make([][]byte, min(keys, n))
 	for k := range keyBytes {
 		keyBytes[k] = []byte("u-" + strconv.Itoa(k))
@@ -123,8 +135,9 @@ loop:
 
 // generator builds the event envelopes of one Produce call.
 type generator struct {
-	run  string // random per call, so event ids are unique across runs
-	size int
+	run      string // random per call, so event ids are unique across runs
+	size     int
+	numbered bool // "seq":<i> in the data
 }
 
 // appendEvent appends event i of key k, sent at ts, padded to about g.size bytes.
@@ -143,7 +156,13 @@ func (g generator) appendEvent(b []byte, i, k int, ts int64) []byte {
 	b = strconv.AppendInt(b, int64(k&255), 10)
 	b = append(b, `","port":8000,"hostname":"u-`...)
 	b = strconv.AppendInt(b, int64(k), 10)
-	b = append(b, `.internal","health":"unhealthy","ts":`...)
+	b = append(b, `.internal","health":"unhealthy",`...)
+	if g.numbered {
+		b = append(b, `"seq":`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
 	b = append(b, `,"pad":"`...)
 	for pad := g.size - len(b) - len(`"}}`); pad > 0; pad-- {

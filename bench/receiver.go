@@ -35,6 +35,9 @@ type Receiver struct {
 
 	fail   atomic.Pointer[failRule] // nil: every path answers 200
 	failed atomic.Int64             // requests answered by the fail rule since Reset
+
+	ids   atomic.Pointer[idTracker] // nil unless TrackIDs was called since Reset
+	delay atomic.Int64              // nanoseconds each request waits before it is handled
 }
 
 // failRule is the path FailPath made fail and its status.
@@ -70,12 +73,18 @@ func NewReceiver() (*Receiver, error) {
 }
 
 func (r *Receiver) handle(ctx *fasthttp.RequestCtx) {
+	if d := r.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
 	if f := r.fail.Load(); f != nil && bytes.Equal(ctx.Path(), f.path) {
 		r.failed.Add(1)
 		ctx.SetStatusCode(f.status)
 		return
 	}
 	now := time.Now()
+	if t := r.ids.Load(); t != nil {
+		t.record(ctx.PostBody(), now)
+	}
 	if ts, ok := sentAt(ctx.PostBody()); ok {
 		r.hist.Record(time.Duration(now.UnixNano()-ts), ctx.ConnID())
 	} else {
@@ -107,6 +116,11 @@ func (r *Receiver) FailPath(path string, status int) {
 	r.fail.Store(&failRule{path: []byte(path), status: status})
 }
 
+// SetDelay makes the receiver wait d before it handles each request, as a slow endpoint
+// would: the request is counted, and its latency measured, once the wait is over. 0
+// turns it off.
+func (r *Receiver) SetDelay(d time.Duration) { r.delay.Store(int64(max(d, 0))) }
+
 // Failed returns the requests answered by FailPath's rule since the last Reset.
 func (r *Receiver) Failed() int64 { return r.failed.Load() }
 
@@ -128,9 +142,10 @@ func (r *Receiver) First() time.Time {
 // Latency returns the latency summary since the last Reset.
 func (r *Receiver) Latency() Latency { return r.hist.Latency() }
 
-// Reset starts a new phase: counts and latencies go back to zero. Call it between
-// phases, while no requests arrive.
+// Reset starts a new phase: counts and latencies go back to zero, ids are no longer
+// tracked. Call it between phases, while no requests arrive.
 func (r *Receiver) Reset() {
+	r.ids.Store(nil)
 	r.count.Store(0)
 	r.missing.Store(0)
 	r.first.Store(0)

@@ -98,7 +98,10 @@ type Report struct {
 	Ratios    []Ratio  `json:"ratios,omitempty"`
 	// Faults is the failure-isolation comparison of `bench --faults`, nil otherwise.
 	Faults *FaultsReport `json:"faults,omitempty"`
-	Notes  []string      `json:"notes,omitempty"`
+	// ScaleOut is the one-versus-two-instances comparison of `bench --scale-out`, nil
+	// otherwise.
+	ScaleOut *ScaleOutReport `json:"scale_out,omitempty"`
+	Notes    []string        `json:"notes,omitempty"`
 }
 
 // FaultsReport compares a healthy hook draining the backlog alone with the same drain
@@ -166,11 +169,19 @@ func (f *FaultsReport) Add(p FaultPair) {
 	for i, p := range f.Pairs {
 		rs[i] = p.Ratio
 	}
+	f.Ratio = median(rs)
+}
+
+// median returns the median of rs (sorting it), 0 for none.
+func median(rs []float64) float64 {
 	slices.Sort(rs)
-	if n := len(rs); n%2 == 1 {
-		f.Ratio = rs[n/2]
-	} else {
-		f.Ratio = (rs[n/2-1] + rs[n/2]) / 2
+	switch n := len(rs); {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return rs[n/2]
+	default:
+		return (rs[n/2-1] + rs[n/2]) / 2
 	}
 }
 
@@ -309,6 +320,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if r.Faults != nil {
 		if err := r.Faults.writeText(w); err != nil {
+			return err
+		}
+	}
+	if r.ScaleOut != nil {
+		if err := r.ScaleOut.writeText(w); err != nil {
 			return err
 		}
 	}

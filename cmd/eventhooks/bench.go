@@ -30,7 +30,11 @@ type BenchCmd struct {
 	Hooks             int           `help:"Hooks, each matching every event." default:"1"`
 	DeadHooks         int           `help:"Extra webhook hooks (ordering none, timeout 1s) whose endpoint accepts connections and never answers: measures how well the healthy hooks are isolated from a dead endpoint." default:"0"`
 	Faults            bool          `help:"Failure isolation: the healthy hook drains the backlog alone, then beside three failing hooks with the default ordering (key) and retry policy (A: a webhook answered 503 on the receiver's host:port, C: a lambda that never returns, D: a webhook to a refused port), on fresh topics each time; prints both events/s and their ratio."`
-	Pairs             int           `help:"With --faults: alone/faults pairs to run, alternately." default:"1"`
+	Pairs             int           `help:"With --faults: alone/faults pairs to run, alternately; with --scale-out: one/two-instance pairs." default:"1"`
+	ScaleOut          bool          `name:"scale-out" help:"Scale-out: drain the backlog with one eventhooks run, then with two in one consumer group, alternately for --pairs pairs, each phase on fresh topics and a fresh group; the group rebalances mid-drain (see --rebalance) and the receiver checks that every event id arrived at least once, else the bench fails. Separate processes; webhook or lambda hook."`
+	Pin               bool          `help:"With --scale-out: pin each eventhooks run instance to a core of its own (instance i on core i mod the CPUs, with taskset) with GOMAXPROCS=1; the broker and the receiver are not pinned. Linux."`
+	Rebalance         string        `help:"With --scale-out: what the two-instance phase does mid-drain: join (the second instance starts once --rebalance-at of the event ids arrived), leave (both start, the second is sent SIGTERM then) or none (both start together)." default:"join" enum:"join,leave,none"`
+	RebalanceAt       float64       `name:"rebalance-at" help:"With --scale-out: the fraction of the backlog's event ids received when the second instance joins or leaves." default:"0.33"`
 	Handler           string        `help:"Handler of the hooks: webhook, webhook-custom, lambda or log." default:"webhook" enum:"webhook,webhook-custom,lambda,log"`
 	Brokers           []string      `help:"Kafka seed brokers, comma separated (default: an embedded in-memory broker on a free port)." sep:","`
 	Target            string        `help:"Deliver to this URL instead of the in-process receiver (no latency figures; completion is read from committed offsets)."`
@@ -41,6 +45,7 @@ type BenchCmd struct {
 	Pipeline          bool          `help:"Create the hooks with config.pipeline: HTTP/1.1 pipelining (webhook and webhook-custom, separate processes). The raw HTTP row stays the keep-alive loop."`
 	PipelineMaxConns  int           `name:"pipeline-max-conns" help:"With --pipeline: the hooks' config.pipeline_max_conns (0: the hook default)." default:"0"`
 	CompareAttemptLog bool          `name:"compare-attempt-log" help:"Drain the same backlog three more times, in fresh consumer groups, twice with eventhooks run --no-attempt-log and once more with the log (with, without, without, with), and print both sides' mean: what the attempt log costs. Separate processes, drain only."`
+	ReceiverDelay     time.Duration `name:"receiver-delay" help:"The receiver waits this long before it answers each request, as a slow endpoint would (separate processes only)." default:"0s"`
 	JSON              bool          `name:"json" help:"Print the report as JSON."`
 	Timeout           time.Duration `help:"Give up after this long." default:"10m"`
 	CPUProfile        string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file." type:"path"`
@@ -83,6 +88,10 @@ func (c *BenchCmd) validate() error {
 		return errors.New("--rate: want 0 (as fast as possible) or more")
 	case c.Pairs <= 0:
 		return errors.New("--pairs: want at least 1")
+	case c.ReceiverDelay < 0 || c.ReceiverDelay > time.Minute:
+		return errors.New("--receiver-delay: want 0 to 1m")
+	case c.ReceiverDelay > 0 && c.inProcess():
+		return errors.New("--receiver-delay: separate processes only (not --in-process or --faults)")
 	}
 	if c.Faults {
 		switch {
@@ -97,6 +106,9 @@ func (c *BenchCmd) validate() error {
 		if err := c.validateProcs(); err != nil {
 			return err
 		}
+	}
+	if err := c.validateScaleOut(); err != nil {
+		return err
 	}
 	if err := c.validatePipeline(); err != nil {
 		return err

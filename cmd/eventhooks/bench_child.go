@@ -41,7 +41,14 @@ type childMsg struct {
 	Stats *receiverStats `json:"stats,omitempty"`
 	// Result is a baseline child's row, its only line.
 	Result *bench.Result `json:"result,omitempty"`
+	// IDs answers the receiver's "ids": the event ids counted since "track N", and
+	// Missing, the first few of those not seen yet.
+	IDs     *bench.IDStats `json:"ids,omitempty"`
+	Missing []int64        `json:"missing,omitempty"`
 }
+
+// missingShown is how many missing event ids the receiver's "ids" names at the most.
+const missingShown = 10
 
 // receiverStats is what the receiver counted since its last "reset".
 type receiverStats struct {
@@ -69,7 +76,7 @@ func (c *BenchCmd) runChild(ctx context.Context) error {
 	}()
 	out := json.NewEncoder(os.Stdout)
 	if c.Child == childReceiver {
-		return serveReceiver(ctx, out, lines)
+		return serveReceiver(ctx, out, lines, c.ReceiverDelay)
 	}
 	res, err := c.childBaseline(ctx)
 	msg := childMsg{Result: &res}
@@ -101,14 +108,16 @@ func (c *BenchCmd) childBaseline(ctx context.Context) (bench.Result, error) {
 	return bench.Result{}, fmt.Errorf("--child %q: want %s, %s, %s or %s", c.Child, childReceiver, childBare, childRawHTTP, childRawConsume)
 }
 
-// serveReceiver runs a bench.Receiver, writes its URL, then answers the commands read
-// from lines ("reset", "wait N", "stats") until lines stop coming.
-func serveReceiver(ctx context.Context, out *json.Encoder, lines <-chan string) error {
+// serveReceiver runs a bench.Receiver answering each request after delay, writes its
+// URL, then answers the commands read from lines ("reset", "wait N", "stats", "track N",
+// "ids") until lines stop coming.
+func serveReceiver(ctx context.Context, out *json.Encoder, lines <-chan string, delay time.Duration) error {
 	r, err := bench.NewReceiver()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	r.SetDelay(delay)
 	if err := out.Encode(childMsg{URL: r.URL}); err != nil {
 		return fmt.Errorf("receiver: %w", err)
 	}
@@ -141,6 +150,16 @@ func receiverCommand(ctx context.Context, r *bench.Receiver, line string) childM
 			return childMsg{Error: err.Error()}
 		}
 		return childMsg{At: at.UnixNano()}
+	case "track":
+		n, err := strconv.Atoi(arg)
+		if err != nil {
+			return childMsg{Error: fmt.Sprintf("track %q: %v", arg, err)}
+		}
+		r.TrackIDs(n)
+		return childMsg{}
+	case "ids":
+		s, missing := r.IDs(missingShown)
+		return childMsg{IDs: &s, Missing: missing}
 	case "stats":
 		s := receiverStats{Count: r.Count(), Missing: r.Missing(), Latency: r.Latency()}
 		if first := r.First(); !first.IsZero() {
@@ -167,7 +186,15 @@ type benchProc struct {
 // stdin and stdout. Its stderr (logs) is the bench's. The process goes in a process
 // group of its own and, on Linux, is killed if the bench dies.
 func startProc(name, exe string, role bool, args ...string) (*benchProc, error) {
+	return startProcEnv(name, nil, exe, role, args...)
+}
+
+// startProcEnv is startProc with env added to the bench's environment.
+func startProcEnv(name string, env []string, exe string, role bool, args ...string) (*benchProc, error) {
 	p := &benchProc{name: name, cmd: exec.Command(exe, args...), exited: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = os.Stderr
 	p.cmd.SysProcAttr = childSysProcAttr()
 	var stdout io.ReadCloser

@@ -54,7 +54,11 @@ func (c *BenchCmd) measureProcs(ctx context.Context, log *slog.Logger) (*bench.R
 	if err := p.setup(ctx); err != nil {
 		return nil, err
 	}
-	if err := p.run(ctx); err != nil {
+	run := p.run
+	if c.ScaleOut {
+		run = p.runScaleOut
+	}
+	if err := run(ctx); err != nil {
 		return &p.report, err
 	}
 	return &p.report, nil
@@ -114,7 +118,8 @@ func (p *procsRun) setup(ctx context.Context) error {
 		brokerDesc = "`eventhooks broker` process (in memory)"
 	}
 	var err error
-	if p.rcv, err = p.start("receiver", true, "bench", "--child", childReceiver, "--timeout", c.Timeout.String()); err != nil {
+	if p.rcv, err = p.start("receiver", true, "bench", "--child", childReceiver, "--timeout", c.Timeout.String(),
+		"--receiver-delay", c.ReceiverDelay.String()); err != nil {
 		return err
 	}
 	m, err := p.rcv.next(ctx)
@@ -125,8 +130,12 @@ func (p *procsRun) setup(ctx context.Context) error {
 	if err := p.connect(); err != nil {
 		return err
 	}
+	target := "fasthttp receiver process"
+	if c.ReceiverDelay > 0 {
+		target += ", answering each request after " + c.ReceiverDelay.String()
+	}
 	p.report = bench.Report{
-		Info:      p.runInfo(bench.ShapeProcesses, brokerDesc, "fasthttp receiver process"),
+		Info:      p.runInfo(bench.ShapeProcesses, brokerDesc, target),
 		Ours:      "eventhooks run (" + c.Handler + map[bool]string{true: ", pipelined", false: ""}[c.Pipeline] + ")",
 		Baselines: []string{benchBare, benchRawHTTP, benchRawConsume},
 	}
@@ -224,8 +233,13 @@ func (p *procsRun) runArgs(admin string) []string {
 
 // groupRunArgs are runArgs in consumer group group.
 func (p *procsRun) groupRunArgs(admin, group string) []string {
+	return p.prefixRunArgs(p.prefix, admin, group)
+}
+
+// prefixRunArgs are groupRunArgs on the topics of prefix.
+func (p *procsRun) prefixRunArgs(prefix, admin, group string) []string {
 	c := p.cmd
-	return []string{"run", "--brokers", strings.Join(p.brokers, ","), "--topic-prefix", p.prefix,
+	return []string{"run", "--brokers", strings.Join(p.brokers, ","), "--topic-prefix", prefix,
 		"--partitions", strconv.Itoa(int(c.Partitions)), "--group", group,
 		"--lanes", strconv.Itoa(c.Lanes), "--max-conns-per-host", strconv.Itoa(c.MaxConns),
 		"--allow-destinations", c.AllowDestinations, "--admin-addr", admin}
