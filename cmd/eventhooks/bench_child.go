@@ -186,14 +186,20 @@ type benchProc struct {
 // stdin and stdout. Its stderr (logs) is the bench's. The process goes in a process
 // group of its own and, on Linux, is killed if the bench dies.
 func startProc(name, exe string, role bool, args ...string) (*benchProc, error) {
-	return startProcEnv(name, nil, exe, role, args...)
+	return startProcWith(name, procSetup{cpu: -1}, exe, role, args...)
 }
 
-// startProcEnv is startProc with env added to the bench's environment.
-func startProcEnv(name string, env []string, exe string, role bool, args ...string) (*benchProc, error) {
+// procSetup is how startProcWith starts a process, beyond its arguments.
+type procSetup struct {
+	env []string // added to the bench's environment
+	cpu int      // when not negative, every thread of the process runs on this CPU only
+}
+
+// startProcWith is startProc as set up by set.
+func startProcWith(name string, set procSetup, exe string, role bool, args ...string) (*benchProc, error) {
 	p := &benchProc{name: name, cmd: exec.Command(exe, args...), exited: make(chan struct{})}
-	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
+	if set.env != nil {
+		p.cmd.Env = append(os.Environ(), set.env...)
 	}
 	p.cmd.Stderr = os.Stderr
 	p.cmd.SysProcAttr = childSysProcAttr()
@@ -208,7 +214,11 @@ func startProcEnv(name string, env []string, exe string, role bool, args ...stri
 		}
 		p.lines = make(chan []byte, 1)
 	}
-	if err := p.cmd.Start(); err != nil {
+	start := p.cmd.Start
+	if set.cpu >= 0 {
+		start = func() error { return startPinned(p.cmd, set.cpu, p.exited) }
+	}
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	if role {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"syscall"
+	"unsafe"
 )
 
 // procsSupported: the separate-process bench reads /proc/<pid> for each process's CPU
@@ -24,3 +28,34 @@ func signalGroup(p *os.Process, kill bool) {
 	}
 	_ = syscall.Kill(-p.Pid, sig)
 }
+
+// startPinned starts cmd on cpu alone: the fork happens on an OS thread of the bench
+// pinned to cpu for it, and the child's threads inherit its affinity. That thread stays
+// locked, running nothing else, until exited is closed: the bench's goroutines never run
+// on it, and the child's parent-death signal (sent when the thread that forked it ends)
+// comes only if the bench dies. taskset does the same from outside, when installed.
+func startPinned(cmd *exec.Cmd, cpu int, exited <-chan struct{}) error {
+	if cpu >= cpuSetBits {
+		return fmt.Errorf("pin to CPU %d: sched_setaffinity here takes CPUs below %d", cpu, cpuSetBits)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		var set [cpuSetBits / 64]uint64
+		set[cpu/64] |= 1 << (cpu % 64)
+		_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set)))
+		if e != 0 {
+			errc <- fmt.Errorf("pin to CPU %d: sched_setaffinity: %w", cpu, e)
+			return
+		}
+		err := cmd.Start()
+		errc <- err
+		if err == nil {
+			<-exited
+		}
+	}()
+	return <-errc
+}
+
+// cpuSetBits is the size of the CPU set startPinned passes, glibc's CPU_SETSIZE.
+const cpuSetBits = 1024

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"syscall"
 )
 
@@ -14,3 +16,8 @@ func childSysProcAttr() *syscall.SysProcAttr { return nil }
 
 // signalGroup kills p (there is nothing gentler everywhere).
 func signalGroup(p *os.Process, _ bool) { _ = p.Kill() }
+
+// startPinned refuses: pinning is Linux's sched_setaffinity.
+func startPinned(*exec.Cmd, int, <-chan struct{}) error {
+	return errors.New("pinning a process to a CPU: Linux only")
+}

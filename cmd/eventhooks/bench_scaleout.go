@@ -65,11 +65,7 @@ func (c *BenchCmd) validateScaleOut() error {
 	case c.RebalanceAt <= 0 || c.RebalanceAt >= 1:
 		return fmt.Errorf("--rebalance-at %v: want a fraction between 0 and 1, both excluded", c.RebalanceAt)
 	case c.Pin && runtime.GOOS != "linux":
-		return errors.New("--pin: Linux only (taskset)")
-	case c.Pin:
-		if _, err := exec.LookPath("taskset"); err != nil {
-			return fmt.Errorf("--pin: pins with taskset (util-linux), not found: install it or run without --pin: %w", err)
-		}
+		return errors.New("--pin: Linux only (taskset or sched_setaffinity)")
 	}
 	return nil
 }
@@ -128,7 +124,11 @@ func midDrain(ph bench.ScalePhase) bool {
 // scaleSetup describes how the instances run.
 func (p *procsRun) scaleSetup() string {
 	if p.cmd.Pin {
-		return fmt.Sprintf("each instance pinned with taskset to core i mod %d, GOMAXPROCS=1; broker, receiver and bench not pinned", runtime.NumCPU())
+		how := "sched_setaffinity (no taskset found)"
+		if _, err := exec.LookPath("taskset"); err == nil {
+			how = "taskset"
+		}
+		return fmt.Sprintf("instance i pinned to core i mod %d by %s, GOMAXPROCS=1; broker, receiver and bench not pinned", runtime.NumCPU(), how)
 	}
 	return fmt.Sprintf("instances not pinned, Go's default GOMAXPROCS (%d CPUs)", runtime.NumCPU())
 }
@@ -289,19 +289,22 @@ func (ph *scalePhase) startInstances(ctx context.Context, k int) error {
 }
 
 // startInstance starts `eventhooks run` instance i (0-based) with args; with --pin on
-// core i mod the CPUs, with GOMAXPROCS=1. taskset execs the binary, so the pid is its.
+// core i mod the CPUs, with GOMAXPROCS=1: by taskset, which execs the binary (the pid is
+// its), or else by sched_setaffinity.
 func (p *procsRun) startInstance(name string, i int, args []string) (*benchProc, error) {
-	exe, env := p.exe, []string(nil)
+	exe, set := p.exe, procSetup{cpu: -1}
 	args = append([]string{"--log-level", p.logLevel}, args...)
 	if p.cmd.Pin {
-		taskset, err := exec.LookPath("taskset")
-		if err != nil {
-			return nil, fmt.Errorf("--pin: %w", err)
+		cpu := i % runtime.NumCPU()
+		set.env = []string{"GOMAXPROCS=1"}
+		if taskset, err := exec.LookPath("taskset"); err == nil {
+			args = append([]string{"-c", strconv.Itoa(cpu), exe}, args...)
+			exe = taskset
+		} else {
+			set.cpu = cpu
 		}
-		args = append([]string{"-c", strconv.Itoa(i % runtime.NumCPU()), exe}, args...)
-		exe, env = taskset, []string{"GOMAXPROCS=1"}
 	}
-	proc, err := startProcEnv(name, env, exe, false, args...)
+	proc, err := startProcWith(name, set, exe, false, args...)
 	if err != nil {
 		return nil, err
 	}

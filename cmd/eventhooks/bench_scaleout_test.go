@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -16,27 +18,33 @@ import (
 // to rebalance mid-drain even on an idle machine.
 const scaleOutEvents = 10000
 
-// TestBenchScaleOut runs `bench --scale-out` small, the second instance joining (pinned,
-// where taskset and two CPUs are there) or leaving on SIGTERM mid-drain, and checks the
-// report's shape, that every event id arrived, and that the second instance took part
-// in the drain. It asserts no speed.
+// TestBenchScaleOut runs `bench --scale-out` small, the second instance joining or
+// leaving on SIGTERM mid-drain, and checks the report's shape, that every event id
+// arrived, and that the second instance took part in the drain. With two CPUs or more
+// the instances are pinned: by taskset (if installed) when joining, by
+// sched_setaffinity (taskset out of PATH) when leaving. It asserts no speed.
 func TestBenchScaleOut(t *testing.T) {
-	_, errTaskset := exec.LookPath("taskset")
-	pin := errTaskset == nil && runtime.GOOS == "linux" && runtime.NumCPU() >= 2
+	pin := runtime.GOOS == "linux" && runtime.NumCPU() >= 2
 	for _, tc := range []struct {
 		rebalance string
-		pin       bool
-	}{{rebalanceJoin, pin}, {rebalanceLeave, false}} {
+		path      string // PATH of the bench, "" for the test's
+	}{{rebalanceJoin, ""}, {rebalanceLeave, t.TempDir()}} {
 		t.Run(tc.rebalance, func(t *testing.T) {
 			args := []string{"--log-level", "error", "bench", "--scale-out", "--json", "--events", strconv.Itoa(scaleOutEvents),
 				"--keys", "50", "--partitions", "8", "--lanes", "1", "--receiver-delay", "5ms",
 				"--rebalance", tc.rebalance, "--rebalance-at", "0.05", "--timeout", "5m"}
-			if tc.pin {
+			if pin {
 				args = append(args, "--pin")
 			}
-			out, err := exec.Command(binPath, args...).Output()
-			if err != nil {
-				t.Fatalf("bench %s: %v\n%s", strings.Join(args, " "), err, out)
+			cmd := exec.Command(binPath, args...)
+			if tc.path != "" {
+				cmd.Env = append(os.Environ(), "PATH="+tc.path)
+			}
+			out, err := cmd.Output()
+			if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+				t.Fatalf("bench %s: %v\n%s\n%s", strings.Join(args, " "), err, out, ee.Stderr)
+			} else if err != nil {
+				t.Fatal(err)
 			}
 			var r bench.Report
 			if err := json.Unmarshal(out, &r); err != nil {
@@ -51,9 +59,14 @@ func TestBenchScaleOut(t *testing.T) {
 				t.Errorf("pair %+v, median %v", p, s.Ratio)
 			}
 			for i, ph := range []bench.ScalePhase{p.One, p.Two} {
-				checkScalePhase(t, r.Results[i], ph, i+1, tc.pin)
+				checkScalePhase(t, r.Results[i], ph, i+1, pin)
 			}
 			checkRebalanced(t, p.Two, tc.rebalance)
+			if how := map[bool]string{true: "sched_setaffinity", false: "taskset"}[tc.path != ""]; pin && !strings.Contains(s.Setup, how) {
+				if _, err := exec.LookPath("taskset"); err == nil || tc.path != "" {
+					t.Errorf("setup %q, want the instances pinned by %s", s.Setup, how)
+				}
+			}
 		})
 	}
 }
