@@ -96,16 +96,23 @@ func (p *procsRun) runScaleOut(ctx context.Context) error {
 		p.log.Info("scale-out pair", "pair", i, "one events/s", int(one.PerSec), "two events/s", int(two.PerSec),
 			"ratio", strconv.FormatFloat(pr.Ratio, 'f', 2, 64), "steady ratio", strconv.FormatFloat(pr.SteadyRatio, 'f', 2, 64))
 	}
+	p.addScaleNotes()
+	return nil
+}
+
+// addScaleNotes adds the notes of a scale-out run: what its figures measure, and what
+// a machine of few CPUs cannot show.
+func (p *procsRun) addScaleNotes() {
+	c := p.cmd
 	p.addNotes()
 	p.report.Notes = append(p.report.Notes, fmt.Sprintf("--scale-out: each phase drains its own backlog of %d numbered events "+
 		"on fresh topics in a fresh group; events/s run from starting the first instance to the receiver's last new event id, "+
 		"steady events/s from the last instance's readiness (partitions assigned) to the end of the drain or the SIGTERM; "+
 		"duplicates are counted until the instances stopped", c.Events))
 	if n := runtime.NumCPU(); n < 4 {
-		p.report.Notes = append(p.report.Notes, fmt.Sprintf("%d CPUs: the broker, the receiver and the bench share the instances' "+
-			"cores, so two instances cannot get twice one's CPU here; run the broker and receiver elsewhere (--brokers) or use 4 CPUs or more", n))
+		p.report.Notes = append(p.report.Notes, fmt.Sprintf("%d CPUs: the broker (unless --brokers), the receiver and the bench share "+
+			"the instances' cores, so two instances cannot get twice one's CPU here; run the broker elsewhere (--brokers) or use 4 CPUs or more", n))
 	}
-	return nil
 }
 
 // midDrain reports whether an instance of ph joined (got ready) or left after the first
