@@ -7,7 +7,9 @@
 //     when the record is handed to the client, so latency is receipt − produce time.
 //   - Receiver is a fasthttp server that counts requests and records, per request, the
 //     time since the "ts" found in the body (bytes.Index, no JSON parse) in a sharded
-//     Histogram.
+//     Histogram. ProduceNumbered's events also carry "seq":<index>; a Receiver told to
+//     TrackIDs counts which arrived and how often, for `bench --scale-out`'s check that
+//     a rebalance loses nothing.
 //   - RawHTTP, RawConsume and BarePipeline are the baselines the processor is compared
 //     with, measured on the same broker and receiver.
 //   - Meter measures a phase: CPU seconds (getrusage, whole process), VmHWM and the
