@@ -44,7 +44,9 @@ func TestFailingHookIsDeferredNotParkedPerEvent(t *testing.T) {
 
 	const keys, first, perKey = 20, 5, 40
 	produce(t, cl, healthEventsSeq(keys, 0, first)...)
-	testkit.Eventually(t, 60*time.Second, "A deferred on every partition", func() bool { return deferredHooks() >= 4 })
+	testkit.Eventually(t, 60*time.Second, "A deferred on every partition, the first events settled", func() bool {
+		return deferredHooks() >= 4 && committed(t, emb.Addrs()) == testkit.EndOffsets(t, cl, topics.Events[0])
+	})
 	before := readRetryTopic(t, emb.Addrs())
 	produce(t, cl, healthEventsSeq(keys, first, perKey)...)
 	testkit.Eventually(t, 60*time.Second, "B delivers every event while A fails", func() bool {
