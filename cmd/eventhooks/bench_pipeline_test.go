@@ -2,10 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"os/exec"
 	"testing"
-
-	"github.com/eventhooks/eventhooks/bench"
 )
 
 // TestBenchPipelineFlags: --pipeline goes with webhook and webhook-custom hooks in
@@ -24,7 +21,8 @@ func TestBenchPipelineFlags(t *testing.T) {
 		{"max conns over the bound", func(c *BenchCmd) { c.PipelineMaxConns = 65 }, false},
 		{"max conns without --pipeline", func(c *BenchCmd) { c.Pipeline, c.PipelineMaxConns = false, 2 }, false},
 	} {
-		c := BenchCmd{Pipeline: true, Pairs: 1, Events: 10, Keys: 1, Partitions: 1, Hooks: 1, Lanes: 1, MaxConns: 1, Handler: "webhook"}
+		c := smallBenchCmd()
+		c.Pipeline = true
 		tc.change(&c)
 		if err := c.validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: validate = %v, want ok %v", tc.name, err, tc.ok)
@@ -62,15 +60,7 @@ func TestPipelinedBody(t *testing.T) {
 // keep-alive raw HTTP loop. It asserts no speed.
 func TestBenchPipelined(t *testing.T) {
 	const events = 2000
-	out, err := exec.Command(binPath, "--log-level", "error", "bench", "--json", "--pipeline", "--baseline",
-		"--events", "2000", "--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m").Output()
-	if err != nil {
-		t.Fatalf("bench --pipeline: %v\n%s", err, out)
-	}
-	var r bench.Report
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, out)
-	}
+	r, out := runBench(t, events, "--pipeline", "--baseline")
 	rows := []string{"produce", "eventhooks run (webhook, pipelined)", benchRawConsume, benchRawHTTP, benchBare}
 	if len(r.Results) != len(rows) {
 		t.Fatalf("want rows %v:\n%s", rows, out)

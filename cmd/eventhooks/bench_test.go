@@ -19,15 +19,7 @@ import (
 // receiver and not counted as B's). It asserts no speed.
 func TestBenchFaults(t *testing.T) {
 	const events = 1000
-	out, err := exec.Command(binPath, "--log-level", "error", "bench", "--faults", "--json",
-		"--events", "1000", "--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m").Output()
-	if err != nil {
-		t.Fatalf("bench --faults: %v\n%s", err, out)
-	}
-	var r bench.Report
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, out)
-	}
+	r, out := runBench(t, events, "--faults")
 	if r.Faults == nil || len(r.Faults.Pairs) != 1 || len(r.Results) != 2 {
 		t.Fatalf("want one pair and two rows:\n%s", out)
 	}
@@ -50,10 +42,35 @@ func TestBenchFaults(t *testing.T) {
 	}
 }
 
+// runBench runs `bench --json` small (events over 50 keys, 2 partitions, 4 lanes, a
+// 2 m timeout) with the extra flags, and returns its report decoded and as printed.
+func runBench(t *testing.T, events int64, extra ...string) (bench.Report, []byte) {
+	t.Helper()
+	args := append([]string{"--log-level", "error", "bench", "--json", "--events", strconv.FormatInt(events, 10),
+		"--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m"}, extra...)
+	out, err := exec.Command(binPath, args...).Output()
+	if err != nil {
+		t.Fatalf("bench %v: %v\n%s", extra, err, out)
+	}
+	var r bench.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("bench %v: report: %v\n%s", extra, err, out)
+	}
+	return r, out
+}
+
+// smallBenchCmd is the smallest bench command validate accepts, for the flag tests to
+// change one thing of.
+func smallBenchCmd() BenchCmd {
+	return BenchCmd{Pairs: 1, Events: 10, Keys: 1, Partitions: 1, Hooks: 1, Lanes: 1, MaxConns: 1, Handler: "webhook"}
+}
+
 // TestBenchFaultsFlags: --faults refuses what it does not measure.
 func TestBenchFaultsFlags(t *testing.T) {
 	valid := func() BenchCmd {
-		return BenchCmd{Faults: true, Pairs: 1, Events: 10, Keys: 1, Partitions: 1, Hooks: 1, Lanes: 1, MaxConns: 1, Handler: "webhook"}
+		c := smallBenchCmd()
+		c.Faults = true
+		return c
 	}
 	if c := valid(); c.validate() != nil {
 		t.Fatalf("validate refused %+v: %v", c, c.validate())
@@ -89,16 +106,7 @@ func TestBenchProcesses(t *testing.T) {
 		{"rate", []string{"--baseline", "--rate", "4000"}, []string{"eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--log-level", "error", "bench", "--json",
-				"--events", "2000", "--keys", "50", "--partitions", "2", "--lanes", "4", "--timeout", "2m"}, tc.extra...)
-			out, err := exec.Command(binPath, args...).Output()
-			if err != nil {
-				t.Fatalf("bench: %v\n%s", err, out)
-			}
-			var r bench.Report
-			if err := json.Unmarshal(out, &r); err != nil {
-				t.Fatalf("report: %v\n%s", err, out)
-			}
+			r, out := runBench(t, events, tc.extra...)
 			if r.Info.Shape != bench.ShapeProcesses || len(r.Results) != len(tc.rows) {
 				t.Fatalf("want %d rows of shape %q:\n%s", len(tc.rows), bench.ShapeProcesses, out)
 			}
