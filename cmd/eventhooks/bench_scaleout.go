@@ -149,7 +149,7 @@ func (p *procsRun) rebalanceDesc() string {
 	case rebalanceLeave:
 		return "both start, the second is sent SIGTERM once " + at + " of the event ids arrived"
 	}
-	return "both start together, no rebalance mid-drain"
+	return "both start together (the first to join takes every partition until the group rebalances for the second)"
 }
 
 // scaleInstance is one `eventhooks run` of a phase.
