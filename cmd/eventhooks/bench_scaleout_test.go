@@ -127,8 +127,9 @@ func checkRebalanced(t *testing.T, ph bench.ScalePhase, rebalance string) {
 // are refused without it.
 func TestBenchScaleOutFlags(t *testing.T) {
 	valid := func() BenchCmd {
-		return BenchCmd{ScaleOut: true, Pairs: 1, Events: 10, Keys: 1, Partitions: 1, Hooks: 1, Lanes: 1, MaxConns: 1,
-			Handler: "webhook", Rebalance: rebalanceJoin, RebalanceAt: defaultRebalanceAt}
+		c := smallBenchCmd()
+		c.ScaleOut, c.Rebalance, c.RebalanceAt = true, rebalanceJoin, defaultRebalanceAt
+		return c
 	}
 	if c := valid(); c.validate() != nil {
 		t.Fatalf("validate refused %+v: %v", c, c.validate())
