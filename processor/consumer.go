@@ -267,7 +267,11 @@ func (c *groupConsumer) revoked(_ context.Context, cl *kgo.Client, revoked map[s
 // lost stops the workers without committing: the partitions already belong to someone
 // else, and anything not committed is redelivered there.
 func (c *groupConsumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	c.stopWorkers(c.take(lost))
+	ws := c.take(lost)
+	for _, w := range ws {
+		w.abandon() // another member owns them: finishing their records only sends them twice
+	}
+	c.stopWorkers(ws)
 	if len(lost) > 0 { // kgo calls it with nothing lost while the broker is unreachable
 		c.p.log.Warn("partitions lost", "group", c.group, "lost", lost)
 	}
@@ -336,8 +340,9 @@ func closedWithin(done <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// stopWorkers stops ws and waits for them, at most stopGrace; workers still busy then
-// finish in the background, waited for by run before it returns.
+// stopWorkers stops ws (their lanes finish the records they hold) and waits for them, at
+// most stopGrace; then it abandons what they still hold, and workers still busy finish
+// in the background, waited for by run before it returns.
 func (c *groupConsumer) stopWorkers(ws []*partitionWorker) {
 	for _, w := range ws {
 		w.stop()
@@ -350,6 +355,9 @@ func (c *groupConsumer) stopWorkers(ws []*partitionWorker) {
 		close(done)
 	})
 	if !closedWithin(done, stopGrace) {
+		for _, w := range ws {
+			w.abandon()
+		}
 		c.p.log.Warn("deliveries still in flight after the stop grace; their records stay uncommitted",
 			"group", c.group, "grace", stopGrace)
 	}

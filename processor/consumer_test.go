@@ -111,3 +111,28 @@ func TestUpgradeCarriesOverTheRetryGroupsOffsets(t *testing.T) {
 		}
 	}
 }
+
+// TestRebalanceSendsNothingTwice: a second instance joins mid-drain. The first one's
+// revoked partitions stop taking records but their lanes finish those they hold before
+// the revoke commits, so the new owner starts after them: no event is sent twice (before,
+// every record queued in a lane was abandoned, and every delivered record after it in
+// the partition was sent again).
+func TestRebalanceSendsNothingTwice(t *testing.T) {
+	emb := testkit.Broker(t, 4)
+	rc := testkit.NewReceiver(t)
+	rc.Respond = func(int, *testkit.Request) int {
+		time.Sleep(5 * time.Millisecond) // a drain of seconds, with records queued in lanes
+		return 200
+	}
+	twoLanes := func(cfg *processor.Config) { cfg.Lanes = 2 }
+	first := startInstance(t, emb.Addrs(), twoLanes)
+	first.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
+	const keys, perKey = 100, 80
+	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
+	testkit.Eventually(t, 30*time.Second, "the drain under way", func() bool { return len(rc.Requests()) >= keys*perKey/10 })
+	startInstance(t, emb.Addrs(), twoLanes)
+	testkit.Eventually(t, 120*time.Second, "every event delivered", func() bool { return delivered2xx(rc) == keys*perKey })
+	if n := len(rc.Requests()); n != keys*perKey {
+		t.Fatalf("%d requests for %d events: %d sent twice", n, keys*perKey, n-keys*perKey)
+	}
+}

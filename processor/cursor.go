@@ -316,7 +316,7 @@ func (w *partitionWorker) dispatchCursor(b cursorBatch) bool {
 		w.buffered.Add(recordBytes(r))
 		select {
 		case w.laneFor(r).in <- laneItem{r: r, c: c}:
-		case <-w.ctx.Done():
+		case <-w.feed.Done():
 			return false
 		}
 	}
@@ -355,7 +355,7 @@ func (r *cursorReader) step() bool {
 	select {
 	case <-c.closed:
 		return false
-	case <-w.ctx.Done():
+	case <-w.feed.Done():
 		return false
 	default:
 	}
@@ -373,13 +373,13 @@ func (r *cursorReader) step() bool {
 	}
 	b, ok := r.read()
 	if !ok {
-		return w.ctx.Err() == nil
+		return w.feed.Err() == nil
 	}
 	select {
 	case w.cursorIn <- b:
 	case <-c.closed:
 		return false
-	case <-w.ctx.Done():
+	case <-w.feed.Done():
 		return false
 	}
 	c.next = b.pos
@@ -401,7 +401,7 @@ func (r *cursorReader) waitForSign() bool {
 			return true
 		case <-tick.C:
 			r.markProgress()
-		case <-r.w.ctx.Done():
+		case <-r.w.feed.Done():
 			return false
 		}
 	}
@@ -414,7 +414,7 @@ func (r *cursorReader) waitForRoom() bool {
 		if r.w.liveNext.Load() < 0 {
 			r.w.learnLiveNext()
 		}
-		if !sleepCtx(r.w.ctx, cursorPoll) {
+		if !sleepCtx(r.w.feed, cursorPoll) {
 			return false
 		}
 	}
@@ -435,12 +435,12 @@ func (r *cursorReader) read() (cursorBatch, bool) {
 		}, p.cfg.ClientOpts...)...)
 		if err != nil {
 			p.logs.Warn(p.log, "cursor:"+c.topic, "cannot read a deferred hook's records", "hook_id", c.hook, "err", err)
-			sleepCtx(w.ctx, time.Second)
+			sleepCtx(w.feed, time.Second)
 			return cursorBatch{}, false
 		}
 		r.cl = cl
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(w.feed, 200*time.Millisecond)
 	fs := r.cl.PollRecords(ctx, r.window-c.wm.pending())
 	cancel()
 	b := cursorBatch{c: c, pos: c.next}
@@ -463,7 +463,7 @@ func (r *cursorReader) read() (cursorBatch, bool) {
 
 // endOffset lists the end offset of the cursor's partition.
 func (r *cursorReader) endOffset() (int64, error) {
-	ends, err := kadm.NewClient(r.cl).ListEndOffsets(r.w.ctx, r.c.topic)
+	ends, err := kadm.NewClient(r.cl).ListEndOffsets(r.w.feed, r.c.topic)
 	if err != nil {
 		return 0, err
 	}
@@ -497,19 +497,19 @@ func (r *cursorReader) markProgress() {
 func (r *cursorReader) finish() {
 	w, c := r.w, r.c
 	for c.wm.pending() > 0 {
-		if !sleepCtx(w.ctx, cursorPoll) {
+		if !sleepCtx(w.feed, cursorPoll) {
 			return
 		}
 	}
 	end := c.end.Load()
 	p := w.c.p
-	if _, ok := p.produceDurably(w.ctx, &c.marker(markerEnd, end, p.cfg.Now()).record(p.cfg.RetryTopic).rec); !ok {
+	if _, ok := p.produceDurably(w.feed, &c.marker(markerEnd, end, p.cfg.Now()).record(p.cfg.RetryTopic).rec); !ok {
 		return
 	}
 	p.log.Info("deferred hook caught up: its deliveries on the partition are live again",
 		"hook_id", c.hook, "topic", c.topic, "partition", c.partition, "from", c.from, "end", end)
 	for w.wm.commitPoint() < end {
-		if !sleepCtx(w.ctx, cursorPoll) {
+		if !sleepCtx(w.feed, cursorPoll) {
 			return
 		}
 	}
@@ -521,7 +521,7 @@ func (r *cursorReader) finish() {
 func (w *partitionWorker) writeMarker(c *cursor, kind markerKind, at int64) {
 	p := w.c.p
 	pr := c.marker(kind, at, p.cfg.Now()).record(p.cfg.RetryTopic)
-	p.produceAsync(w.ctx, p.parker, &pr.rec, c.hook, func(*kgo.Record, error) { pr.release() }, 1)
+	p.produceAsync(w.feed, p.parker, &pr.rec, c.hook, func(*kgo.Record, error) { pr.release() }, 1)
 }
 
 // learnLiveNext sets where live records start, for a cursor restored before any was
@@ -533,7 +533,7 @@ func (w *partitionWorker) learnLiveNext() {
 		return
 	}
 	defer cl.Close()
-	offs, err := kadm.NewClient(cl).FetchOffsets(w.ctx, w.c.group)
+	offs, err := kadm.NewClient(cl).FetchOffsets(w.feed, w.c.group)
 	if err != nil {
 		return
 	}

@@ -37,9 +37,16 @@ type partitionWorker struct {
 	dmu      sync.Mutex
 	cursorIn chan cursorBatch // deferred hooks' records, to queue in the lanes
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// ctx ends when the worker's records are abandoned: deliveries in flight stop
+	// waiting, and lanes skip what they still hold. feed, its child, ends at stop: the
+	// dispatcher, the scheduler and cursors stop taking records, while lanes finish the
+	// records they were given (so a revoke commits them rather than leave them, and
+	// every delivered record after them, to be sent again by the next owner).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	feed     context.Context
+	stopFeed context.CancelFunc
+	wg       sync.WaitGroup
 
 	// buffered counts the bytes of records polled and not yet handled (by a lane) or
 	// handed over (to the retry scheduler, which keeps its own budget).
@@ -65,6 +72,7 @@ func newPartitionWorker(c *groupConsumer, topic string, partition int32, blocks 
 		m:         newPartitionMetrics(topic, partition),
 		ctx:       ctx, cancel: cancel,
 	}
+	w.feed, w.stopFeed = context.WithCancel(ctx)
 	w.liveNext.Store(-1)
 	if topic == c.retry {
 		w.sched = newRetryScheduler(w)
@@ -87,9 +95,12 @@ func (w *partitionWorker) start() {
 	w.wg.Go(w.dispatch)
 }
 
-// stop asks the worker to stop: records not yet handed to a delivery are abandoned (they
-// stay uncommitted and are redelivered to the partition's next owner).
-func (w *partitionWorker) stop() { w.cancel() }
+// stop asks the worker to stop taking records: its lanes finish those they hold.
+func (w *partitionWorker) stop() { w.stopFeed() }
+
+// abandon stops the worker at once: records not yet handed to a delivery stay
+// uncommitted, for the partition's next owner.
+func (w *partitionWorker) abandon() { w.cancel() }
 
 func (w *partitionWorker) wait() { w.wg.Wait() }
 
@@ -108,7 +119,7 @@ func (w *partitionWorker) dispatch() {
 	w.startRestoredCursors()
 	for {
 		select {
-		case <-w.ctx.Done():
+		case <-w.feed.Done():
 			return
 		case batch := <-w.in:
 			if !w.dispatchBatch(batch) {
@@ -139,7 +150,7 @@ func (w *partitionWorker) dispatchBatch(batch []*kgo.Record) bool {
 		w.wm.add(r.Offset)
 		select {
 		case w.laneFor(r).in <- laneItem{r: r}:
-		case <-w.ctx.Done():
+		case <-w.feed.Done():
 			return false
 		}
 	}
@@ -152,7 +163,7 @@ func (w *partitionWorker) dispatchRetries(batch []*kgo.Record) bool {
 		w.wm.add(r.Offset)
 		select {
 		case w.sched.in <- r:
-		case <-w.ctx.Done():
+		case <-w.feed.Done():
 			return false
 		}
 		w.handled(r)
@@ -260,17 +271,17 @@ func (w *partitionWorker) restoreUntilDone() bool {
 		if err == nil {
 			break
 		}
-		if w.ctx.Err() != nil {
+		if w.feed.Err() != nil {
 			return false
 		}
 		restoreErrors.Inc()
 		p.logs.Warn(p.log, "restore:"+w.topic, "cannot restore partition state; partition waits", "partition", w.partition, "attempt", attempt, "err", err)
-		if !sleepCtx(w.ctx, backoff(policy, attempt, 0)) {
+		if !sleepCtx(w.feed, backoff(policy, attempt, 0)) {
 			return false
 		}
 	}
-	w.resume.restored(w.ctx, w.topic, w.partition)
-	return w.ctx.Err() == nil
+	w.resume.restored(w.feed, w.topic, w.partition)
+	return w.feed.Err() == nil
 }
 
 // restore restores what the partition needs before its first record.
@@ -281,7 +292,7 @@ func (w *partitionWorker) restore() error {
 		}
 	}
 	if w.blocks != nil {
-		if err := w.blocks.restore(w.ctx, w.c.p, w.c.group, w.partition); err != nil {
+		if err := w.blocks.restore(w.feed, w.c.p, w.c.group, w.partition); err != nil {
 			blockedRestore.Inc()
 			return err
 		}

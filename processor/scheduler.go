@@ -105,7 +105,7 @@ func (s *retryScheduler) start(wg *sync.WaitGroup) {
 
 func (s *retryScheduler) run() {
 	defer close(s.jobs)
-	ctx := s.w.ctx
+	ctx := s.w.feed
 	budget := s.w.c.p.cfg.RetryMemoryPerPartition
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

@@ -67,13 +67,13 @@ func (w *partitionWorker) restoreState() error {
 	if err != nil {
 		return fmt.Errorf("cannot create state client: %w", err)
 	}
-	end, err := p.endOffset(w.ctx, kadm.NewClient(cl), p.cfg.StateTopic, w.partition)
+	end, err := p.endOffset(w.feed, kadm.NewClient(cl), p.cfg.StateTopic, w.partition)
 	cl.Close()
 	if err != nil {
 		return err
 	}
 	now, n := p.cfg.Now(), 0
-	err = readPartition(w.ctx, p.cfg.ClientOpts, p.cfg.StateTopic, w.partition, 0, end, func(r *kgo.Record) {
+	err = readPartition(w.feed, p.cfg.ClientOpts, p.cfg.StateTopic, w.partition, 0, end, func(r *kgo.Record) {
 		n++
 		w.restoreRecord(r, now)
 	})
