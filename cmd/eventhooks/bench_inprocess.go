@@ -239,15 +239,30 @@ func (b *benchRun) putHook(ctx context.Context, body []byte) (*hooks.Hook, error
 	return h, nil
 }
 
-// createDeadHooks adds --dead-hooks hooks on an endpoint that accepts connections and
-// never answers (a listener nobody reads), closed when the process ends.
+// createDeadHooks adds the --dead-hooks hooks (see deadHookBodies).
 func (b *benchRun) createDeadHooks(ctx context.Context) error {
-	if b.cmd.DeadHooks == 0 {
-		return nil
+	bodies, err := deadHookBodies(b.cmd.DeadHooks)
+	if err != nil {
+		return err
+	}
+	for _, body := range bodies {
+		if _, err := b.putHook(ctx, body); err != nil {
+			return fmt.Errorf("dead hook: %w", err)
+		}
+	}
+	return nil
+}
+
+// deadHookBodies returns the bodies of n webhook hooks (ordering none, timeout 1 s) on an
+// endpoint of this process that accepts connections and never answers (a listener
+// nobody reads, closed when the process ends).
+func deadHookBodies(n int) ([][]byte, error) {
+	if n == 0 {
+		return nil, nil
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("dead endpoint: %w", err)
+		return nil, fmt.Errorf("dead endpoint: %w", err)
 	}
 	go func() { // accept and hold: requests time out
 		var held []net.Conn
@@ -259,14 +274,12 @@ func (b *benchRun) createDeadHooks(ctx context.Context) error {
 			held = append(held, c)
 		}
 	}()
-	for i := range b.cmd.DeadHooks {
-		body := fmt.Sprintf(`{"source":"balancer","event":"health","handler":"webhook","ordering":"none","timeout_ms":1000,`+
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = fmt.Appendf(nil, `{"source":"balancer","event":"health","handler":"webhook","ordering":"none","timeout_ms":1000,`+
 			`"name":"dead-%d","config":{"url":"http://%s/dead"}}`, i, ln.Addr())
-		if _, err := b.putHook(ctx, []byte(body)); err != nil {
-			return fmt.Errorf("dead hook: %w", err)
-		}
 	}
-	return nil
+	return bodies, nil
 }
 
 // benchHookBody is the Admin API body of bench hook i. Every body keeps the event's "ts"

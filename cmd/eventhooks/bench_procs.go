@@ -179,6 +179,9 @@ func (p *procsRun) run(ctx context.Context) error {
 		}
 	}
 	ready := func(ctx context.Context, run *benchProc) error { return waitReady(ctx, admin, run) }
+	if c.CPUProfile != "" {
+		args = append(args[:len(args):len(args)], "--cpuprofile", c.CPUProfile)
+	}
 	res, err := p.measureDeliveries(ctx, p.report.Ours, "eventhooks run", events, int64(c.Hooks), args, ready)
 	if err != nil {
 		return fmt.Errorf("eventhooks run phase: %w", err)
@@ -275,6 +278,15 @@ func (p *procsRun) createHooks(ctx context.Context, args []string, admin string)
 		}
 		if err := postHook(ctx, admin, body); err != nil {
 			return fmt.Errorf("bench hook: %w", err)
+		}
+	}
+	dead, err := deadHookBodies(p.cmd.DeadHooks)
+	if err != nil {
+		return err
+	}
+	for _, body := range dead {
+		if err := postHook(ctx, admin, body); err != nil {
+			return fmt.Errorf("dead hook: %w", err)
 		}
 	}
 	return nil

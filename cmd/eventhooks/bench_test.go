@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,6 +97,7 @@ func TestBenchFaultsFlags(t *testing.T) {
 // and none of those processes outlives the bench. It asserts no speed.
 func TestBenchProcesses(t *testing.T) {
 	const events = 2000
+	prof := filepath.Join(t.TempDir(), "run.prof")
 	for _, tc := range []struct {
 		name  string
 		extra []string
@@ -104,6 +106,8 @@ func TestBenchProcesses(t *testing.T) {
 		{"drain", []string{"--baseline"}, []string{"produce", "eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
 		{"lambda", []string{"--handler", "lambda"}, []string{"produce", "eventhooks run (lambda)"}},
 		{"rate", []string{"--baseline", "--rate", "4000"}, []string{"eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
+		// A dead hook beside the bench's: every event still reaches the receiver.
+		{"dead hook, profiled", []string{"--dead-hooks", "1", "--cpuprofile", prof}, []string{"produce", "eventhooks run (webhook)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, out := runBench(t, events, tc.extra...)
@@ -117,6 +121,9 @@ func TestBenchProcesses(t *testing.T) {
 				checkProcessRow(t, res, tc.rows[i], events)
 			}
 		})
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Errorf("--cpuprofile: no profile of eventhooks run at %s (%v)", prof, err)
 	}
 }
 
