@@ -2,7 +2,6 @@ package processor_test
 
 import (
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,10 +32,7 @@ const deferTestRetry = `"retry":{"max_attempts":100,"initial_backoff_ms":50,"max
 // key in order; B got every event meanwhile; the deferrals close, and the commits of the
 // events and retry topics reach their ends (the start markers are released).
 func TestFailingHookIsDeferredNotParkedPerEvent(t *testing.T) {
-	emb := testkit.Broker(t, 4)
-	rc := testkit.NewReceiver(t)
-	var healthy atomic.Bool
-	rc.Respond = recoverable("/a", &healthy)
+	emb, rc, healthy := outage(t)
 	in := startInstance(t, emb.Addrs())
 	in.addHook(t, `{"name":"A","source":"balancer","event":"health","handler":"webhook",`+deferTestRetry+`,"config":{"url":"`+rc.URL+`/a"}}`)
 	in.addHook(t, `{"name":"B","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`/b"}}`)
@@ -72,10 +68,7 @@ func TestFailingHookIsDeferredNotParkedPerEvent(t *testing.T) {
 // retry topic's markers. More events arrive; A recovers and gets every event, each key
 // in order.
 func TestRestartWhileDeferredLosesNothing(t *testing.T) {
-	emb := testkit.Broker(t, 4)
-	rc := testkit.NewReceiver(t)
-	var healthy atomic.Bool
-	rc.Respond = recoverable("/a", &healthy)
+	emb, rc, healthy := outage(t)
 	first := startInstance(t, emb.Addrs())
 	startInstance(t, emb.Addrs())
 	first.addHook(t, `{"name":"A","source":"balancer","event":"health","handler":"webhook",`+deferTestRetry+`,"config":{"url":"`+rc.URL+`/a"}}`)

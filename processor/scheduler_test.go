@@ -9,6 +9,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/eventhooks/eventhooks/broker"
 	"github.com/eventhooks/eventhooks/internal/testkit"
 )
 
@@ -71,15 +72,22 @@ func recoverable(prefix string, healthy *atomic.Bool) func(int, *testkit.Request
 	}
 }
 
+// outage starts a broker of 4 partitions and a receiver that answers 503 on /a until
+// healthy is set (200 elsewhere).
+func outage(t *testing.T) (*broker.Embedded, *testkit.Receiver, *atomic.Bool) {
+	emb := testkit.Broker(t, 4)
+	rc := testkit.NewReceiver(t)
+	healthy := new(atomic.Bool)
+	rc.Respond = recoverable("/a", healthy)
+	return emb, rc, healthy
+}
+
 // TestFailingHooksHoldBackOnlyThemselves subscribes a healthy hook B beside three failing
 // ones on the same events: A answers 503 (on B's host:port, another path), C's lambda
 // never returns, D's port refuses connections. B delivers every event while they fail;
 // once A's receiver recovers, A gets every event, each key in order.
 func TestFailingHooksHoldBackOnlyThemselves(t *testing.T) {
-	emb := testkit.Broker(t, 4)
-	rc := testkit.NewReceiver(t)
-	var healthy atomic.Bool
-	rc.Respond = recoverable("/a", &healthy)
+	emb, rc, healthy := outage(t)
 	in := startInstance(t, emb.Addrs())
 	retry := `"retry":{"max_attempts":100,"initial_backoff_ms":50,"max_backoff_ms":300}`
 	in.addHook(t, `{"name":"A","source":"balancer","event":"health","handler":"webhook",`+retry+`,"config":{"url":"`+rc.URL+`/a"}}`)
@@ -150,10 +158,7 @@ func TestFlakyEndpointDeliversInKeyOrder(t *testing.T) {
 // The receiver recovers and more events arrive while the parked ones are not due yet:
 // they must wait behind them, each key in order.
 func TestRestartWhileKeysBlockedKeepsOrder(t *testing.T) {
-	emb := testkit.Broker(t, 4)
-	rc := testkit.NewReceiver(t)
-	var healthy atomic.Bool
-	rc.Respond = recoverable("/a", &healthy)
+	emb, rc, healthy := outage(t)
 	first := startInstance(t, emb.Addrs())
 	startInstance(t, emb.Addrs()) // takes over the first one's partitions
 	first.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","retry":{"max_attempts":100,"initial_backoff_ms":1500,"max_backoff_ms":1500},
