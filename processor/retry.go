@@ -227,7 +227,9 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 		case stepDeadLetter:
 			return p.deadLetterFor(d, ch, e)
 		case stepCircuit:
-			if canPark && n.probeDone == nil { // else a new destination's first answer is near
+			// A live delivery waits briefly for a new destination's first answer (the
+			// probe in flight); a deferred hook's item does not: its hook was failing.
+			if canPark && (n.probeDone == nil || d.cur != nil) {
 				if d.behind != nil && e.Attempts == 0 {
 					d.deferHook(h.ID)
 					return p.parkUnsent(d, ch)

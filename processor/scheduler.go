@@ -344,7 +344,9 @@ func (s *retryScheduler) settle(j *retryJob, out outcome) jobNext {
 		return jobAbandoned
 	}
 	s.w.blocks.release(j.e.HookID, j.e.Key, j.mark)
-	s.w.blocks.signalCursors(j.e.HookID) // its hook answered, or gave up: a deferral may go on
+	if out != parked { // its hook answered, or an entry gave up: a deferral may go on
+		s.w.blocks.signalCursors(j.e.HookID)
+	}
 	j.ack.finish(true)
 	return jobSettled
 }
