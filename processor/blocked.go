@@ -79,6 +79,9 @@ type blockSet struct {
 	keys     map[blockKey]int32
 	hooks    map[string]int32
 	restored bool
+	// forgotten: its partitions were let go; lanes still finishing their records must
+	// not open deferrals here (they would be counted and never closed).
+	forgotten bool
 	// cursors are the deferred hooks of the partition number (cursor.go): an immutable
 	// list, replaced under mu, read without a lock by every live delivery.
 	cursors atomic.Pointer[[]*cursor]
@@ -162,6 +165,7 @@ func (b *blockSet) forget() {
 	clear(b.hooks)
 	b.n.Store(0)
 	b.setCursorsLocked(nil)
+	b.forgotten = true
 }
 
 // restore rebuilds the set from the retry partition, once: from the group's committed

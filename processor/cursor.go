@@ -148,6 +148,9 @@ func (b *blockSet) deferred(topic, hook string, offset int64) bool {
 func (b *blockSet) openCursor(topic string, partition int32, hook string, from int64) (*cursor, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.forgotten {
+		return nil, false
+	}
 	for _, c := range b.cursorList() {
 		if c.hook == hook && c.topic == topic && c.end.Load() == cursorOpen {
 			return nil, false
@@ -245,6 +248,9 @@ func (rc restoredCursors) publish(b *blockSet) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.forgotten {
+		return
+	}
 	cs := slices.Clone(b.cursorList())
 	for _, c := range rc {
 		cs = append(cs, c)
