@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,9 +91,8 @@ type cursor struct {
 	kick      chan struct{}
 	closed    chan struct{} // closed with end
 	owned     bool          // a reader runs; guarded by blockSet.mu
-
-	lastOnce sync.Once
-	last     *hooks.Index[*compiledHook] // the hook's last version, for items after its deletion
+	// seen matches by a version of the hook the cursor saw, for items after its deletion.
+	seen atomic.Pointer[hooks.Index[*compiledHook]]
 }
 
 func newCursor(topic string, partition int32, hook string, from int64) *cursor {
@@ -336,6 +334,9 @@ func (w *partitionWorker) dispatchCursor(b cursorBatch) bool {
 // while the hook answers, hands them to the dispatcher, writes progress markers, and,
 // once the dispatcher closed the cursor, the end marker.
 func (w *partitionWorker) readCursor(c *cursor) {
+	if w.liveNext.Load() < 0 { // restored before any record was dispatched
+		w.learnLiveNext()
+	}
 	r := cursorReader{w: w, c: c, window: cursorWindowMin, progress: c.next}
 	defer r.closeClient()
 	for r.step() {
@@ -416,11 +417,13 @@ func (r *cursorReader) waitForSign() bool {
 // waitForRoom waits until fewer than window items are unsettled and the dispatcher
 // knows where the live records are.
 func (r *cursorReader) waitForRoom() bool {
-	for r.c.wm.pending() >= r.window || r.w.liveNext.Load() < 0 {
-		if r.w.liveNext.Load() < 0 {
-			r.w.learnLiveNext()
-		}
-		if !sleepCtx(r.w.feed, cursorPoll) {
+	return pollUntil(r.w.feed, func() bool { return r.c.wm.pending() < r.window && r.w.liveNext.Load() >= 0 })
+}
+
+// pollUntil waits until cond holds, looking every cursorPoll; false if ctx ended first.
+func pollUntil(ctx context.Context, cond func() bool) bool {
+	for !cond() {
+		if !sleepCtx(ctx, cursorPoll) {
 			return false
 		}
 	}
@@ -502,24 +505,22 @@ func (r *cursorReader) markProgress() {
 // once every live record below its end was handled, forgets it.
 func (r *cursorReader) finish() {
 	w, c := r.w, r.c
-	for c.wm.pending() > 0 {
-		if !sleepCtx(w.feed, cursorPoll) {
-			return
-		}
+	if !pollUntil(w.feed, func() bool { return c.wm.pending() == 0 }) {
+		return
 	}
 	end := c.end.Load()
 	p := w.c.p
-	if _, ok := p.produceDurably(w.feed, &c.marker(markerEnd, end, p.cfg.Now()).record(p.cfg.RetryTopic).rec); !ok {
+	pr := c.marker(markerEnd, end, p.cfg.Now()).record(p.cfg.RetryTopic)
+	_, ok := p.produceDurably(w.feed, &pr.rec)
+	pr.release()
+	if !ok {
 		return
 	}
 	p.log.Info("deferred hook caught up: its deliveries on the partition are live again",
 		"hook_id", c.hook, "topic", c.topic, "partition", c.partition, "from", c.from, "end", end)
-	for w.wm.commitPoint() < end {
-		if !sleepCtx(w.feed, cursorPoll) {
-			return
-		}
+	if pollUntil(w.feed, func() bool { return w.wm.commitPoint() >= end }) {
+		w.blocks.removeCursor(c)
 	}
-	w.blocks.removeCursor(c)
 }
 
 // writeMarker produces a marker without holding anything: a lost progress marker only
@@ -558,9 +559,7 @@ func (w *partitionWorker) startRestoredCursors() {
 	if w.blocks == nil || w.lanes == nil {
 		return
 	}
-	for _, c := range w.blocks.adoptCursors(w.topic) {
-		c.stall() // until a sign, or a retry: its hook was failing
-		c.signal()
+	for _, c := range w.blocks.adoptCursors(w.topic) { // each reads at once: the hook may answer by now
 		w.wg.Go(func() { w.readCursor(c) })
 	}
 }
@@ -594,16 +593,17 @@ func (p *Processor) handleDeferred(l *lane, r *kgo.Record) bool {
 	return l.flushBehind(true)
 }
 
-// remember keeps the first version of the hook the cursor saw, to match its items by
+// remember keeps the version of the hook the cursor first saw, to match its items by
 // after the hook is deleted.
 func (c *cursor) remember(ch *compiledHook) {
-	c.lastOnce.Do(func() {
-		c.last = hooks.BuildIndex([]hooks.IndexEntry[*compiledHook]{{Source: ch.hook.Source, Event: ch.hook.EventName(), Value: ch}})
-	})
+	if c.seen.Load() == nil {
+		c.seen.Store(hooks.BuildIndex([]hooks.IndexEntry[*compiledHook]{{Source: ch.hook.Source, Event: ch.hook.EventName(), Value: ch}}))
+	}
 }
 
-// matchedLast reports whether the hook's remembered version matched source/event.
+// matchedLast reports whether the remembered version of the hook matched source/event
+// (nothing remembered: nothing matched).
 func (c *cursor) matchedLast(source, event string) bool {
-	c.lastOnce.Do(func() {}) // nothing remembered: nothing matched
-	return c.last != nil && len(c.last.Match(source, event)) > 0
+	ix := c.seen.Load()
+	return ix != nil && len(ix.Match(source, event)) > 0
 }
