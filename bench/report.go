@@ -217,15 +217,11 @@ func (f *FaultsReport) writeText(w io.Writer) error {
 		return err
 	}
 	b.Reset()
-	verdict := "below"
-	if f.Ratio >= f.Target {
-		verdict = "meets"
-	}
 	fmt.Fprintf(&b, "\nB with faults / B alone: %.2f", f.Ratio)
 	if len(f.Pairs) > 1 {
 		fmt.Fprintf(&b, " (median of %d pairs)", len(f.Pairs))
 	}
-	fmt.Fprintf(&b, "; %s the target of %.2f\n", verdict, f.Target)
+	writeVerdict(&b, f.Ratio, f.Target)
 	for i, p := range f.Pairs {
 		fmt.Fprintf(&b, "faults seen in pair %d:", i+1)
 		for j, h := range p.FaultHooks {
@@ -417,4 +413,13 @@ func (r *Report) writeProcs(w io.Writer) error {
 		return nil
 	}
 	return tw.Flush()
+}
+
+// writeVerdict ends a ratio's line with whether it meets target.
+func writeVerdict(b *strings.Builder, ratio, target float64) {
+	verdict := "below"
+	if ratio >= target {
+		verdict = "meets"
+	}
+	fmt.Fprintf(b, "; %s the target of %.2f\n", verdict, target)
 }

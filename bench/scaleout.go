@@ -104,15 +104,11 @@ func (s *ScaleOutReport) writeText(w io.Writer) error {
 		return err
 	}
 	b.Reset()
-	verdict := "below"
-	if s.Ratio >= s.Target {
-		verdict = "meets"
-	}
 	fmt.Fprintf(&b, "\ntwo/one: %.2f, steady %.2f", s.Ratio, s.SteadyRatio)
 	if len(s.Pairs) > 1 {
 		fmt.Fprintf(&b, " (medians of %d pairs)", len(s.Pairs))
 	}
-	fmt.Fprintf(&b, "; %s the target of %.2f\n", verdict, s.Target)
+	writeVerdict(&b, s.Ratio, s.Target)
 	for _, p := range s.Pairs {
 		p.One.writeMembers(&b)
 		p.Two.writeMembers(&b)

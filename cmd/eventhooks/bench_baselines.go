@@ -50,7 +50,7 @@ func (b *benchRun) measureBaselines(ctx context.Context) error {
 	if c.CPUProfile != "" {
 		profile = c.CPUProfile + ".bare"
 	}
-	stopProfile, err := b.startProfile(profile)
+	stopProfile, err := startCPUProfile(profile, b.log)
 	if err != nil {
 		return err
 	}

@@ -357,7 +357,7 @@ func (b *benchRun) measureProcessor(ctx context.Context, profile string) ([]benc
 		b.log.Info("starting the processor", "events/s produced", int(pres.PerSec))
 		b.resetReceiver()
 		freeMemory()
-		if stopProfile, err = b.startProfile(profile); err != nil {
+		if stopProfile, err = startCPUProfile(profile, b.log); err != nil {
 			return nil, err
 		}
 		m, start = bench.StartMeter(), time.Now()
@@ -370,7 +370,7 @@ func (b *benchRun) measureProcessor(ctx context.Context, profile string) ([]benc
 		}
 		b.resetReceiver()
 		freeMemory()
-		if stopProfile, err = b.startProfile(profile); err != nil {
+		if stopProfile, err = startCPUProfile(profile, b.log); err != nil {
 			return nil, err
 		}
 		m, start = bench.StartMeter(), time.Now()
@@ -411,9 +411,6 @@ func (b *benchRun) measureProcessor(ctx context.Context, profile string) ([]benc
 	m.Stop(&res)
 	return append(rows, res), nil
 }
-
-// startProfile is startCPUProfile with the bench's log.
-func (b *benchRun) startProfile(file string) (func(), error) { return startCPUProfile(file, b.log) }
 
 func (b *benchRun) resetReceiver() {
 	if b.rcv != nil {
