@@ -154,6 +154,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 			sink, err := b.compile(h)
 			if err != nil {
 				b.onError(h, err)
+				sinks.UnregisterHookMetrics(h.ID) // the old version's gauges serve no longer
 				continue
 			}
 			ch = &compiledHook{hook: h, sink: sink, m: m, gate: gates.NewSpec(h, b.uniqueFields(h)), policy: h.RetryPolicy(), logKey: "deliver:" + h.ID}

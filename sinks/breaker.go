@@ -423,69 +423,71 @@ func (b *breaker) gaugeState() int32 {
 var familyHookBreakerState = promhelp.Describe(`eventhooks_hook_breaker_state`,
 	"State of the hook's own circuit breaker (its HTTP status and script failures): 0 closed, 1 half-open, 2 open.")
 
-// hookBreakers holds, by hook id, the breaker each hook's gauge reports: that of the
-// version the processor serves (PublishHookMetrics). A version only compiled to check it
-// (the Admin API's validation) is never published, so it cannot take the gauge over.
-var hookBreakers = struct {
+// servedGates holds, by hook id, the gate of the version the processor serves
+// (PublishHookMetrics), which the hook's breaker and rate gauges report. A version only
+// compiled to check it (the Admin API's validation, /test) is never published, so it
+// cannot take the gauges over.
+var servedGates = struct {
 	mu   sync.Mutex
-	byID map[string]*atomic.Pointer[breaker]
-}{byID: map[string]*atomic.Pointer[breaker]{}}
+	byID map[string]*atomic.Pointer[hookGate]
+}{byID: map[string]*atomic.Pointer[hookGate]{}}
 
 // PublishHookMetrics makes s, the version of hook id the processor now serves, the one
-// the hook's eventhooks_hook_breaker_state{hook_id} gauge reports (0 closed, 1
-// half-open, 2 open). A sink without a breaker of its own (log, or with the breakers
-// disabled) removes the gauge.
+// the hook's gauges report: eventhooks_hook_breaker_state{hook_id} (0 closed, 1
+// half-open, 2 open; absent with the breakers disabled) and
+// eventhooks_hook_rate_limit_per_second{hook_id}. A sink without a gate (log) removes
+// them.
 func PublishHookMetrics(id string, s Sink) {
-	b := hookBreakerOf(s)
-	hookBreakers.mu.Lock()
-	defer hookBreakers.mu.Unlock()
-	cur := hookBreakers.byID[id]
-	if b == nil {
-		unregisterHookBreakerLocked(id)
+	gs, ok := s.(gated)
+	servedGates.mu.Lock()
+	defer servedGates.mu.Unlock()
+	if !ok {
+		unregisterHookMetricsLocked(id)
 		return
 	}
-	if cur != nil {
-		cur.Store(b) // a new version: its breaker starts afresh
+	g := gs.hookGate()
+	if cur := servedGates.byID[id]; cur != nil {
+		cur.Store(g) // a new version: its breaker and rate start afresh
 		return
 	}
-	cur = new(atomic.Pointer[breaker])
-	cur.Store(b)
-	hookBreakers.byID[id] = cur
-	metrics.NewGauge(hookBreakerSeries(id), func() float64 { return float64(cur.Load().gaugeState()) })
+	cur := new(atomic.Pointer[hookGate])
+	cur.Store(g)
+	servedGates.byID[id] = cur
+	metrics.NewGauge(rateSeries(id), func() float64 { return cur.Load().lim.rate() })
+	if g.br != nil { // the breakers are on or off for the whole pool
+		metrics.NewGauge(hookBreakerSeries(id), func() float64 { return float64(cur.Load().br.gaugeState()) })
+	}
 }
 
 // UnregisterHookMetrics removes the per-hook series of the sinks package for hook id
 // (its breaker state and its rate limit), when the hook is deleted or disabled.
 func UnregisterHookMetrics(id string) {
-	hookBreakers.mu.Lock()
-	unregisterHookBreakerLocked(id)
-	hookBreakers.mu.Unlock()
-	unregisterRate(id)
+	servedGates.mu.Lock()
+	defer servedGates.mu.Unlock()
+	unregisterHookMetricsLocked(id)
 }
 
-// unregisterHookBreakerLocked removes hook id's breaker gauge; hookBreakers.mu is held.
-func unregisterHookBreakerLocked(id string) {
-	if _, ok := hookBreakers.byID[id]; ok {
-		delete(hookBreakers.byID, id)
+// unregisterHookMetricsLocked removes hook id's gauges; servedGates.mu is held.
+func unregisterHookMetricsLocked(id string) {
+	cur, ok := servedGates.byID[id]
+	if !ok {
+		return
+	}
+	delete(servedGates.byID, id)
+	metrics.UnregisterMetric(rateSeries(id))
+	if cur.Load().br != nil {
 		metrics.UnregisterMetric(hookBreakerSeries(id))
 	}
 }
 
 func hookBreakerSeries(id string) string { return familyHookBreakerState + `{hook_id="` + id + `"}` }
 
-// hookBreakerOf returns the breaker of a compiled sink's hookGate; nil for a sink that has
-// none.
-func hookBreakerOf(s Sink) *breaker {
-	switch s := s.(type) {
-	case *webhookSink:
-		return s.gate.br
-	case *customSink:
-		return s.gate.br
-	case *lambdaSink:
-		return s.gate.br
-	}
-	return nil
-}
+// gated is a sink with a hookGate (webhook, webhook-custom, lambda).
+type gated interface{ hookGate() *hookGate }
+
+func (s *webhookSink) hookGate() *hookGate { return &s.gate }
+func (s *customSink) hookGate() *hookGate  { return &s.gate }
+func (s *lambdaSink) hookGate() *hookGate  { return &s.gate }
 
 // metricLabel quotes a destination for use as a label value.
 func metricLabel(addr string) string {

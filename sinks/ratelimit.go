@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/promhelp"
 )
@@ -34,10 +32,6 @@ var familyRate = promhelp.Describe(`eventhooks_hook_rate_limit_per_second`,
 
 // rateSeries is the name of hook id's rate gauge.
 func rateSeries(id string) string { return familyRate + `{hook_id="` + id + `"}` }
-
-// unregisterRate removes hook id's rate gauge; a limiter still in flight sets a gauge no
-// longer exported.
-func unregisterRate(id string) { metrics.UnregisterMetric(rateSeries(id)) }
 
 // bucket is a token bucket: rate tokens a second (0: unlimited), at most burst held.
 // Not safe for concurrent use.
@@ -67,7 +61,6 @@ func (b *bucket) take(now time.Time) (bool, time.Duration) {
 type limiter struct {
 	err         error // the rejection error, built once
 	maxInFlight int
-	gauge       *metrics.Gauge
 
 	mu       sync.Mutex
 	b        bucket    // b.rate is the rate now; 0: unlimited
@@ -84,14 +77,12 @@ type limiter struct {
 // newLimiter returns h's limiter. Every hook has one: a receiver's 429 limits an
 // unlimited hook too.
 func newLimiter(h *hooks.Hook) *limiter {
-	l := &limiter{err: fmt.Errorf("%w: hook %s", ErrRateLimited, h.ID),
-		gauge: metrics.GetOrCreateGauge(rateSeries(h.ID), nil)}
+	l := &limiter{err: fmt.Errorf("%w: hook %s", ErrRateLimited, h.ID)}
 	if rl := h.RateLimit; rl != nil && rl.PerSecond > 0 {
 		l.base, l.ceiling = rl.PerSecond, rl.PerSecond
 		l.b = bucket{rate: rl.PerSecond, burst: float64(rl.BurstOrDefault()), tokens: float64(rl.BurstOrDefault())}
 	}
 	l.maxInFlight = h.MaxInFlight
-	l.gauge.Set(l.b.rate)
 	return l
 }
 
@@ -130,7 +121,6 @@ func (l *limiter) grow(now time.Time) {
 		if l.b.rate >= l.ceiling {
 			l.b.rate = l.base
 		}
-		l.gauge.Set(l.b.rate)
 	}
 }
 
@@ -177,7 +167,13 @@ func (l *limiter) slowDown(now time.Time, retryAfter time.Duration) {
 	if l.hold.After(now) {
 		l.grown, l.b.last = l.hold, l.hold
 	}
-	l.gauge.Set(l.b.rate)
+}
+
+// rate is the rate the hook is held to now (0: unlimited), for its gauge.
+func (l *limiter) rate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.rate
 }
 
 // destLimiter caps the requests to one destination, every hook together
