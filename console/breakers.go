@@ -35,15 +35,19 @@ func breakerStates() breakers {
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
 		line := sc.Text()
-		for prefix, into := range map[string]map[string]string{destBreakerSeries: b.dest, hookBreakerSeries: b.hook} {
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				if label, value, ok := strings.Cut(rest, `"} `); ok {
-					into[label] = breakerNames[value]
-				}
-			}
-		}
+		readBreaker(line, destBreakerSeries, b.dest)
+		readBreaker(line, hookBreakerSeries, b.hook)
 	}
 	return b
+}
+
+// readBreaker notes the state of line in into when it is a series of prefix.
+func readBreaker(line, prefix string, into map[string]string) {
+	if rest, ok := strings.CutPrefix(line, prefix); ok {
+		if label, value, ok := strings.Cut(rest, `"} `); ok {
+			into[label] = breakerNames[value]
+		}
+	}
 }
 
 // destination is the host:port a hook's config.url names, as the breaker gauge labels it.

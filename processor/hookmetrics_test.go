@@ -59,7 +59,7 @@ func TestPerHookSeriesGoWithTheHook(t *testing.T) {
 	text := metricsText()
 	for _, s := range series {
 		if !strings.Contains(text, s) {
-			t.Errorf("no %s while the hook exists:\n%s", s, grep(text, "hook_id="))
+			t.Errorf("no %s while the hook exists:\n%s", s, testkit.GrepLines(text, "hook_id="))
 		}
 	}
 	for _, id := range []string{limited.ID, failing.ID} {

@@ -47,7 +47,7 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 	}
 	text := buf.String()
 	if !strings.Contains(text, `eventhooks_gated_total{hook="`+h.ID+`",handler="webhook",reason="snooze"} 1`) {
-		t.Errorf("gated counter missing or wrong:\n%s", grep(text, "eventhooks_gated_total"))
+		t.Errorf("gated counter missing or wrong:\n%s", testkit.GrepLines(text, "eventhooks_gated_total"))
 	}
 
 	promtool, err := exec.LookPath("promtool")
@@ -64,6 +64,3 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 	}
 	t.Logf("promtool check metrics:\n%s", out)
 }
-
-// grep is testkit.GrepLines, under the short name this package's tests use.
-var grep = testkit.GrepLines

@@ -138,15 +138,7 @@ func healthEvent(key string, seq int) *kgo.Record {
 
 // healthEvents returns perKey events for each of keys keys "u-0"…, interleaved: seq
 // 0 of every key, then seq 1, and so on.
-func healthEvents(keys, perKey int) []*kgo.Record {
-	recs := make([]*kgo.Record, 0, keys*perKey)
-	for seq := range perKey {
-		for k := range keys {
-			recs = append(recs, healthEvent("u-"+strconv.Itoa(k), seq))
-		}
-	}
-	return recs
-}
+func healthEvents(keys, perKey int) []*kgo.Record { return healthEventsSeq(keys, 0, perKey) }
 
 // healthBody reads the key and seq of a delivered health event's body.
 func healthBody(body []byte) (upstream string, seq int, err error) {

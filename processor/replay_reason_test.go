@@ -48,13 +48,13 @@ func TestReplayDLQSelectsByReason(t *testing.T) {
 	}
 	fixed.Store(true)
 
-	permanent := redriveSeqs(t, in, rc, rc.Requests(), processor.ReplayConfig{Reason: "permanent"}, n/2, h.ID)
+	permanent := redriveSeqs(t, in, rc, processor.ReplayConfig{Reason: "permanent"}, n/2, h.ID)
 	if fmt.Sprint(permanent) != "[0 2 4 6]" {
 		t.Errorf("reason=permanent re-drove seqs %v, want the 400s [0 2 4 6]", permanent)
 	}
 	// The position stopped at the first letter left out: an unfiltered re-drive sends the
 	// max_attempts ones (and again the 400s after it, which receivers see as retries).
-	all := redriveSeqs(t, in, rc, rc.Requests(), processor.ReplayConfig{}, n/2, h.ID)
+	all := redriveSeqs(t, in, rc, processor.ReplayConfig{}, n/2, h.ID)
 	for seq := 1; seq < n; seq += 2 {
 		if !slices.Contains(all, seq) {
 			t.Errorf("the unfiltered re-drive did not send seq %d (max_attempts): sent %v", seq, all)
@@ -65,8 +65,9 @@ func TestReplayDLQSelectsByReason(t *testing.T) {
 // redriveSeqs re-drives the DLQ with rc's filters, checks that the run served at least
 // want deliveries of hookID and left out none it should not have, and returns the seqs
 // that then reached rc with a 200 (after the requests of earlier), sorted.
-func redriveSeqs(t *testing.T, in *instance, rc *testkit.Receiver, earlier []*testkit.Request, cfg processor.ReplayConfig, want int, hookID string) []int {
+func redriveSeqs(t *testing.T, in *instance, rc *testkit.Receiver, cfg processor.ReplayConfig, want int, hookID string) []int {
 	t.Helper()
+	before := len(rc.Requests())
 	cfg.DLQ, cfg.To = true, processor.Bound{Time: time.Now()}
 	got, err := in.proc.Replay(context.Background(), cfg)
 	if err != nil {
@@ -77,7 +78,7 @@ func redriveSeqs(t *testing.T, in *instance, rc *testkit.Receiver, earlier []*te
 		t.Fatalf("re-drive %+v served %d (skipped %d), want %d", cfg, served, got.Skipped, want)
 	}
 	var seqs []int
-	for _, r := range rc.WaitFor(t, len(earlier)+served, 30*time.Second)[len(earlier):] {
+	for _, r := range rc.WaitFor(t, before+served, 30*time.Second)[before:] {
 		if _, seq, err := healthBody(r.Body); err == nil && r.Status == 200 {
 			seqs = append(seqs, seq)
 		}

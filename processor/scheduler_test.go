@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/eventhooks/eventhooks/broker"
 	"github.com/eventhooks/eventhooks/internal/testkit"
 )
@@ -182,10 +180,8 @@ func blocked() int { return int(metricSum("eventhooks_blocked_keys ")) }
 
 // metricSum adds up the values of the metric lines that start with prefix.
 func metricSum(prefix string) float64 {
-	var sb strings.Builder
-	metrics.WritePrometheus(&sb, false)
 	sum := 0.0
-	for _, line := range strings.Split(sb.String(), "\n") {
+	for _, line := range strings.Split(metricsText(), "\n") {
 		if !strings.HasPrefix(line, prefix) {
 			continue
 		}

@@ -153,15 +153,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 	b.shot("hook-deliveries")
 	b.run("hooks list", chromedp.Navigate(p.admin+"/ui/"), chromedp.WaitVisible(`table[data-testid=hooks]`, chromedp.ByQuery))
-	if s := b.text(`table[data-testid=hooks] tbody`); !strings.Contains(s, "66.7 %") || !strings.Contains(s, "400") {
+	s := b.text(`table[data-testid=hooks] tbody`)
+	if !strings.Contains(s, "66.7 %") || !strings.Contains(s, "400") {
 		t.Errorf("hooks list shows no 66.7 %% success rate and 400 error: %q", s)
 	}
 	// A 400 is the receiver answering: the hook's own breaker stays closed. Three attempts
-	// within the minute are a low rate, not "0.0".
-	if s := b.text(`table[data-testid=hooks] tbody`); !strings.Contains(s, "hook closed") {
+	// within the minute are a low rate, not "0".
+	if !strings.Contains(s, "hook closed") {
 		t.Errorf("hooks list shows no hook breaker state: %q", s)
 	}
-	if rate := b.text(`table[data-testid=hooks] tbody td.num`); rate == "0" || rate == "0.0" {
+	if rate := b.text(`table[data-testid=hooks] tbody td.num`); rate == "0" {
 		t.Errorf("attempts/s reads %q after three attempts within the minute", rate)
 	}
 	b.shot("hooks")
