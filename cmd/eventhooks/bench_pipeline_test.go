@@ -30,8 +30,8 @@ func TestBenchPipelineFlags(t *testing.T) {
 	}
 }
 
-// TestPipelinedBody: the bench's hook body with the pipeline set, and the Admin API
-// accepts it (the bench below creates its hooks through it).
+// TestPipelinedBody: the bench's hook body with the pipeline set (TestBenchPipelined
+// creates hooks from it through the Admin API).
 func TestPipelinedBody(t *testing.T) {
 	body, err := benchHookBody("webhook-custom", "http://127.0.0.1:9/in", 0)
 	if err == nil {

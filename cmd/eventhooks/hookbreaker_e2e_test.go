@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,16 +12,7 @@ import (
 // page returns the HTML of a console page (dev has no token: no login).
 func (p *proc) page(t *testing.T, path string) string {
 	t.Helper()
-	resp, err := http.Get(p.admin + path)
-	if err == nil {
-		defer resp.Body.Close()
-		var b strings.Builder
-		if _, err = io.Copy(&b, resp.Body); err == nil && resp.StatusCode == http.StatusOK {
-			return b.String()
-		}
-	}
-	t.Fatalf("GET %s: %v", path, err)
-	return ""
+	return string(p.get(t, path))
 }
 
 // TestHookBreakerStateInMetricsAndConsole: of two hooks on one receiver (one host:port),

@@ -74,14 +74,20 @@ func TestMetricsHaveHelpAndType(t *testing.T) {
 // scrape returns the body of GET /metrics.
 func (p *proc) scrape(t *testing.T) []byte {
 	t.Helper()
-	resp, err := http.Get(p.admin + "/metrics")
+	return p.get(t, "/metrics")
+}
+
+// get returns the body of GET path on the Admin API, which must answer 200.
+func (p *proc) get(t *testing.T, path string) []byte {
+	t.Helper()
+	resp, err := http.Get(p.admin + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+		t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
 	}
 	return body
 }
