@@ -8,6 +8,7 @@ package sinks
 // classification of outcomes are the keep-alive path's, unchanged.
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -106,15 +107,10 @@ func (p *Pool) newPipeline(d destination, o hooks.Pipelining, timeout time.Durat
 		// Its errors reach the requests they fail; its log would repeat them.
 		Logger: discardLogger{},
 	}
-	t.hc = &fasthttp.HostClient{
-		Addr:                      d.addr,
-		Name:                      "eventhooks",
-		IsTLS:                     d.tls,
-		DisablePathNormalizing:    true,
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr:                retryStale,
-		Transport:                 t,
-	}
+	// The pool's client for the destination, its requests handed to the pipeline (with a
+	// Transport, fasthttp neither dials nor pools connections itself).
+	t.hc = p.newHostClient(d)
+	t.hc.Transport = t
 	return t
 }
 
@@ -157,13 +153,8 @@ func (t *pipeline) connect(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	pc := t.trackLocked(c)
-	select {
-	case t.spare <- spareConn{c: pc, at: time.Now()}:
-	default: // cannot happen (a spare counts as live); never block holding mu
-		pc.once.Do(func() { t.forgetLocked(pc) })
-		_ = c.Close()
-	}
+	// Never blocks: only connect sends, under mu, while nothing is live (a spare counts).
+	t.spare <- spareConn{c: t.trackLocked(c), at: time.Now()}
 	return nil
 }
 
@@ -198,15 +189,9 @@ func (t *pipeline) dialConn(timeout time.Duration) (net.Conn, error) {
 		return c, err
 	}
 	tc := tls.Client(c, t.tls)
-	if err := tc.SetDeadline(time.Now().Add(timeout)); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("tls handshake with %s: %w", t.addr, err)
-	}
-	if err := tc.Handshake(); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("tls handshake with %s: %w", t.addr, err)
-	}
-	if err := tc.SetDeadline(time.Time{}); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("tls handshake with %s: %w", t.addr, err)
 	}
