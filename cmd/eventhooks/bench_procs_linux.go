@@ -6,7 +6,8 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // procsSupported: the separate-process bench reads /proc/<pid> for each process's CPU
@@ -35,17 +36,13 @@ func signalGroup(p *os.Process, kill bool) {
 // on it, and the child's parent-death signal (sent when the thread that forked it ends)
 // comes only if the bench dies. taskset does the same from outside, when installed.
 func startPinned(cmd *exec.Cmd, cpu int, exited <-chan struct{}) error {
-	if cpu >= cpuSetBits {
-		return fmt.Errorf("pin to CPU %d: sched_setaffinity here takes CPUs below %d", cpu, cpuSetBits)
-	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		var set [cpuSetBits / 64]uint64
-		set[cpu/64] |= 1 << (cpu % 64)
-		_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set)))
-		if e != 0 {
-			errc <- fmt.Errorf("pin to CPU %d: sched_setaffinity: %w", cpu, e)
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			errc <- fmt.Errorf("pin to CPU %d: sched_setaffinity: %w", cpu, err)
 			return
 		}
 		err := cmd.Start()
@@ -56,6 +53,3 @@ func startPinned(cmd *exec.Cmd, cpu int, exited <-chan struct{}) error {
 	}()
 	return <-errc
 }
-
-// cpuSetBits is the size of the CPU set startPinned passes, glibc's CPU_SETSIZE.
-const cpuSetBits = 1024
