@@ -198,9 +198,7 @@ func validateRetry(r *Retry, e *SchemaError) {
 	if r == nil {
 		return
 	}
-	if r.MaxAttempts < 0 || r.MaxAttempts > MaxRetryAttempts {
-		e.add("retry.max_attempts", fmt.Sprintf("value should be between 1 and %d (0 or unset: %d)", MaxRetryAttempts, DefaultMaxAttempts))
-	}
+	checkBound(e, "retry.max_attempts", r.MaxAttempts, MaxRetryAttempts, DefaultMaxAttempts)
 	backoffOK := true
 	for _, f := range []struct {
 		path string

@@ -344,12 +344,17 @@ func (ph *scalePhase) leave(ctx context.Context) error {
 	return nil
 }
 
-// finish stops the instance's meter, if running, and reads its delivered count, before
-// it stops.
-func (in *scaleInstance) finish(ctx context.Context, events int) error {
+// stopMeter ends the instance's CPU and memory meter, once, over events.
+func (in *scaleInstance) stopMeter(events int) {
 	if in.meter != nil {
 		in.usage, in.meter = in.meter.Stop(int64(events)), nil
 	}
+}
+
+// finish stops the instance's meter, if running, and reads its delivered count, before
+// it stops.
+func (in *scaleInstance) finish(ctx context.Context, events int) error {
+	in.stopMeter(events)
 	d, err := deliveredOf(ctx, in.admin)
 	in.member.Delivered = d
 	return err
@@ -485,9 +490,7 @@ func (ph *scalePhase) result(ctx context.Context) (bench.Result, bench.ScalePhas
 func (ph *scalePhase) instanceUsage() []bench.ProcUsage {
 	us := make([]bench.ProcUsage, len(ph.insts))
 	for i, in := range ph.insts {
-		if in.meter != nil {
-			in.usage, in.meter = in.meter.Stop(int64(ph.p.cmd.Events)), nil
-		}
+		in.stopMeter(ph.p.cmd.Events)
 		us[i] = in.usage
 	}
 	return us
