@@ -1,7 +1,6 @@
 package deliveries
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fastjson"
 )
 
 // Default bounds of the indexes.
@@ -57,9 +55,9 @@ type Log struct {
 	// DeadLetters indexes the DLQ topic.
 	DeadLetters *DeadLetters
 
-	cfg    Config
-	cl     *kgo.Client     // for admin requests; each tail has its own consumer
-	parser fastjson.Parser // of Run's goroutine
+	cfg   Config
+	cl    *kgo.Client // for admin requests; each tail has its own consumer
+	lines lineReader  // of Run's goroutine
 
 	wake    chan struct{} // Touch asks Run to tail
 	lastUse atomic.Int64  // unix nanoseconds of the last Touch
@@ -196,42 +194,15 @@ func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 	}
 }
 
-// add indexes one record of either topic; an attempt line that is not JSON is skipped.
+// add indexes one record of either topic.
 func (l *Log) add(r *kgo.Record) {
 	if r.Topic != l.cfg.AttemptsTopic {
 		l.DeadLetters.Add(r)
 		return
 	}
-	for line := range bytes.SplitSeq(r.Value, []byte{'\n'}) { // a record holds a lane's batch, a line each
-		if len(line) == 0 {
-			continue
-		}
-		var a Attempt
-		if err := l.parseAttempt(line, &a); err != nil || a.HookID == "" {
-			l.cfg.Logger.Debug("delivery log: skipped a line that is not an attempt", "partition", r.Partition, "offset", r.Offset, "err", err)
-			continue
-		}
-		l.Attempts.Add(a)
-	}
-}
-
-// parseAttempt reads an attempt log line into a. Without reflection: the processor
-// writes a line per attempt, and reading them must not cost more than writing them.
-func (l *Log) parseAttempt(line []byte, a *Attempt) error {
-	v, err := l.parser.ParseBytes(line)
-	if err != nil {
-		return err
-	}
-	str := func(k string) string { return string(v.GetStringBytes(k)) }
-	*a = Attempt{
-		HookID: str("hook_id"), EventID: str("event_id"), WebhookID: str("webhook_id"),
-		Source: str("source"), Event: str("event"), Attempt: v.GetInt("attempt"),
-		AtMs: v.GetInt64("at_ms"), DurationMs: v.GetFloat64("duration_ms"),
-		Outcome: str("outcome"), Reason: str("reason"), Status: v.GetInt("status"),
-		Error: str("error"), Response: str("response"), Request: str("request"),
-		Topic: str("topic"), Partition: int32(v.GetInt("partition")), Offset: v.GetInt64("offset"),
-	}
-	return nil
+	l.lines.each(r.Value, l.Attempts.Add, func(err error) {
+		l.cfg.Logger.Debug("delivery log: skipped a line that is not an attempt", "partition", r.Partition, "offset", r.Offset, "err", err)
+	})
 }
 
 // Close closes the admin client; call it after Run returned.

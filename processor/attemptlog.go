@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventhooks/eventhooks/hooks"
 	"github.com/eventhooks/eventhooks/internal/jsonx"
 	"github.com/eventhooks/eventhooks/sinks"
 )
@@ -19,16 +21,24 @@ import (
 // limit turned away) in Config.AttemptsTopic, for the deliveries API. A lane gathers its
 // lines into one record (NDJSON), written at attemptBatchBytes or once its first line is
 // attemptBatchAge old (also when the lane waits for records: lane.next): a record per
-// attempt cost a fifth of the events/s, mostly in the producer and the broker. Writing it never blocks a lane and
-// never holds back a commit: a record the producer has no room for is dropped and its
-// lines counted. A line is JSON:
+// attempt cost a fifth of the events/s, mostly in the producer and the broker. Writing it
+// never blocks a lane and never holds back a commit: a record the producer has no room
+// for is dropped and its lines counted. A line is JSON:
 //
 //	{"hook_id", "event_id", "webhook_id", "source", "event", "attempt", "at_ms",
 //	 "duration_ms", "outcome" (delivered | failed | dead_lettered), "reason" (of a dead
 //	 letter), "status", "error", "response", "request" (with the hook's log_request_body),
 //	 "topic", "partition", "offset"}
 //
-// with zero-valued fields left out; "failed" is a retryable failure that is retried.
+// with zero-valued fields left out; "failed" is a retryable failure that is retried. The
+// bytes of a line cost the producer and the broker more than writing it, so a line also
+// leaves out what the reader (package deliveries) works out: hook_id, source, event,
+// topic and partition when they are the previous line's of the record (a record's lines
+// are one lane's: one partition, mostly one hook and source); attempt when it is 1,
+// outcome when delivered; and webhook_id when it is sinks.MessageID of the hook and the
+// event id and source, or the record, that the line holds. A first attempt delivered is
+// then about a third of a full line. Lines written before this left nothing out, which
+// the reader reads the same way.
 
 // Attempt outcomes in the attempt log.
 const (
@@ -88,8 +98,16 @@ func (a *attemptLog) close() {
 // attemptBatch is one goroutine's attempt lines not yet written.
 type attemptBatch struct {
 	buf     []byte
-	since   time.Time // of the first line
-	scratch []byte    // webhook-id identity bytes
+	since   time.Time   // of the first line
+	last    lineContext // of the last line
+	scratch []byte      // webhook-id identity bytes
+}
+
+// lineContext is what a line of a record may leave out when the previous line had it
+// (see the attempt log): the zero value before a record's first line.
+type lineContext struct {
+	hookID, source, event, topic string
+	partition                    int32
 }
 
 var attemptBufs = sync.Pool{New: func() any { return make([]byte, 0, attemptBatchBytes+4096) }}
@@ -109,9 +127,9 @@ func (a *attemptLog) logAttempt(d delivery, ch *compiledHook, res *sinks.Result,
 		if b.buf == nil {
 			b.buf = attemptBufs.Get().([]byte)
 		}
-		b.since = at
+		b.since, b.last = at, lineContext{}
 	}
-	b.buf = appendAttempt(b.buf, &b.scratch, d, ch, res, at, n, outcome, reason)
+	b.buf = b.appendAttempt(d, ch, res, at, n, outcome, reason)
 	if d.attempts == nil || len(b.buf) >= attemptBatchBytes || at.Sub(b.since) >= attemptBatchAge {
 		a.flush(b)
 	}
@@ -134,44 +152,103 @@ func (a *attemptLog) flush(b *attemptBatch) {
 	})
 }
 
-// appendAttempt appends the JSON line of an attempt (see logAttempt) to dst.
-func appendAttempt(dst []byte, scratch *[]byte, d delivery, ch *compiledHook, res *sinks.Result, at time.Time, n int, outcome, reason string) []byte {
-	b := append(dst, `{"hook_id":`...)
-	b = jsonx.AppendString(b, ch.hook.ID, false)
+// appendAttempt appends the JSON line of an attempt (see logAttempt) to b.buf, leaving
+// out what the reader works out (see the attempt log), and returns it.
+func (b *attemptBatch) appendAttempt(d delivery, ch *compiledHook, res *sinks.Result, at time.Time, n int, outcome, reason string) []byte {
 	ev := d.ev
+	l := strconv.AppendInt(append(b.buf, `{"at_ms":`...), at.UnixMilli(), 10)
+	l = appendMillis(append(l, `,"duration_ms":`...), res.Duration)
+	l = b.appendContext(l, ch.hook.ID, ev)
 	if len(ev.ID) > 0 {
-		b = jsonx.AppendString(append(b, `,"event_id":`...), ev.ID, false)
+		l = jsonx.AppendString(append(l, `,"event_id":`...), ev.ID, false)
 	}
-	b = append(b, `,"webhook_id":"`...)
-	b = append(sinks.AppendMessageID(b, scratch, ch.hook.ID, ev), '"')
-	b = jsonx.AppendString(append(b, `,"source":`...), ev.Source, false)
-	b = jsonx.AppendString(append(b, `,"event":`...), ev.Event, false)
-	b = strconv.AppendInt(append(b, `,"attempt":`...), int64(n), 10)
-	b = strconv.AppendInt(append(b, `,"at_ms":`...), at.UnixMilli(), 10)
-	b = strconv.AppendFloat(append(b, `,"duration_ms":`...), float64(res.Duration.Microseconds())/1000, 'f', -1, 64)
-	b = append(append(append(b, `,"outcome":"`...), outcome...), '"')
+	if !derivableID(ev) {
+		l = append(l, `,"webhook_id":"`...)
+		l = append(sinks.AppendMessageID(l, &b.scratch, ch.hook.ID, ev), '"')
+	}
+	if r := ev.Record; r != nil {
+		l = strconv.AppendInt(append(l, `,"offset":`...), r.Offset, 10)
+	}
+	if n != 1 {
+		l = strconv.AppendInt(append(l, `,"attempt":`...), int64(n), 10)
+	}
+	if outcome != outcomeDelivered {
+		l = append(append(append(l, `,"outcome":"`...), outcome...), '"') // a constant: nothing to escape
+	}
+	return append(appendResult(l, d, ch, res, reason), '}', '\n')
+}
+
+// appendContext appends the fields of b.last that this line changes (see lineContext),
+// and keeps them. The topic is not escaped: Kafka allows only [a-zA-Z0-9._-] in names.
+func (b *attemptBatch) appendContext(l []byte, hookID string, ev *hooks.Event) []byte {
+	c := lineContext{hookID: hookID, source: ev.Source, event: ev.Event}
+	if r := ev.Record; r != nil {
+		c.topic, c.partition = r.Topic, r.Partition
+	}
+	if c.hookID != b.last.hookID {
+		l = jsonx.AppendString(append(l, `,"hook_id":`...), c.hookID, false)
+	}
+	if c.source != b.last.source {
+		l = jsonx.AppendString(append(l, `,"source":`...), c.source, false)
+	}
+	if c.event != b.last.event {
+		l = jsonx.AppendString(append(l, `,"event":`...), c.event, false)
+	}
+	if c.topic != b.last.topic {
+		l = append(append(append(l, `,"topic":"`...), c.topic...), '"')
+	}
+	if c.partition != b.last.partition {
+		l = strconv.AppendInt(append(l, `,"partition":`...), int64(c.partition), 10)
+	}
+	b.last = c
+	return l
+}
+
+// derivableID reports whether the reader can work out ev's webhook-id from its line:
+// sinks.MessageID hashes the envelope id and source, or else the record, and a string
+// that is not UTF-8 does not read back as it was written.
+func derivableID(ev *hooks.Event) bool {
+	if len(ev.ID) > 0 {
+		return utf8.Valid(ev.ID) && utf8.ValidString(ev.Source)
+	}
+	return ev.Record != nil
+}
+
+// appendResult appends what the attempt got: reason, status, error and the excerpts.
+func appendResult(l []byte, d delivery, ch *compiledHook, res *sinks.Result, reason string) []byte {
 	if reason != "" {
-		b = jsonx.AppendString(append(b, `,"reason":`...), reason, false)
+		l = jsonx.AppendString(append(l, `,"reason":`...), reason, false)
 	}
 	if res.Status != 0 {
-		b = strconv.AppendInt(append(b, `,"status":`...), int64(res.Status), 10)
+		l = strconv.AppendInt(append(l, `,"status":`...), int64(res.Status), 10)
 	}
 	if res.Err != nil {
-		b = jsonx.AppendString(append(b, `,"error":`...), res.Err.Error(), false)
+		l = jsonx.AppendString(append(l, `,"error":`...), res.Err.Error(), false)
 	}
 	if d.sinks != nil {
 		req, resp := d.sinks.Excerpts()
 		if len(resp) > 0 {
-			b = jsonx.AppendString(append(b, `,"response":`...), resp, false)
+			l = jsonx.AppendString(append(l, `,"response":`...), resp, false)
 		}
 		if len(req) > 0 && ch.hook.LogRequestBody {
-			b = jsonx.AppendString(append(b, `,"request":`...), req, false)
+			l = jsonx.AppendString(append(l, `,"request":`...), req, false)
 		}
 	}
-	if r := ev.Record; r != nil {
-		b = jsonx.AppendString(append(b, `,"topic":`...), r.Topic, false)
-		b = strconv.AppendInt(append(b, `,"partition":`...), int64(r.Partition), 10)
-		b = strconv.AppendInt(append(b, `,"offset":`...), r.Offset, 10)
+	return l
+}
+
+// appendMillis appends d in milliseconds to the microsecond, as strconv.AppendFloat
+// writes float64(d.Microseconds())/1000 (shortest form), without its float formatting.
+func appendMillis(l []byte, d time.Duration) []byte {
+	us := max(d.Microseconds(), 0) // a monotonic duration; never negative
+	l = strconv.AppendInt(l, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return l
 	}
-	return append(b, '}', '\n')
+	l = append(l, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	for l[len(l)-1] == '0' { // stops at frac's last digit that is not 0
+		l = l[:len(l)-1]
+	}
+	return l
 }

@@ -1,37 +1,25 @@
 package processor_test
 
 import (
-	"encoding/json"
+	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/deliveries"
 	"github.com/eventhooks/eventhooks/internal/testkit"
 	"github.com/eventhooks/eventhooks/processor"
 )
 
-// loggedAttempt is an attempt log line as the deliveries API reads it.
-type loggedAttempt struct {
-	HookID    string  `json:"hook_id"`
-	EventID   string  `json:"event_id"`
-	WebhookID string  `json:"webhook_id"`
-	Attempt   int     `json:"attempt"`
-	AtMs      int64   `json:"at_ms"`
-	Duration  float64 `json:"duration_ms"`
-	Outcome   string  `json:"outcome"`
-	Reason    string  `json:"reason"`
-	Status    int     `json:"status"`
-	Error     string  `json:"error"`
-	Response  string  `json:"response"`
-	Request   string  `json:"request"`
-	Offset    int64   `json:"offset"`
-}
-
 // TestAttemptLogHasEveryAttempt: each event's first attempt gets a 500 and its second a
-// 200, and every tenth a 400: the attempts topic holds each attempt sent, with its
-// outcome, status, the response's first bytes, the request's (the hook asks for them)
-// and the webhook-id the receiver saw.
+// 200, and every tenth a 400: the attempts topic holds each attempt sent, and the
+// deliveries reader reads each with its outcome, status, the response's first bytes, the
+// request's (the hook asks for them), the event's source, name, id and record, and the
+// webhook-id the receiver saw, whatever the lines left out.
 func TestAttemptLogHasEveryAttempt(t *testing.T) {
 	const keys, perKey = 4, 5
 	emb := testkit.Broker(t, 1)
@@ -56,25 +44,13 @@ func TestAttemptLogHasEveryAttempt(t *testing.T) {
 	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
 
 	want := keys*(perKey-1)*2 + keys // two attempts each, one for a 400
-	var logged []loggedAttempt
-	testkit.Eventually(t, 30*time.Second, "every attempt logged", func() bool {
-		logged = logged[:0]
-		for _, r := range readTopic(t, emb.Addrs(), topics.Attempts) {
-			for line := range strings.SplitSeq(strings.TrimSuffix(string(r.Value), "\n"), "\n") {
-				var a loggedAttempt
-				if err := json.Unmarshal([]byte(line), &a); err != nil {
-					t.Fatalf("attempt log line %s: %v", line, err)
-				}
-				if a.HookID != h.ID {
-					t.Fatalf("attempt log line for hook %q, want %s", a.HookID, h.ID)
-				}
-				logged = append(logged, a)
-			}
-		}
-		return len(logged) >= want
-	})
+	logged := readAttempts(t, emb.Addrs(), want)
 	if len(logged) != want {
 		t.Fatalf("%d attempts logged, want %d", len(logged), want)
+	}
+	offsets := map[string]bool{}
+	for _, r := range readTopic(t, emb.Addrs(), topics.Events[0]) {
+		offsets[fmt.Sprint(r.Partition, "@", r.Offset)] = true
 	}
 	ids := map[string]bool{}
 	for _, r := range rc.Requests() {
@@ -95,11 +71,42 @@ func TestAttemptLogHasEveryAttempt(t *testing.T) {
 			t.Errorf("request excerpt %q: want the body's first bytes", a.Request)
 		case a.Outcome != "delivered" && a.Error == "":
 			t.Errorf("%s attempt without its error", a.Outcome)
-		case a.AtMs == 0 || a.Duration <= 0 || a.EventID == "":
+		case a.AtMs == 0 || a.DurationMs <= 0 || a.EventID == "":
 			t.Errorf("attempt without time, duration or event id: %+v", a)
+		case a.HookID != h.ID || a.Source != "balancer" || a.Event != "health":
+			t.Errorf("attempt of hook %s, event %s:%s", a.HookID, a.Source, a.Event)
+		case a.Topic != topics.Events[0] || !offsets[fmt.Sprint(a.Partition, "@", a.Offset)]:
+			t.Errorf("attempt of %s/%d@%d, not an event's record", a.Topic, a.Partition, a.Offset)
 		}
 	}
 	if count["failed/"] != keys*(perKey-1) || count["delivered/"] != keys*(perKey-1) || count["dead_lettered/permanent"] != keys {
 		t.Fatalf("outcomes %v", count)
 	}
+}
+
+// readAttempts reads the attempts topic through a deliveries.Log until it holds want
+// attempts, and returns every attempt it holds.
+func readAttempts(t *testing.T, addrs []string, want int) []deliveries.Attempt {
+	t.Helper()
+	l, err := deliveries.New(deliveries.Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(addrs...)}, AttemptsTopic: topics.Attempts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-ran
+		l.Close()
+	}()
+	testkit.Eventually(t, 30*time.Second, "every attempt logged", func() bool {
+		l.Touch(ctx)
+		return l.Attempts.Len() >= want
+	})
+	var all []deliveries.Attempt
+	for _, id := range l.Attempts.Hooks() {
+		all = append(all, l.Attempts.Attempts(id, deliveries.Query{Size: deliveries.DefaultPerHook}).Data...)
+	}
+	return all
 }
