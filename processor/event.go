@@ -57,7 +57,7 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 // delivery is the lane's delivery context for its current record.
 func (l *lane) delivery() delivery {
 	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind,
-		attempts: &l.attempts, w: l.w, cur: l.cur}
+		attempts: &l.attempts, w: l.w, cur: l.cur, held: &l.held}
 }
 
 // handleSafely is handle with a panic turned into a dead letter of the record (reason
@@ -128,7 +128,7 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 }
 
 // fired reports whether a delivery that passed its gates opens their window.
-func fired(out outcome) bool { return out == delivered || out == parked }
+func fired(out outcome) bool { return out == delivered || out == parked || out == held }
 
 // writeState produces a gate state change to the state topic at partition. With ack (a
 // hold on the lane's current record) the record is not done, so not committed, before

@@ -323,7 +323,8 @@ type lane struct {
 	ack         *recordAck // the current record's, when a park is in flight
 	behind      behindList // the current record's hooks parked behind blocked keys
 	attempts    attemptBatch
-	deletedSeen int // how many of the deleted hooks (indexBuilder.deleted) were dropped
+	held        heldList // live deliveries waiting for a first answer (held.go)
+	deletedSeen int      // how many of the deleted hooks (indexBuilder.deleted) were dropped
 }
 
 func newLane(w *partitionWorker) *lane {
@@ -344,12 +345,16 @@ func (l *lane) run() {
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	for {
+		l.serveHeld(false, "")
 		it, ok := l.next(idle)
 		if !ok {
 			break
 		}
-		if l.w.ctx.Err() != nil {
-			continue // abandoned: left uncommitted for the next owner
+		if it.r == nil || l.w.ctx.Err() != nil {
+			continue // woken for held deliveries, or abandoned: left uncommitted
+		}
+		if it.c != nil { // its hook's held deliveries come first
+			l.serveHeld(true, it.c.hook)
 		}
 		r := it.r
 		l.offset, l.cur, l.wm = r.Offset, it.c, l.w.wm
@@ -368,6 +373,7 @@ func (l *lane) run() {
 			l.wm.markDone(r.Offset)
 		}
 	}
+	l.serveHeld(true, "")
 	l.w.c.p.attempts.flush(&l.attempts)
 }
 
@@ -377,7 +383,8 @@ func (l *lane) run() {
 // writing them each time its queue is empty made a record of almost every line.
 func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 	for {
-		if len(l.attempts.buf) == 0 {
+		probe, poll := l.heldWake()
+		if len(l.attempts.buf) == 0 && poll == 0 {
 			it, ok := <-l.in
 			return it, ok
 		}
@@ -386,12 +393,21 @@ func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 			return it, ok
 		default:
 		}
-		idle.Reset(attemptBatchAge)
+		if poll == 0 {
+			poll = attemptBatchAge
+		}
+		idle.Reset(poll)
 		select {
 		case it, ok := <-l.in:
 			idle.Stop()
 			return it, ok
+		case <-probe:
+			idle.Stop()
+			return laneItem{}, true
 		case <-idle.C:
+			if len(l.held.list) > 0 {
+				return laneItem{}, true
+			}
 			l.w.c.p.attempts.flush(&l.attempts)
 		}
 	}

@@ -41,8 +41,16 @@ type instance struct {
 
 func startInstance(t *testing.T, addrs []string, opts ...func(*processor.Config)) *instance {
 	t.Helper()
+	return startInstanceWithPool(t, addrs, sinks.PoolConfig{}, opts...)
+}
+
+// startInstanceWithPool is startInstance with the sinks' pool configured by pc (its
+// breaker cooldowns are the tests' short ones).
+func startInstanceWithPool(t *testing.T, addrs []string, pc sinks.PoolConfig, opts ...func(*processor.Config)) *instance {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool := sinks.NewPool(sinks.PoolConfig{BreakerCooldown: 20 * time.Millisecond, BreakerMaxCooldown: 100 * time.Millisecond})
+	pc.BreakerCooldown, pc.BreakerMaxCooldown = 20*time.Millisecond, 100*time.Millisecond
+	pool := sinks.NewPool(pc)
 	t.Cleanup(pool.Close)
 	cat := hooks.NewCatalogue()
 	cfg := processor.Config{

@@ -43,6 +43,9 @@ type delivery struct {
 	// the cursor of a deferred hook's item; nil elsewhere.
 	w   *partitionWorker
 	cur *cursor
+	// held, on a live lane, takes deliveries waiting for a first answer (held.go); nil
+	// elsewhere: they wait where they are.
+	held *heldList
 }
 
 // acker hands out the completion of the record being handled, created on its first
@@ -58,6 +61,8 @@ const (
 	delivered
 	parked
 	deadLettered
+	// held: set aside in its lane until a first answer (held.go); settled later.
+	held
 )
 
 // settled reports whether the record may count as done for this hook.
@@ -206,6 +211,9 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 	h := ch.hook
 	canPark := p.cfg.RetryTopic != ""
 	keyed := h.Ordering != hooks.OrderingNone
+	if d.held != nil && d.held.last(h.ID) != nil { // behind its held deliveries, first
+		return d.hold(ch, nil, 0)
+	}
 	if canPark && keyed && d.blocks.blocked(h.ID, d.ev.Key) {
 		ch.m.parkedBehind.Inc()
 		if d.behind != nil {
@@ -235,6 +243,9 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 					return p.parkUnsent(d, ch)
 				}
 				return p.park(d, ch, e, p.cfg.Now().Add(max(wait, breakerPollInterval)))
+			}
+			if canPark && d.held != nil && e.Attempts == 0 { // the lane goes on meanwhile
+				return d.hold(ch, n.probeDone, wait)
 			}
 			if !waitBreaker(d.ctx, wait, n.probeDone) {
 				return abandoned

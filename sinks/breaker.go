@@ -103,6 +103,8 @@ type breakerConfig struct {
 	threshold   int32
 	cooldown    time.Duration
 	maxCooldown time.Duration
+	// firstAnswerWait: see PoolConfig.FirstAnswerWait.
+	firstAnswerWait time.Duration
 }
 
 // breaker is a circuit breaker: the pool's, one per destination (Pool.newBreakerLocked),
@@ -129,7 +131,8 @@ type breakerConfig struct {
 // to threshold-1, so one failed probe re-opens. A request that can be parked instead
 // (avoidProbe) is not made the probe of a destination that failed last time: it would
 // hold its lane for up to the timeout; while a new destination's first probe is out it
-// may wait on it for up to unprovenWait.
+// may wait on it for up to firstAnswerWait (the processor holds it aside meanwhile,
+// without holding up its lane).
 //
 // A hook's breaker starts closed.
 //
@@ -160,13 +163,6 @@ type breaker struct {
 	probeDone  chan struct{} // guarded by mu: closed when the probe in flight is recorded
 	cooldown   time.Duration // guarded by mu: the current open period
 }
-
-// unprovenWait is how long a request that avoids probes waits for the first answer of a
-// destination that has not answered yet, before it is turned away (and parked): a
-// healthy destination answers well within it, even on a busy machine at start-up (a
-// healthy hook parked then would wait behind the retry backlog of failing ones); a dead
-// one costs it once.
-const unprovenWait = 250 * time.Millisecond
 
 // failedLastTime reports whether the destination failed since it was last healthy.
 func (b *breaker) failedLastTime() bool { return b.opened.Load() || b.failures.Load() > 0 }
@@ -296,7 +292,7 @@ func (b *breaker) allowSlow(avoidProbe bool, maxWait time.Duration) admission {
 			return admission{probeDone: b.probeDone}
 		}
 		// Unproven: wait a little for the first answer, then park.
-		if left := b.probeSince + int64(unprovenWait) - b.now(); left > 0 {
+		if left := b.probeSince + int64(b.cfg.firstAnswerWait) - b.now(); left > 0 {
 			wait := time.Duration(left)
 			if maxWait > 0 {
 				wait = min(wait, maxWait)

@@ -584,7 +584,8 @@ func TestBreakerUnproven(t *testing.T) {
 		{"neutral first answer lets the next probe", verdictNeutral, breakerHalfOpen, ticketProbe},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBreaker(breakerConfig{threshold: 3, cooldown: time.Hour, maxCooldown: time.Hour}, "x:1", nil)
+			const firstAnswerWait = 100 * time.Millisecond
+			b := newBreaker(breakerConfig{threshold: 3, cooldown: time.Hour, maxCooldown: time.Hour, firstAnswerWait: firstAnswerWait}, "x:1", nil)
 			first := b.allow(true, 0) // nothing failed yet: even an avoider may find out
 			if first.ticket != ticketProbe {
 				t.Fatalf("first request: %+v, want the probe", first)
@@ -594,13 +595,13 @@ func TestBreakerUnproven(t *testing.T) {
 				t.Fatalf("second request while the first is out: %+v", second)
 			}
 			// One that would park waits a little for the first answer, not for ever.
-			if a := b.allow(true, 0); a.ticket != ticketRejected || a.probeDone == nil || a.wait <= 0 || a.wait > unprovenWait {
+			if a := b.allow(true, 0); a.ticket != ticketRejected || a.probeDone == nil || a.wait <= 0 || a.wait > firstAnswerWait {
 				t.Fatalf("avoider while the first is out: %+v", a)
 			}
 			if tc.verdict == verdictNeutral { // the slow case: the first answer takes too long
-				time.Sleep(unprovenWait)
+				time.Sleep(firstAnswerWait)
 				if a := b.allow(true, 0); a.ticket != ticketRejected || a.probeDone != nil || a.wait != 0 {
-					t.Fatalf("avoider after unprovenWait: %+v, want turned away to park", a)
+					t.Fatalf("avoider after firstAnswerWait: %+v, want turned away to park", a)
 				}
 			}
 			b.record(first.ticket, tc.verdict)

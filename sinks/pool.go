@@ -62,6 +62,12 @@ type PoolConfig struct {
 	// failures (429, 5xx, a final 0 or 1xx) and script failures (a lambda or template
 	// that throws or times out) open the breaker of the hook version alone.
 	BreakerThreshold int
+	// FirstAnswerWait is how long a delivery that could be parked waits for the first
+	// answer of a destination or hook that has not answered yet (its first request, the
+	// probe, is out) before it is turned away (default 250ms): a healthy one answers
+	// well within it, even over a WAN at start-up, so it is not deferred at every start;
+	// one that never answers costs its own deliveries that long, once.
+	FirstAnswerWait time.Duration
 	// BreakerCooldown is how long a breaker stays open before letting one probe
 	// through (default 5s). Each failed probe doubles it, up to BreakerMaxCooldown.
 	// A hook whose retry.max_backoff_ms is shorter is turned away for that long at
@@ -102,6 +108,7 @@ const (
 	DefaultBreakerThreshold    = 5
 	DefaultBreakerCooldown     = 5 * time.Second
 	DefaultBreakerMaxCooldown  = 60 * time.Second
+	DefaultFirstAnswerWait     = 250 * time.Millisecond
 	DefaultMaxDestinations     = 1024
 	DefaultLambdaTimeout       = scripting.DefaultTimeout
 )
@@ -116,6 +123,7 @@ func (c *PoolConfig) applyDefaults() {
 	defaults.Positive(&c.BreakerThreshold, DefaultBreakerThreshold)
 	defaults.Positive(&c.BreakerCooldown, DefaultBreakerCooldown)
 	defaults.Positive(&c.BreakerMaxCooldown, DefaultBreakerMaxCooldown)
+	defaults.Positive(&c.FirstAnswerWait, DefaultFirstAnswerWait)
 	c.BreakerMaxCooldown = max(c.BreakerMaxCooldown, c.BreakerCooldown)
 	defaults.Positive(&c.MaxDestinations, DefaultMaxDestinations)
 	if c.LambdaRuntimes <= 0 {
@@ -368,6 +376,8 @@ func (p *Pool) breakerConfig() breakerConfig {
 		threshold:   int32(min(p.cfg.BreakerThreshold, 1<<30)),
 		cooldown:    p.cfg.BreakerCooldown,
 		maxCooldown: p.cfg.BreakerMaxCooldown,
+
+		firstAnswerWait: p.cfg.FirstAnswerWait,
 	}
 }
 
