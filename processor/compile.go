@@ -15,9 +15,11 @@ type compiledHook struct {
 	hook   *hooks.Hook
 	logKey string // throttle key of its delivery failures
 	sink   sinks.Sink
-	gate   gates.Spec
-	policy hooks.Retry // the hook's retry policy with defaults and bounds, once per version
-	m      *hookMetrics
+	// firstAnswer is sink's, when it has breakers (see Processor.probeAside); else nil.
+	firstAnswer sinks.FirstAnswerAwaiter
+	gate        gates.Spec
+	policy      hooks.Retry // the hook's retry policy with defaults and bounds, once per version
+	m           *hookMetrics
 	// failing is since when the version's attempts all failed (auto_disable_after).
 	failing failing
 }
@@ -158,6 +160,7 @@ func (b *indexBuilder) build(snap *hooks.Snapshot) *hookSet {
 				continue
 			}
 			ch = &compiledHook{hook: h, sink: sink, m: m, gate: gates.NewSpec(h, b.uniqueFields(h)), policy: h.RetryPolicy(), logKey: "deliver:" + h.ID}
+			ch.firstAnswer, _ = sink.(sinks.FirstAnswerAwaiter)
 			sinks.PublishHookMetrics(h.ID, sink)
 		}
 		nextCompiled[h.Version()] = ch
@@ -181,4 +184,10 @@ func (b *indexBuilder) uniqueFields(h *hooks.Hook) []string {
 		return nil
 	}
 	return b.cat.UniqueFields(h.Source, h.EventName())
+}
+
+// awaitsFirstAnswer reports whether an attempt now would be the first request to the
+// hook version or its destination (see sinks.FirstAnswerAwaiter).
+func (ch *compiledHook) awaitsFirstAnswer() bool {
+	return ch.firstAnswer != nil && ch.firstAnswer.AwaitsFirstAnswer()
 }

@@ -54,10 +54,15 @@ func (p *Processor) handleEvent(l *lane, r *kgo.Record) bool {
 	return l.flushBehind(true)
 }
 
-// delivery is the lane's delivery context for its current record.
+// delivery is the lane's delivery context for its current record. A cursor's item is
+// never held: its hook was failing, and it stalls its cursor instead.
 func (l *lane) delivery() delivery {
-	return delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind,
-		attempts: &l.attempts, w: l.w, cur: l.cur, held: &l.held}
+	d := delivery{ctx: l.w.ctx, ev: &l.ev, sinks: &l.sinks, acks: l, blocks: l.w.blocks, behind: &l.behind,
+		attempts: &l.attempts, w: l.w, cur: l.cur}
+	if l.cur == nil {
+		d.held = &l.held
+	}
+	return d
 }
 
 // handleSafely is handle with a panic turned into a dead letter of the record (reason

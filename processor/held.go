@@ -1,11 +1,15 @@
 package processor
 
 import (
+	"context"
 	"slices"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventhooks/eventhooks/hooks"
+	"github.com/eventhooks/eventhooks/sinks"
 )
 
 // Held deliveries: a live delivery turned away only because a hook or destination that
@@ -16,6 +20,12 @@ import (
 // away for good, deferred or parked as any other. Waiting in the lane held up every
 // other hook of the lane's records for that wait: with a hook whose endpoint never
 // answers beside a healthy one, the healthy hook's p99 was the wait, at every start.
+//
+// The first request to a hook version or destination that has not answered yet (the
+// probe) waits for its answer up to the hook's timeout: a live delivery that would be it
+// is sent from a goroutine of its own (probeAside) and held in its lane until that is
+// done, so the lane that sends it is not held up either (with a 10 s timeout and an
+// endpoint that never answers, its queue filled and stalled the partition).
 //
 // Order: while a hook has deliveries held in a lane, its later deliveries there are held
 // behind them, and a lane holds all of a key's records. A held delivery keeps a hold on
@@ -35,12 +45,16 @@ type heldDelivery struct {
 	ch        *compiledHook
 	ack       *recordAck      // a hold on r, released when it is settled
 	probeDone <-chan struct{} // closed when the probe it waits for has its answer
-	until     time.Time       // when the breaker stops waiting for that answer
+	until     time.Time       // when the breaker stops waiting for that answer; zero: none
+	aside     bool            // sent by probeAside, whose goroutine settles it
+	// accounts: r's bytes stay counted in the partition's buffer until h is settled (the
+	// first hold on r; see heldList.recordHeld).
+	accounts bool
 }
 
 // ready reports whether h may be served now.
 func (h *heldDelivery) ready(now time.Time) bool {
-	if !now.Before(h.until) {
+	if !h.until.IsZero() && !now.Before(h.until) {
 		return true
 	}
 	select {
@@ -51,8 +65,29 @@ func (h *heldDelivery) ready(now time.Time) bool {
 	}
 }
 
+// wait waits until h is ready, or ctx ends.
+func (h *heldDelivery) wait(ctx context.Context) {
+	for !h.ready(time.Now()) && waitBreaker(ctx, time.Until(h.until), h.probeDone) {
+	}
+}
+
 // heldList is a lane's held deliveries, in the order they were held. Owned by the lane.
-type heldList struct{ list []heldDelivery }
+// Their records stay counted in the partition's buffer (PartitionBufferBytes) until they
+// are settled, so a hook whose first answer takes its whole timeout pauses fetching
+// rather than growing the lane's memory.
+type heldList struct {
+	list []heldDelivery
+	// recordHeld: the lane's current record has a hold that accounts for its bytes.
+	recordHeld bool
+}
+
+// add appends h, the first hold on its record accounting for the record's bytes.
+func (l *heldList) add(h heldDelivery) {
+	h.accounts = !l.recordHeld
+	l.recordHeld = true
+	l.list = append(l.list, h)
+	heldDeliveries.Inc()
+}
 
 // last returns the last delivery held for hook, nil if none.
 func (h *heldList) last(hook string) *heldDelivery {
@@ -73,8 +108,7 @@ func (d delivery) hold(ch *compiledHook, probeDone <-chan struct{}, wait time.Du
 	if prev := d.held.last(ch.hook.ID); prev != nil {
 		h.probeDone, h.until = prev.probeDone, prev.until
 	}
-	d.held.list = append(d.held.list, h)
-	heldDeliveries.Inc()
+	d.held.add(h)
 	return held
 }
 
@@ -96,7 +130,7 @@ func (l *lane) serveHeld(wait bool, hook string) {
 			continue
 		}
 		if mustWait {
-			waitBreaker(l.w.ctx, time.Until(h.until), h.probeDone)
+			h.wait(l.w.ctx)
 		}
 		l.serveOneHeld(h)
 	}
@@ -107,6 +141,12 @@ func (l *lane) serveHeld(wait bool, hook string) {
 // serveOneHeld serves h as the lane's current record, never holding it again, and
 // releases its hold on the record.
 func (l *lane) serveOneHeld(h heldDelivery) {
+	if h.accounts {
+		defer l.w.handled(h.r)
+	}
+	if h.aside {
+		return
+	}
 	l.offset, l.cur, l.wm, l.ack = h.r.Offset, nil, l.w.wm, h.ack
 	ok := false
 	if l.w.ctx.Err() == nil && l.dec.Decode(h.r, &l.ev) == nil {
@@ -118,6 +158,43 @@ func (l *lane) serveOneHeld(h heldDelivery) {
 	l.ack = nil
 	h.ack.finish(ok)
 }
+
+// probeAside sends d's delivery to ch, which would be the probe of a hook version or
+// destination that has not answered yet, from a goroutine of its own (owned by the
+// partition worker), and holds it in the lane until that is done. The goroutine settles
+// it as the scheduler would: it may wait for another probe's answer, and parks what is
+// turned away (no deferral: that is for the lane's deliveries held behind it).
+func (p *Processor) probeAside(d delivery, ch *compiledHook) outcome {
+	ack := d.acks.pendingAck()
+	ack.hold()
+	done := make(chan struct{})
+	d.held.add(heldDelivery{r: d.ev.Record, ch: ch, probeDone: done, aside: true})
+	w, r := d.w, d.ev.Record
+	w.wg.Go(func() {
+		defer close(done)
+		ack.finish(p.serveAside(w, r, ch, ack))
+	})
+	return held
+}
+
+// serveAside is probeAside's delivery, with a decoder, event and sinks lane of its own.
+func (p *Processor) serveAside(w *partitionWorker, r *kgo.Record, ch *compiledHook, ack *recordAck) bool {
+	var (
+		dec hooks.Decoder
+		ev  hooks.Event
+		sl  sinks.Lane
+	)
+	dec.MaxBytes = p.cfg.MaxEventBytes
+	if err := dec.Decode(r, &ev); err != nil {
+		return true // unreachable: its lane decoded it
+	}
+	return p.serve(delivery{ctx: w.ctx, ev: &ev, sinks: &sl, acks: asideAck{ack}, blocks: w.blocks}, ch).settled()
+}
+
+// asideAck is the acker of probeAside's delivery: the hold it took on the record.
+type asideAck struct{ a *recordAck }
+
+func (a asideAck) pendingAck() *recordAck { return a.a }
 
 // heldWake is what an idle lane with held deliveries waits on besides its queue: the
 // first one's probe, and a poll for the others.

@@ -362,7 +362,11 @@ func (l *lane) run() {
 			l.wm = it.c.wm
 		}
 		done := l.handleSafely(r)
-		l.w.handled(r)
+		if l.held.recordHeld { // counted until its holds are settled
+			l.held.recordHeld = false
+		} else {
+			l.w.handled(r)
+		}
 		if l.gates != nil {
 			l.maybeExpire(l.w.c.p.cfg.Now())
 		}

@@ -224,6 +224,9 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 	// A delivery that can park is never the probe of a failing destination or hook (the
 	// retry scheduler probes): it would hold the lane for the attempt.
 	d.sinks.AvoidProbes = canPark
+	if canPark && d.held != nil && ch.awaitsFirstAnswer() {
+		return p.probeAside(d, ch)
+	}
 	var e *parkedEntry
 	for inline := 1; ; inline++ {
 		n := p.attempt(d, ch, &e)

@@ -306,6 +306,18 @@ func (b *breaker) allowSlow(avoidProbe bool, maxWait time.Duration) admission {
 	return admission{ticket: ticketProbe}
 }
 
+// awaitsFirstAnswer reports whether the breaker has not answered yet (unproven, nothing
+// failed) and has no probe out: the next request would be its first. One atomic load
+// unless it is half-open.
+func (b *breaker) awaitsFirstAnswer() bool {
+	if b == nil || b.state.Load() != breakerHalfOpen || b.failedLastTime() {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.probing
+}
+
 func (b *breaker) reject() {
 	if b.rejections != nil {
 		b.rejections.Inc()

@@ -835,3 +835,38 @@ func TestBreakerMaxWaitStateMachine(t *testing.T) {
 		t.Errorf("cooldown %v, want the max", cd)
 	}
 }
+
+// TestAwaitsFirstAnswer: a breaker that has not answered yet and has no probe out says so
+// (the processor sends that probe aside); one with a probe out, one that answered, and
+// one that failed do not.
+func TestAwaitsFirstAnswer(t *testing.T) {
+	cfg := breakerConfig{threshold: 1, cooldown: time.Hour, maxCooldown: time.Hour, firstAnswerWait: time.Second}
+	for _, tc := range []struct {
+		name    string
+		verdict verdict
+		want    bool // after the first probe's answer
+	}{
+		{"healthy answer", verdictHealthy, false},
+		{"no verdict (a timeout for a hook)", verdictNeutral, true},
+		{"failed", verdictFailure, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newHookBreaker(cfg, "h")
+			if !b.awaitsFirstAnswer() {
+				t.Fatal("new breaker: want awaiting its first answer")
+			}
+			a := b.allow(true, 0)
+			if a.ticket != ticketProbe || b.awaitsFirstAnswer() {
+				t.Fatalf("probe out (%+v): want not awaiting", a)
+			}
+			b.record(a.ticket, tc.verdict)
+			if got := b.awaitsFirstAnswer(); got != tc.want {
+				t.Fatalf("after the answer: %v, want %v", got, tc.want)
+			}
+		})
+	}
+	var none *breaker
+	if none.awaitsFirstAnswer() {
+		t.Fatal("no breaker: want false")
+	}
+}

@@ -608,3 +608,9 @@ func buildFailure(hookID string, err error) Result {
 	}
 	return Result{Err: fmt.Errorf("deliver hook %s: %w: %w", hookID, ErrPermanent, err)}
 }
+
+// AwaitsFirstAnswer implements FirstAnswerAwaiter: the hook version or its configured
+// destination (a templated URL elsewhere is turned away with Result.ProbeDone instead).
+func (s *customSink) AwaitsFirstAnswer() bool {
+	return s.gate.br.awaitsFirstAnswer() || s.ep.br.awaitsFirstAnswer()
+}

@@ -566,3 +566,7 @@ func (s *lambdaSink) send(ev *hooks.Event, lane *Lane, r *lambdaRequest, index i
 	fasthttp.ReleaseRequest(req)
 	return res, v
 }
+
+// AwaitsFirstAnswer implements FirstAnswerAwaiter: the hook version (its script and its
+// requests' destinations answer as one).
+func (s *lambdaSink) AwaitsFirstAnswer() bool { return s.gate.br.awaitsFirstAnswer() }

@@ -64,6 +64,14 @@ type Result struct {
 	Dropped bool
 }
 
+// FirstAnswerAwaiter is implemented by the sinks that have breakers. AwaitsFirstAnswer
+// reports whether an attempt now would be the first request to a hook version or a
+// destination that has not answered yet (the probe, which waits for that answer up to the
+// hook's timeout): a caller that must not wait that long sends it where its wait holds
+// nobody else up. Racy by design: two callers may both be told true, and one of them
+// probes; the other is turned away as usual (Result.ProbeDone).
+type FirstAnswerAwaiter interface{ AwaitsFirstAnswer() bool }
+
 // Sink delivers events for one compiled hook version. Implementations are immutable after
 // Compile and safe for concurrent use (see the package doc for the one caveat about
 // sharing an Event between goroutines).

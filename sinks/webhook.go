@@ -132,3 +132,8 @@ func (s *webhookSink) send(ctx context.Context, ev *hooks.Event, lane *Lane, bod
 	res.Duration = time.Since(start)
 	return res, v
 }
+
+// AwaitsFirstAnswer implements FirstAnswerAwaiter: the hook version or its destination.
+func (s *webhookSink) AwaitsFirstAnswer() bool {
+	return s.gate.br.awaitsFirstAnswer() || s.ep.br.awaitsFirstAnswer()
+}
