@@ -11,9 +11,9 @@ import (
 	"github.com/eventhooks/eventhooks/sinks"
 )
 
-// lineReader reads the attempt lines of the attempts topic, without reflection: the
-// processor writes a line per attempt, and reading them must not cost more than writing
-// them. It is not safe for concurrent use.
+// lineReader reads the attempt lines of the attempts topic, without reflection: while
+// the log is in use it reads a line per attempt of every instance. It is not safe for
+// concurrent use.
 //
 // A line may leave out what the reader works out (the processor's attempt log says
 // which): hook_id, source, event, topic and partition are then the previous line's of

@@ -1,6 +1,7 @@
 package deliveries
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -51,6 +52,34 @@ not json
 			if skipped != 1 { // a first line without a hook, a line that is not JSON
 				t.Errorf("%d lines skipped, want 1", skipped)
 			}
+		})
+	}
+}
+
+// BenchmarkLineReader reads a record of 100 first attempts delivered, as a lane writes
+// them: full lines (before lines left anything out) and compact lines, whose webhook-ids
+// it works out.
+func BenchmarkLineReader(b *testing.B) {
+	const hook = "6f1c2a9e-4b7d-4e21-9c3a-0d5e8f7a1b2c"
+	records := map[string][]byte{}
+	for i := range 100 {
+		id, off := fmt.Sprint("k3f9a1-", 100000+i), 41+i
+		records["old"] = fmt.Appendf(records["old"], `{"hook_id":"%s","event_id":"%s","webhook_id":"%s","source":"balancer","event":"health","attempt":1,"at_ms":1750000000000,"duration_ms":1.234,"outcome":"delivered","status":200,"topic":"eventhooks-events","partition":3,"offset":%d}`+"\n",
+			hook, id, sinks.MessageID(hook, &hooks.Event{ID: []byte(id), Source: "balancer"}), off)
+		shared := ""
+		if i == 0 {
+			shared = `,"hook_id":"` + hook + `","source":"balancer","event":"health","topic":"eventhooks-events","partition":3`
+		}
+		records["compact"] = fmt.Appendf(records["compact"], `{"at_ms":1750000000000,"duration_ms":1.234%s,"event_id":"%s","offset":%d,"status":200}`+"\n", shared, id, off)
+	}
+	for _, name := range []string{"old", "compact"} {
+		b.Run(name, func(b *testing.B) {
+			var lr lineReader
+			b.ReportAllocs()
+			for range b.N {
+				lr.each(records[name], func(Attempt) {}, func(err error) { b.Fatal(err) })
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/line")
 		})
 	}
 }
