@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -43,7 +44,7 @@ const heldPoll = 5 * time.Millisecond
 type heldDelivery struct {
 	r         *kgo.Record
 	ch        *compiledHook
-	ack       *recordAck      // a hold on r, released when it is settled
+	ack       *recordAck      // a hold on r, released when it is settled; nil aside
 	probeDone <-chan struct{} // closed when the probe it waits for has its answer
 	until     time.Time       // when the breaker stops waiting for that answer; zero: none
 	aside     bool            // sent by probeAside, whose goroutine settles it
@@ -99,17 +100,20 @@ func (h *heldList) last(hook string) *heldDelivery {
 	return nil
 }
 
-// hold sets d's delivery to ch aside until probeDone closes or wait has passed; behind
-// the hook's deliveries held already, it waits for them.
-func (d delivery) hold(ch *compiledHook, probeDone <-chan struct{}, wait time.Duration) outcome {
+// hold sets d's delivery to ch aside until probeDone closes or until has passed (zero:
+// never).
+func (d delivery) hold(ch *compiledHook, probeDone <-chan struct{}, until time.Time) outcome {
 	ack := d.acks.pendingAck()
 	ack.hold()
-	h := heldDelivery{r: d.ev.Record, ch: ch, ack: ack, probeDone: probeDone, until: time.Now().Add(wait)}
-	if prev := d.held.last(ch.hook.ID); prev != nil {
-		h.probeDone, h.until = prev.probeDone, prev.until
-	}
-	d.held.add(h)
+	d.held.add(heldDelivery{r: d.ev.Record, ch: ch, ack: ack, probeDone: probeDone, until: until})
 	return held
+}
+
+// holdBehind sets d's delivery to ch aside behind the hook's deliveries held already in
+// the lane: it is ready when the last of them is.
+func (d delivery) holdBehind(ch *compiledHook) outcome {
+	prev := d.held.last(ch.hook.ID)
+	return d.hold(ch, prev.probeDone, prev.until)
 }
 
 // serveHeld serves the lane's held deliveries that are ready, in order, a hook's after
@@ -152,7 +156,7 @@ func (l *lane) serveOneHeld(h heldDelivery) {
 	if l.w.ctx.Err() == nil && l.dec.Decode(h.r, &l.ev) == nil {
 		d := l.delivery()
 		d.held = nil
-		ok = l.w.c.p.serve(d, h.ch).settled()
+		ok = l.w.c.p.serveSafely(d, h.ch).settled()
 		ok = l.flushBehind(ok) && ok
 	}
 	l.ack = nil
@@ -162,8 +166,8 @@ func (l *lane) serveOneHeld(h heldDelivery) {
 // probeAside sends d's delivery to ch, which would be the probe of a hook version or
 // destination that has not answered yet, from a goroutine of its own (owned by the
 // partition worker), and holds it in the lane until that is done. The goroutine settles
-// it as the scheduler would: it may wait for another probe's answer, and parks what is
-// turned away (no deferral: that is for the lane's deliveries held behind it).
+// it as a lane would, but may wait for another probe's answer (several lanes may have
+// sent theirs aside at once): what is turned away unsent defers the hook.
 func (p *Processor) probeAside(d delivery, ch *compiledHook) outcome {
 	ack := d.acks.pendingAck()
 	ack.hold()
@@ -186,9 +190,31 @@ func (p *Processor) serveAside(w *partitionWorker, r *kgo.Record, ch *compiledHo
 	)
 	dec.MaxBytes = p.cfg.MaxEventBytes
 	if err := dec.Decode(r, &ev); err != nil {
-		return true // unreachable: its lane decoded it
+		return false // unreachable: its lane decoded it
 	}
-	return p.serve(delivery{ctx: w.ctx, ev: &ev, sinks: &sl, acks: asideAck{ack}, blocks: w.blocks}, ch).settled()
+	var behind behindList // turned away unsent, it defers the hook as a lane's would
+	d := delivery{ctx: w.ctx, ev: &ev, sinks: &sl, acks: asideAck{ack}, blocks: w.blocks, behind: &behind, w: w}
+	ok := p.serveSafely(d, ch).settled()
+	if len(behind.marks) > 0 {
+		ok = p.writeBehind(d, &behind, ok) && ok
+	}
+	return ok
+}
+
+// serveSafely is serve, for a delivery served outside its lane's handleSafely, with a
+// panic turned into a dead letter of this hook's delivery (internal_error).
+func (p *Processor) serveSafely(d delivery, ch *compiledHook) (out outcome) {
+	defer func() {
+		if v := recover(); v != nil {
+			internalErrors.Inc()
+			r := d.ev.Record
+			err := fmt.Errorf("internal error: %v", v)
+			p.log.Error("panic while serving a held delivery; dead-lettered", "hook_id", ch.hook.ID,
+				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			out = p.deadLetterFor(d, ch, newEntry(r, ch.hook.ID, p.cfg.Now()).fail(0, err, reasonInternal))
+		}
+	}()
+	return p.serve(d, ch)
 }
 
 // asideAck is the acker of probeAside's delivery: the hold it took on the record.

@@ -307,7 +307,8 @@ func (w *partitionWorker) laneFor(r *kgo.Record) *lane {
 }
 
 // lane processes its records one at a time, in offset order. It owns its decoder and
-// scratch event: nothing here is shared with another goroutine but the watermark.
+// scratch event: nothing here is shared with another goroutine but the watermark, and
+// the records and record holds of deliveries it sends aside (held.go).
 type lane struct {
 	w     *partitionWorker
 	in    chan laneItem
@@ -409,10 +410,12 @@ func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 			idle.Stop()
 			return laneItem{}, true
 		case <-idle.C:
+			if len(l.held.list) == 0 || time.Since(l.attempts.since) >= attemptBatchAge {
+				l.w.c.p.attempts.flush(&l.attempts)
+			}
 			if len(l.held.list) > 0 {
 				return laneItem{}, true
 			}
-			l.w.c.p.attempts.flush(&l.attempts)
 		}
 	}
 }

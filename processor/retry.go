@@ -43,8 +43,9 @@ type delivery struct {
 	// the cursor of a deferred hook's item; nil elsewhere.
 	w   *partitionWorker
 	cur *cursor
-	// held, on a live lane, takes deliveries waiting for a first answer (held.go); nil
-	// elsewhere: they wait where they are.
+	// held, for a live record on a lane, takes deliveries waiting for a first answer
+	// (held.go); nil elsewhere (cursor items, the scheduler, replays): they wait where
+	// they are.
 	held *heldList
 }
 
@@ -211,8 +212,11 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 	h := ch.hook
 	canPark := p.cfg.RetryTopic != ""
 	keyed := h.Ordering != hooks.OrderingNone
+	if ch.gate.Active() {
+		d.held = nil // a held delivery has fired its gates: one abandoned later would be lost
+	}
 	if d.held != nil && d.held.last(h.ID) != nil { // behind its held deliveries, first
-		return d.hold(ch, nil, 0)
+		return d.holdBehind(ch)
 	}
 	if canPark && keyed && d.blocks.blocked(h.ID, d.ev.Key) {
 		ch.m.parkedBehind.Inc()
@@ -248,7 +252,7 @@ func (p *Processor) serve(d delivery, ch *compiledHook) outcome {
 				return p.park(d, ch, e, p.cfg.Now().Add(max(wait, breakerPollInterval)))
 			}
 			if canPark && d.held != nil && e.Attempts == 0 { // the lane goes on meanwhile
-				return d.hold(ch, n.probeDone, wait)
+				return d.hold(ch, n.probeDone, time.Now().Add(wait))
 			}
 			if !waitBreaker(d.ctx, wait, n.probeDone) {
 				return abandoned

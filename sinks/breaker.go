@@ -131,8 +131,8 @@ type breakerConfig struct {
 // to threshold-1, so one failed probe re-opens. A request that can be parked instead
 // (avoidProbe) is not made the probe of a destination that failed last time: it would
 // hold its lane for up to the timeout; while a new destination's first probe is out it
-// may wait on it for up to firstAnswerWait (the processor holds it aside meanwhile,
-// without holding up its lane).
+// may wait on it for up to firstAnswerWait (a live lane's delivery is held aside
+// meanwhile, without holding up its lane).
 //
 // A hook's breaker starts closed.
 //
@@ -316,6 +316,13 @@ func (b *breaker) awaitsFirstAnswer() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return !b.probing
+}
+
+// turnsAwayAvoiders reports whether a request that avoids probes would be turned away now
+// (the breaker is open, or failed last time).
+func (b *breaker) turnsAwayAvoiders() bool {
+	_, away := b.turnsAway(true, 0)
+	return away
 }
 
 func (b *breaker) reject() {

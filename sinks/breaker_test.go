@@ -870,3 +870,20 @@ func TestAwaitsFirstAnswer(t *testing.T) {
 		t.Fatal("no breaker: want false")
 	}
 }
+
+// TestAwaitsFirstAnswerThroughAFailingDestination: a hook version that has not answered
+// yet does not make its next attempt a first request while its destination turns that
+// attempt away first (the hook's breaker would never be asked, so never proven).
+func TestAwaitsFirstAnswerThroughAFailingDestination(t *testing.T) {
+	cfg := breakerConfig{threshold: 1, cooldown: time.Hour, maxCooldown: time.Hour, firstAnswerWait: time.Second}
+	ep := &endpoint{br: newBreaker(cfg, "x:1", nil)}
+	g := &hookGate{br: newHookBreaker(cfg, "h")}
+	if !ep.awaitsFirstAnswer(g) {
+		t.Fatal("both new: want a first request")
+	}
+	a := ep.br.allow(true, 0)
+	ep.br.record(a.ticket, verdictFailure) // the destination refused its first request
+	if ep.awaitsFirstAnswer(g) {
+		t.Fatal("destination failed: its attempts are turned away, want no first request")
+	}
+}

@@ -610,7 +610,6 @@ func buildFailure(hookID string, err error) Result {
 }
 
 // AwaitsFirstAnswer implements FirstAnswerAwaiter: the hook version or its configured
-// destination (a templated URL elsewhere is turned away with Result.ProbeDone instead).
-func (s *customSink) AwaitsFirstAnswer() bool {
-	return s.gate.br.awaitsFirstAnswer() || s.ep.br.awaitsFirstAnswer()
-}
+// destination. A templated URL that resolves elsewhere is not covered: its first request
+// is made where the caller is.
+func (s *customSink) AwaitsFirstAnswer() bool { return s.ep.awaitsFirstAnswer(&s.gate) }

@@ -163,6 +163,12 @@ func (ep *endpoint) early(circuitErr error, lane *Lane, maxWait time.Duration, s
 	return Result{Err: circuitErr, Retryable: true, RetryAfter: wait, Duration: time.Since(start)}, true
 }
 
+// awaitsFirstAnswer reports whether an attempt through g to ep now would be the first
+// request to either: ep's, or g's while ep lets it through (see FirstAnswerAwaiter).
+func (ep *endpoint) awaitsFirstAnswer(g *hookGate) bool {
+	return ep.br.awaitsFirstAnswer() || (g.br.awaitsFirstAnswer() && !ep.br.turnsAwayAvoiders())
+}
+
 // avoidsProbes reports lane.AvoidProbes; false for a nil lane.
 func avoidsProbes(lane *Lane) bool { return lane != nil && lane.AvoidProbes }
 

@@ -133,7 +133,6 @@ func (s *webhookSink) send(ctx context.Context, ev *hooks.Event, lane *Lane, bod
 	return res, v
 }
 
-// AwaitsFirstAnswer implements FirstAnswerAwaiter: the hook version or its destination.
-func (s *webhookSink) AwaitsFirstAnswer() bool {
-	return s.gate.br.awaitsFirstAnswer() || s.ep.br.awaitsFirstAnswer()
-}
+// AwaitsFirstAnswer implements FirstAnswerAwaiter: the hook version or its destination
+// (not the hook's while the destination turns the attempt away first).
+func (s *webhookSink) AwaitsFirstAnswer() bool { return s.ep.awaitsFirstAnswer(&s.gate) }
