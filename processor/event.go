@@ -73,15 +73,21 @@ func (l *lane) handleSafely(r *kgo.Record) (done bool) {
 		if v := recover(); v != nil {
 			p := l.w.c.p
 			l.flushBehind(false)
-			internalErrors.Inc()
-			err := fmt.Errorf("internal error: %v", v)
-			p.log.Error("panic while handling a record; dead-lettered", "topic", r.Topic, "partition", r.Partition,
-				"offset", r.Offset, "err", err)
-			e := newEntry(r, "", p.cfg.Now()).fail(0, err, reasonInternal)
+			e := p.internalEntry(v, "panic while handling a record; dead-lettered", r, "")
 			done = p.deadLetter(delivery{ctx: l.w.ctx, acks: l}, e)
 		}
 	}()
 	return l.w.c.handle(l, r)
+}
+
+// internalEntry counts and logs (at error level, as msg) the panic v recovered while
+// handling r (for hookID, "" for every hook), and returns its dead letter: one bad
+// record or hook must not kill the process, nor every next owner in turn.
+func (p *Processor) internalEntry(v any, msg string, r *kgo.Record, hookID string) *parkedEntry {
+	internalErrors.Inc()
+	err := fmt.Errorf("internal error: %v", v)
+	p.log.Error(msg, "hook_id", hookID, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+	return newEntry(r, hookID, p.cfg.Now()).fail(0, err, reasonInternal)
 }
 
 // serveGated runs the hook's gates around serve: a gated event is dropped (counted), a
@@ -133,7 +139,7 @@ func (p *Processor) serveGated(l *lane, ch *compiledHook) outcome {
 }
 
 // fired reports whether a delivery that passed its gates opens their window.
-func fired(out outcome) bool { return out == delivered || out == parked || out == held }
+func fired(out outcome) bool { return out == delivered || out == parked }
 
 // writeState produces a gate state change to the state topic at partition. With ack (a
 // hold on the lane's current record) the record is not done, so not committed, before

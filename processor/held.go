@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -30,8 +29,9 @@ import (
 //
 // Order: while a hook has deliveries held in a lane, its later deliveries there are held
 // behind them, and a lane holds all of a key's records. A held delivery keeps a hold on
-// its record (recordAck): the record is not committed before it is settled. Gates count
-// it as fired when it is held, as a parked one.
+// its record (recordAck): the record is not committed before it is settled. A hook with
+// gates is never held (serve): a held delivery would have fired them, and one abandoned
+// later would be dropped by them when its record is redelivered.
 
 var heldDeliveries = metrics.NewCounter(describe(`eventhooks_held_deliveries_total`,
 	"Live deliveries set aside in their lane, without holding it up, until a hook or destination that had not answered yet gave its first answer."))
@@ -156,8 +156,7 @@ func (l *lane) serveOneHeld(h heldDelivery) {
 	if l.w.ctx.Err() == nil && l.dec.Decode(h.r, &l.ev) == nil {
 		d := l.delivery()
 		d.held = nil
-		ok = l.w.c.p.serveSafely(d, h.ch).settled()
-		ok = l.flushBehind(ok) && ok
+		ok = l.w.c.p.settleBehind(d, l.w.c.p.serveSafely(d, h.ch).settled())
 	}
 	l.ack = nil
 	h.ack.finish(ok)
@@ -194,11 +193,7 @@ func (p *Processor) serveAside(w *partitionWorker, r *kgo.Record, ch *compiledHo
 	}
 	var behind behindList // turned away unsent, it defers the hook as a lane's would
 	d := delivery{ctx: w.ctx, ev: &ev, sinks: &sl, acks: asideAck{ack}, blocks: w.blocks, behind: &behind, w: w}
-	ok := p.serveSafely(d, ch).settled()
-	if len(behind.marks) > 0 {
-		ok = p.writeBehind(d, &behind, ok) && ok
-	}
-	return ok
+	return p.settleBehind(d, p.serveSafely(d, ch).settled())
 }
 
 // serveSafely is serve, for a delivery served outside its lane's handleSafely, with a
@@ -206,12 +201,8 @@ func (p *Processor) serveAside(w *partitionWorker, r *kgo.Record, ch *compiledHo
 func (p *Processor) serveSafely(d delivery, ch *compiledHook) (out outcome) {
 	defer func() {
 		if v := recover(); v != nil {
-			internalErrors.Inc()
-			r := d.ev.Record
-			err := fmt.Errorf("internal error: %v", v)
-			p.log.Error("panic while serving a held delivery; dead-lettered", "hook_id", ch.hook.ID,
-				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-			out = p.deadLetterFor(d, ch, newEntry(r, ch.hook.ID, p.cfg.Now()).fail(0, err, reasonInternal))
+			e := p.internalEntry(v, "panic while serving a held delivery; dead-lettered", d.ev.Record, ch.hook.ID)
+			out = p.deadLetterFor(d, ch, e)
 		}
 	}()
 	return p.serve(d, ch)
@@ -222,11 +213,11 @@ type asideAck struct{ a *recordAck }
 
 func (a asideAck) pendingAck() *recordAck { return a.a }
 
-// heldWake is what an idle lane with held deliveries waits on besides its queue: the
-// first one's probe, and a poll for the others.
-func (l *lane) heldWake() (<-chan struct{}, time.Duration) {
-	if len(l.held.list) == 0 {
-		return nil, 0
+// firstProbe is what an idle lane with held deliveries waits on besides its queue and a
+// heldPoll: the first one's probe (nil when none is held).
+func (l *heldList) firstProbe() <-chan struct{} {
+	if len(l.list) == 0 {
+		return nil
 	}
-	return l.held.list[0].probeDone, heldPoll
+	return l.list[0].probeDone
 }

@@ -388,8 +388,8 @@ func (l *lane) run() {
 // writing them each time its queue is empty made a record of almost every line.
 func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 	for {
-		probe, poll := l.heldWake()
-		if len(l.attempts.buf) == 0 && poll == 0 {
+		holding := len(l.held.list) > 0
+		if len(l.attempts.buf) == 0 && !holding {
 			it, ok := <-l.in
 			return it, ok
 		}
@@ -398,22 +398,23 @@ func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 			return it, ok
 		default:
 		}
-		if poll == 0 {
-			poll = attemptBatchAge
+		poll := attemptBatchAge
+		if holding {
+			poll = heldPoll
 		}
 		idle.Reset(poll)
 		select {
 		case it, ok := <-l.in:
 			idle.Stop()
 			return it, ok
-		case <-probe:
+		case <-l.held.firstProbe():
 			idle.Stop()
 			return laneItem{}, true
 		case <-idle.C:
-			if len(l.held.list) == 0 || time.Since(l.attempts.since) >= attemptBatchAge {
+			if !holding || time.Since(l.attempts.since) >= attemptBatchAge {
 				l.w.c.p.attempts.flush(&l.attempts)
 			}
-			if len(l.held.list) > 0 {
+			if holding {
 				return laneItem{}, true
 			}
 		}

@@ -325,18 +325,21 @@ func (b *behindList) add(hookID string, m blockMark) {
 	b.marks = append(b.marks, byte('0'+m))
 }
 
-// flushBehind writes the one retry record of the hooks the lane's current record was
-// parked behind blocked keys for (written false: the record is abandoned, and their
-// counts are released instead), and empties the list. Most records have none: then it
-// is one length check.
-func (l *lane) flushBehind(written bool) bool {
-	if len(l.behind.marks) == 0 {
-		return true
+// flushBehind is settleBehind for the lane's current record.
+func (l *lane) flushBehind(written bool) bool { return l.w.c.p.settleBehind(l.delivery(), written) }
+
+// settleBehind writes the one retry record of the hooks d's record was parked behind
+// blocked keys for (written false: the record is abandoned, and their counts are
+// released instead), empties the list, and reports whether the record is done. Most
+// records have none: then it is one length check.
+func (p *Processor) settleBehind(d delivery, written bool) bool {
+	if d.behind == nil || len(d.behind.marks) == 0 {
+		return written
 	}
-	return l.w.c.p.writeBehind(l.delivery(), &l.behind, written)
+	return p.writeBehind(d, d.behind, written) && written
 }
 
-// writeBehind is flushBehind's write, for a non-empty list.
+// writeBehind is settleBehind's write, for a non-empty list.
 func (p *Processor) writeBehind(d delivery, b *behindList, written bool) bool {
 	e := newEntry(d.ev.Record, string(b.ids), p.cfg.Now())
 	e.DueMs, e.Marks = e.FirstAttemptMs, string(b.marks)
