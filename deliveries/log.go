@@ -72,7 +72,7 @@ const DefaultIdleAfter = 10 * time.Minute
 // (from Total/16 records before their ends).
 const (
 	catchUpWait  = 10 * time.Second
-	caughtUpPoll = 300 * time.Millisecond // a poll this long that reads nothing: caught up
+	caughtUpPoll = 300 * time.Millisecond // how long a poll waits; one that reads nothing is caught up when the ends are unknown
 )
 
 // New creates the Log; Run tails its topics while it is in use.
@@ -175,6 +175,7 @@ func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 		return
 	}
 	defer cl.Close()
+	behind := l.endsNow(ctx, topics)
 	caughtUp := false
 	for ctx.Err() == nil && time.Since(time.Unix(0, l.lastUse.Load())) < l.cfg.IdleAfter {
 		pctx, cancel := context.WithTimeout(ctx, caughtUpPoll)
@@ -186,13 +187,62 @@ func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 			}
 		})
 		n := 0
-		fs.EachRecord(func(r *kgo.Record) { n++; l.add(r) })
-		if n == 0 && !caughtUp {
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			l.add(r)
+			behind.reached(r)
+		})
+		// Without the ends, a poll that reads nothing is the best sign of being caught up.
+		if !caughtUp && (behind.done() || behind == nil && n == 0) {
 			caughtUp = true
 			close(ready)
 		}
 	}
 }
+
+// ends holds, per topic and partition, the end offset a tail has still to read up to.
+type ends map[string]map[int32]int64
+
+// endsNow lists the end offsets of the non-empty partitions of topics; nil when the
+// broker cannot tell.
+func (l *Log) endsNow(ctx context.Context, topics []string) ends {
+	adm := kadm.NewClient(l.cl)
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	listed, err2 := adm.ListEndOffsets(ctx, topics...)
+	if err = cmp.Or(err, err2); err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		l.cfg.Logger.Debug("delivery log: cannot list offsets, catching up by an empty poll", "err", err)
+		return nil
+	}
+	e := ends{}
+	listed.Each(func(o kadm.ListedOffset) {
+		if s, ok := starts.Lookup(o.Topic, o.Partition); ok && s.Offset >= o.Offset {
+			return // nothing to read
+		}
+		if e[o.Topic] == nil {
+			e[o.Topic] = map[int32]int64{}
+		}
+		e[o.Topic][o.Partition] = o.Offset
+	})
+	return e
+}
+
+// reached drops r's partition once r is its last record before the listed end.
+func (e ends) reached(r *kgo.Record) {
+	if end, ok := e[r.Topic][r.Partition]; ok && r.Offset+1 >= end {
+		delete(e[r.Topic], r.Partition)
+		if len(e[r.Topic]) == 0 {
+			delete(e, r.Topic)
+		}
+	}
+}
+
+func (e ends) done() bool { return e != nil && len(e) == 0 }
 
 // add indexes one record of either topic.
 func (l *Log) add(r *kgo.Record) {
