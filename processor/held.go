@@ -128,7 +128,11 @@ func (l *lane) serveHeld(wait bool, hook string) {
 	for _, h := range l.held.list {
 		id := h.ch.hook.ID
 		mustWait := wait && (hook == "" || hook == id)
-		if slices.Contains(waiting, id) || (!mustWait && !h.ready(time.Now())) {
+		if slices.Contains(waiting, id) {
+			kept = append(kept, h)
+			continue
+		}
+		if !mustWait && !h.ready(time.Now()) {
 			waiting = append(waiting, id)
 			kept = append(kept, h)
 			continue
