@@ -54,10 +54,12 @@ var attemptsDropped = metrics.NewCounter(describe(`eventhooks_attempt_log_droppe
 const attemptLogBuffered = 4096
 
 // A lane's batch of attempt lines is written once it holds attemptBatchBytes or its
-// first line is attemptBatchAge old, if the lane did not run out of records before.
+// first line is attemptBatchAge old, if the lane did not run out of records before. The
+// log costs the producer and the broker per record: at 100 ms a drain lost a median 9 %
+// of its events/s to it, at 500 ms 4.5 %; the console's live table polls every 2 s.
 const (
 	attemptBatchBytes = 32 << 10
-	attemptBatchAge   = 100 * time.Millisecond
+	attemptBatchAge   = 500 * time.Millisecond
 )
 
 // attemptLog writes the attempt log; a nil *attemptLog writes nothing.

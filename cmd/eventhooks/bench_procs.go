@@ -217,6 +217,9 @@ func (p *procsRun) measureWithoutAttemptLog(ctx context.Context, admin, events s
 			args = append(args, "--no-attempt-log")
 			name, procName = p.report.Ours+" --no-attempt-log #"+strconv.Itoa(i+1), "eventhooks run --no-attempt-log"
 		}
+		if p.cmd.CPUProfile != "" { // the first drain's is CPUProfile itself
+			args = append(args, "--cpuprofile", p.cmd.CPUProfile+"."+strconv.Itoa(i+2))
+		}
 		res, err := p.measureDeliveries(ctx, name, procName, events, int64(p.cmd.Hooks), args, ready)
 		if err != nil {
 			return fmt.Errorf("%s phase: %w", name, err)
