@@ -124,7 +124,10 @@ func TestRebalanceSendsNothingTwice(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // a drain of seconds, with records queued in lanes
 		return 200
 	}
-	twoLanes := func(cfg *processor.Config) { cfg.Lanes = 2 }
+	// A revoke waits for the records queued in lanes, up to the stop grace (5 s): 32 a
+	// lane at 5 ms each keeps that well inside the grace on a busy machine (256, the
+	// default, sent some twice there).
+	twoLanes := func(cfg *processor.Config) { cfg.Lanes, cfg.LaneBuffer = 2, 32 }
 	first := startInstance(t, emb.Addrs(), twoLanes)
 	first.addHook(t, `{"source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`"}}`)
 	const keys, perKey = 100, 80

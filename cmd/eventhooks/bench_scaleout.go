@@ -9,16 +9,21 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/eventhooks/eventhooks/bench"
 	"github.com/eventhooks/eventhooks/broker"
@@ -422,9 +427,36 @@ func (ph *scalePhase) waitIDs(ctx context.Context, want int64) (bench.IDStats, e
 			}
 		}
 		if why != "" {
-			return ids, lostError(ids, m.Missing, why)
+			return ids, fmt.Errorf("%w; %s", lostError(ids, m.Missing, why), ph.groupLag(ctx))
 		}
 	}
+}
+
+// groupLag says, per partition of the phase's events topic, how far the group's
+// committed offset is behind the end: uncommitted records are stuck, not lost; a
+// partition committed to its end with ids missing lost them.
+func (ph *scalePhase) groupLag(ctx context.Context) string {
+	topic := ph.prefix + "events"
+	ends, err := ph.p.adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	committed, err2 := ph.p.adm.FetchOffsets(ctx, ph.prefix+"eventhooks")
+	if err = cmp.Or(err, err2); err != nil {
+		return "group lag unknown: " + err.Error()
+	}
+	lag := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		lag[o.Partition] = o.Offset
+		if c, ok := committed.Lookup(topic, o.Partition); ok && c.Err == nil {
+			lag[o.Partition] -= c.At
+		}
+	})
+	var b strings.Builder
+	for _, part := range slices.Sorted(maps.Keys(lag)) {
+		fmt.Fprintf(&b, " %d:%d", part, lag[part])
+	}
+	return "records not committed by the group, per partition:" + b.String()
 }
 
 // exited reports whether the instance exited although it was not sent SIGTERM.

@@ -30,7 +30,7 @@ func TestBenchScaleOut(t *testing.T) {
 		path      string // PATH of the bench, "" for the test's
 	}{{rebalanceJoin, ""}, {rebalanceLeave, t.TempDir()}} {
 		t.Run(tc.rebalance, func(t *testing.T) {
-			args := []string{"--log-level", "error", "bench", "--scale-out", "--json", "--events", strconv.Itoa(scaleOutEvents),
+			args := []string{"--log-level", "warn", "bench", "--scale-out", "--json", "--events", strconv.Itoa(scaleOutEvents),
 				"--keys", "50", "--partitions", "8", "--lanes", "1", "--receiver-delay", "5ms",
 				"--rebalance", tc.rebalance, "--rebalance-at", "0.05", "--timeout", "5m"}
 			if pin {
