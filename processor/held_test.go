@@ -1,10 +1,13 @@
 package processor_test
 
 import (
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/eventhooks/eventhooks/broker"
 	"github.com/eventhooks/eventhooks/internal/testkit"
+	"github.com/eventhooks/eventhooks/processor"
 	"github.com/eventhooks/eventhooks/sinks"
 )
 
@@ -14,23 +17,7 @@ import (
 // themselves, would hold F's events up behind it; held aside, they do not. S then gets
 // every event too, each key in order, with none deferred or parked.
 func TestSlowFirstAnswerHoldsUpOnlyItsHook(t *testing.T) {
-	emb := testkit.Broker(t, 4)
-	rc, slow := testkit.NewReceiver(t), testkit.NewReceiver(t) // destinations of their own
-	answer := make(chan struct{})
-	slow.Respond = func(int, *testkit.Request) int {
-		<-answer
-		return 200
-	}
-	t.Cleanup(func() {
-		select {
-		case <-answer:
-		default:
-			close(answer)
-		}
-	})
-	in := startInstanceWithPool(t, emb.Addrs(), sinks.PoolConfig{FirstAnswerWait: time.Minute})
-	in.addHook(t, `{"name":"S","source":"balancer","event":"health","handler":"webhook","timeout_ms":30000,"config":{"url":"`+slow.URL+`/s"}}`)
-	in.addHook(t, `{"name":"F","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`/f"}}`)
+	emb, rc, slow, answer := slowFirstAnswer(t)
 	deferredBefore, heldBefore := metricSum("eventhooks_deferred_total "), metricSum("eventhooks_held_deliveries_total ")
 
 	const keys, perKey = 8, 16
@@ -44,7 +31,7 @@ func TestSlowFirstAnswerHoldsUpOnlyItsHook(t *testing.T) {
 	if metricSum("eventhooks_held_deliveries_total ") == heldBefore {
 		t.Fatal("no delivery was held while S's first answer was out")
 	}
-	close(answer)
+	answer()
 	testkit.Eventually(t, 30*time.Second, "S and F get every event", func() bool {
 		return countPath2xx(slow, "/s") >= keys*perKey && countPath2xx(rc, "/f") >= keys*perKey
 	})
@@ -53,4 +40,46 @@ func TestSlowFirstAnswerHoldsUpOnlyItsHook(t *testing.T) {
 	if metricSum("eventhooks_deferred_total ") != deferredBefore || readRetryTopic(t, emb.Addrs()) != 0 {
 		t.Fatal("S was deferred or parked, though it answered within the first-answer wait")
 	}
+}
+
+// slowFirstAnswer starts an instance with hooks S, whose endpoint holds its requests
+// until answer is called, and F, on a destination of its own; opts configure the
+// instance.
+func slowFirstAnswer(t *testing.T, opts ...func(*processor.Config)) (emb *broker.Embedded, rc, slow *testkit.Receiver, answer func()) {
+	emb = testkit.Broker(t, 4)
+	rc, slow = testkit.NewReceiver(t), testkit.NewReceiver(t) // destinations of their own
+	answered := make(chan struct{})
+	slow.Respond = func(int, *testkit.Request) int {
+		<-answered
+		return 200
+	}
+	var once sync.Once
+	answer = func() { once.Do(func() { close(answered) }) }
+	t.Cleanup(answer)
+	in := startInstanceWithPool(t, emb.Addrs(), sinks.PoolConfig{FirstAnswerWait: time.Minute}, opts...)
+	in.addHook(t, `{"name":"S","source":"balancer","event":"health","handler":"webhook","timeout_ms":30000,"config":{"url":"`+slow.URL+`/s"}}`)
+	in.addHook(t, `{"name":"F","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`/f"}}`)
+	return emb, rc, slow, answer
+}
+
+// A lane holds a bounded number of deliveries: then it waits for the first one's hook,
+// so what a revoke must finish stays near its queue.
+func TestHeldDeliveriesAreBoundedPerLane(t *testing.T) {
+	const lanes, laneBuffer = 1, 8 // a lane holds laneBuffer/4
+	emb, rc, slow, answer := slowFirstAnswer(t, func(cfg *processor.Config) { cfg.Lanes, cfg.LaneBuffer = lanes, laneBuffer })
+	const keys, perKey = 8, 16
+	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
+	testkit.Eventually(t, 30*time.Second, "S's first request", func() bool { return slow.InFlight() == 1 })
+	// Each of the 4 partitions' lanes sends F the events whose S deliveries it holds, and
+	// one more: then it waits. Unbounded, F got all 128 while S's answer was out.
+	limit := 4 * lanes * (laneBuffer/4 + 1)
+	time.Sleep(500 * time.Millisecond) // on a slow machine F gets fewer, never more
+	if n := countPath2xx(rc, "/f"); n > limit {
+		t.Fatalf("F got %d events while S's first answer was out, want at most %d", n, limit)
+	}
+	answer()
+	testkit.Eventually(t, 30*time.Second, "S and F get every event", func() bool {
+		return countPath2xx(slow, "/s") >= keys*perKey && countPath2xx(rc, "/f") >= keys*perKey
+	})
+	assertOrderedAfterSuccess(t, pathRequests(slow, "/s"), keys, perKey)
 }

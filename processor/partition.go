@@ -347,6 +347,9 @@ func (l *lane) run() {
 	idle.Stop()
 	for {
 		l.serveHeld(false, "")
+		if len(l.held.list) >= max(l.w.c.p.cfg.LaneBuffer/4, 1) { // see heldList: bounded
+			l.serveHeld(true, l.held.list[0].ch.hook.ID)
+		}
 		it, ok := l.next(idle)
 		if !ok {
 			break
