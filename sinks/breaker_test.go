@@ -96,8 +96,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		t.Fatalf("state gauge = %v after %d failures, want 2 (open)", got, DefaultBreakerThreshold)
 	}
 
-	// Open: fail fast, nothing sent.
-	start := time.Now()
+	// Open: fail fast, nothing sent (the dials below), whatever the clock says.
 	res := deliver()
 	if res.Delivered || !res.Retryable || res.Status != 0 || !errors.Is(res.Err, ErrCircuitOpen) || errors.Is(res.Err, ErrPermanent) {
 		t.Fatalf("open breaker: result = %+v", res)
@@ -107,9 +106,6 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	}
 	if res.RetryAfter <= 0 || res.RetryAfter > cooldown {
 		t.Errorf("RetryAfter = %v, want the rest of the %v cooldown", res.RetryAfter, cooldown)
-	}
-	if time.Since(start) > 50*time.Millisecond {
-		t.Errorf("rejection took %v", time.Since(start))
 	}
 	if got := fd.dials.Load(); got != DefaultBreakerThreshold {
 		t.Errorf("%d dials, want %d", got, DefaultBreakerThreshold)
