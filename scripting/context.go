@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"math"
+	"strconv"
 
 	"github.com/valyala/fastjson"
 )
@@ -102,6 +103,15 @@ func appendJSONField(dst []byte, v *fastjson.Value) []byte {
 		return append(dst, "true"...)
 	case fastjson.TypeFalse:
 		return append(dst, "false"...)
+	case fastjson.TypeNumber:
+		f, i, isInt, ok := parseNumber(v)
+		switch {
+		case !ok:
+			return dst
+		case isInt:
+			return strconv.AppendInt(dst, i, 10)
+		}
+		return appendFloat(dst, f)
 	}
 	return appendValue(dst, fromFastJSON(v))
 }
@@ -140,19 +150,32 @@ func fromFastJSON(v *fastjson.Value) any {
 const maxExactInt = 1 << 53
 
 func jsonNumber(v *fastjson.Value) any {
-	f, err := v.Float64()
-	if err != nil {
+	f, i, isInt, ok := parseNumber(v)
+	switch {
+	case !ok:
 		return nil
-	}
-	if f != math.Trunc(f) || math.IsInf(f, 0) {
-		return f
-	}
-	if math.Abs(f) <= maxExactInt {
-		return int64(f)
-	}
-	// A large integer: keep every digit when it fits in an int64 (ids, nanosecond times).
-	if i, err := v.Int64(); err == nil {
+	case isInt:
 		return i
 	}
 	return f
+}
+
+// parseNumber is jsonNumber without the interface, which boxes a large integer (an
+// allocation per field a template prints): the number as an int64 i when isInt, else f.
+func parseNumber(v *fastjson.Value) (f float64, i int64, isInt, ok bool) {
+	f, err := v.Float64()
+	if err != nil {
+		return 0, 0, false, false
+	}
+	if f != math.Trunc(f) || math.IsInf(f, 0) {
+		return f, 0, false, true
+	}
+	if math.Abs(f) <= maxExactInt {
+		return f, int64(f), true, true
+	}
+	// A large integer: keep every digit when it fits in an int64 (ids, nanosecond times).
+	if i, err := v.Int64(); err == nil {
+		return f, i, true, true
+	}
+	return f, 0, false, true
 }
