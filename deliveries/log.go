@@ -71,8 +71,9 @@ const DefaultIdleAfter = 10 * time.Minute
 // A Touch that starts a tail waits up to catchUpWait for it to read what the topics hold
 // (from Total/16 records before their ends).
 const (
-	catchUpWait  = 10 * time.Second
-	caughtUpPoll = 300 * time.Millisecond // how long a poll waits; one that reads nothing is caught up when the ends are unknown
+	catchUpWait   = 10 * time.Second
+	caughtUpPoll  = 300 * time.Millisecond // how long a poll waits
+	caughtUpStale = 2 * time.Second        // after this, a poll that reads nothing is caught up
 )
 
 // New creates the Log; Run tails its topics while it is in use.
@@ -157,7 +158,10 @@ func (l *Log) Run(ctx context.Context) error {
 }
 
 // tail consumes the topics, from Total records before their ends, until ctx is done or
-// the log was not used for IdleAfter; it closes ready once a poll finds nothing more.
+// the log was not used for IdleAfter; it closes ready once it has read up to the ends
+// listed at its start, or once a poll reads nothing when the ends are unknown or after
+// caughtUpStale (an end it can never reach: records deleted meanwhile, a lowered high
+// watermark).
 func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 	topics := []string{l.cfg.AttemptsTopic}
 	if l.cfg.DLQTopic != "" {
@@ -175,7 +179,7 @@ func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 		return
 	}
 	defer cl.Close()
-	behind := l.endsNow(ctx, topics)
+	behind, started := l.endsNow(ctx, topics), time.Now()
 	caughtUp := false
 	for ctx.Err() == nil && time.Since(time.Unix(0, l.lastUse.Load())) < l.cfg.IdleAfter {
 		pctx, cancel := context.WithTimeout(ctx, caughtUpPoll)
@@ -192,8 +196,10 @@ func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 			l.add(r)
 			behind.reached(r)
 		})
-		// Without the ends, a poll that reads nothing is the best sign of being caught up.
-		if !caughtUp && (behind.done() || behind == nil && n == 0) {
+		// Without the ends, a poll that reads nothing is the best sign of being caught up;
+		// with them, a first fetch slower than a poll made it a false one.
+		idle := n == 0 && (behind == nil || time.Since(started) >= caughtUpStale)
+		if !caughtUp && (behind.done() || idle) {
 			caughtUp = true
 			close(ready)
 		}

@@ -76,7 +76,8 @@ func (h *heldDelivery) wait(ctx context.Context) {
 // Their records stay counted in the partition's buffer (PartitionBufferBytes) until they
 // are settled, so a hook whose first answer takes its whole timeout pauses fetching
 // rather than growing the lane's memory. A lane holding a quarter of LaneBuffer waits for
-// the first one's hook before it takes another record (64 by default; a dead hook beside
+// the first one's hook before it takes another record (64 by default, plus one per
+// further hook of the last record; a dead hook beside
 // a healthy one at 15k events/s holds about 30 a lane in its first-answer wait). Unbounded,
 // a lane took in the whole buffer (thousands of records) while a first answer was out,
 // and a revoke then waited for all of them past its stop grace, so the next owner sent

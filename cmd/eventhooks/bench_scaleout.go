@@ -436,6 +436,8 @@ func (ph *scalePhase) waitIDs(ctx context.Context, want int64) (bench.IDStats, e
 // committed offset is behind the end: uncommitted records are stuck, not lost; a
 // partition committed to its end with ids missing lost them.
 func (ph *scalePhase) groupLag(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second) // also when the wait's ctx ended
+	defer cancel()
 	topic := ph.prefix + "events"
 	ends, err := ph.p.adm.ListEndOffsets(ctx, topic)
 	if err == nil {
