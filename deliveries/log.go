@@ -129,6 +129,7 @@ func (l *Log) Touch(ctx context.Context) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+	l.lastUse.Store(time.Now().UnixNano()) // its caller reads the indexes now
 }
 
 // Run tails the topics into the indexes while the log is in use, until ctx is done; then
@@ -181,7 +182,10 @@ func (l *Log) tail(ctx context.Context, ready chan struct{}) {
 	defer cl.Close()
 	behind, started := l.endsNow(ctx, topics), time.Now()
 	caughtUp := false
-	for ctx.Err() == nil && time.Since(time.Unix(0, l.lastUse.Load())) < l.cfg.IdleAfter {
+	// Idle only once caught up: a start slower than IdleAfter (a busy machine, a short
+	// IdleAfter) ended the tail before it read anything, and the Touch waiting for it got
+	// empty indexes.
+	for ctx.Err() == nil && (!caughtUp || time.Since(time.Unix(0, l.lastUse.Load())) < l.cfg.IdleAfter) {
 		pctx, cancel := context.WithTimeout(ctx, caughtUpPoll)
 		fs := cl.PollFetches(pctx)
 		cancel()

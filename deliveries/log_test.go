@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eventhooks/eventhooks/broker"
 	"github.com/eventhooks/eventhooks/internal/testkit"
@@ -122,4 +123,48 @@ func contains(list, item string) bool {
 		}
 	}
 	return false
+}
+
+// A tail reads up to the ends before it may stop as idle: when its start took longer
+// than IdleAfter (a slow broker here), it ended before reading, and the Touch waiting
+// for it found nothing.
+func TestTouchCatchesUpAfterASlowStart(t *testing.T) {
+	emb := testkit.Broker(t, 3)
+	topics := broker.NewTopics("", nil)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		b, _ := json.Marshal(Attempt{HookID: "hook-1", WebhookID: "msg_1", Attempt: i + 1, Outcome: OutcomeFailed})
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Attempts, Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const idleAfter = time.Second
+	l, err := New(Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
+		IdleAfter: idleAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(rctx) }()
+	c := emb.Cluster()
+	c.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.SleepControl(func() { time.Sleep(idleAfter + 500*time.Millisecond) }) // the tail's first listing
+		c.DropControl()
+		return nil, nil, false
+	})
+	l.Touch(ctx)
+	if n := l.Attempts.Len(); n != 3 {
+		t.Errorf("%d attempts once Touch returned, want 3", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
