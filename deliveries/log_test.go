@@ -18,20 +18,8 @@ import (
 // TestLogTailsTopics produces attempts and dead letters in the processor's formats to
 // the embedded broker and reads them back through a running Log.
 func TestLogTailsTopics(t *testing.T) {
-	emb := testkit.Broker(t, 3)
-	topics := broker.NewTopics("", nil)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	emb, topics, cl, produce := brokerWithTopics(t)
 	ctx := context.Background()
-	produce := func(r *kgo.Record) {
-		t.Helper()
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Records before the Log starts are read too (from Total before each end).
 	for i := range 5 {
 		a := Attempt{HookID: "hook-1", WebhookID: "msg_1", Attempt: i + 1, AtMs: int64(i), Outcome: OutcomeFailed, Status: 503}
@@ -41,15 +29,8 @@ func TestLogTailsTopics(t *testing.T) {
 	produce(&kgo.Record{Topic: topics.Attempts, Key: []byte("x"), Value: []byte("not json")})
 	produce(&kgo.Record{Topic: topics.Events[0], Key: []byte("k"), Value: []byte(`{"seq":1}`)})
 
-	l, err := New(Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
+	l := runLog(t, Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
 		DLQTopic: topics.DLQ, InputTopics: []string{topics.Events[0], "second-input"}, Total: 100, IdleAfter: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- l.Run(rctx) }()
 
 	time.Sleep(300 * time.Millisecond)
 	if n := l.Attempts.Len(); n != 0 {
@@ -110,10 +91,42 @@ func TestLogTailsTopics(t *testing.T) {
 	if n := l.Attempts.Len(); n != 5 {
 		t.Fatalf("%d attempts after a Touch of the idle log, want 5", n)
 	}
-	cancel()
-	if err := <-done; err != nil {
+}
+
+// brokerWithTopics starts an embedded broker with the default topics and returns a
+// client of it and a function producing a record synchronously.
+func brokerWithTopics(t *testing.T) (*broker.Embedded, broker.Topics, *kgo.Client, func(*kgo.Record)) {
+	emb := testkit.Broker(t, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(cl.Close)
+	return emb, broker.NewTopics("", nil), cl, func(r *kgo.Record) {
+		t.Helper()
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runLog runs a Log of cfg until the test ends.
+func runLog(t *testing.T, cfg Config) *Log {
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		l.Close()
+	})
+	return l
 }
 
 func contains(list, item string) bool {
@@ -129,42 +142,22 @@ func contains(list, item string) bool {
 // than IdleAfter (a slow broker here), it ended before reading, and the Touch waiting
 // for it found nothing.
 func TestTouchCatchesUpAfterASlowStart(t *testing.T) {
-	emb := testkit.Broker(t, 3)
-	topics := broker.NewTopics("", nil)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
+	emb, topics, _, produce := brokerWithTopics(t)
 	for i := range 3 {
 		b, _ := json.Marshal(Attempt{HookID: "hook-1", WebhookID: "msg_1", Attempt: i + 1, Outcome: OutcomeFailed})
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Attempts, Value: b}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		produce(&kgo.Record{Topic: topics.Attempts, Value: b})
 	}
 	const idleAfter = time.Second
-	l, err := New(Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
+	l := runLog(t, Config{ClientOpts: []kgo.Opt{kgo.SeedBrokers(emb.Addrs()...)}, AttemptsTopic: topics.Attempts,
 		IdleAfter: idleAfter})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- l.Run(rctx) }()
 	c := emb.Cluster()
 	c.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.SleepControl(func() { time.Sleep(idleAfter + 500*time.Millisecond) }) // the tail's first listing
 		c.DropControl()
 		return nil, nil, false
 	})
-	l.Touch(ctx)
+	l.Touch(context.Background())
 	if n := l.Attempts.Len(); n != 3 {
 		t.Errorf("%d attempts once Touch returned, want 3", n)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
