@@ -80,7 +80,7 @@ func TestRestartWhileDeferredLosesNothing(t *testing.T) {
 	testkit.Eventually(t, 60*time.Second, "A deferred on every partition", func() bool { return deferredHooks() >= 4 })
 	produce(t, cl, healthEventsSeq(keys, 5, 15)...)
 	first.stop()
-	testkit.Eventually(t, 30*time.Second, "the deferrals restored by the other instance", func() bool { return deferredHooks() >= 4 })
+	testkit.Eventually(t, 60*time.Second, "the deferrals restored by the other instance", func() bool { return deferredHooks() >= 4 })
 	produce(t, cl, healthEventsSeq(keys, 15, 20)...)
 	healthy.Store(true)
 	produce(t, cl, healthEventsSeq(keys, 20, perKey)...)
