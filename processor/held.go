@@ -77,11 +77,11 @@ func (h *heldDelivery) wait(ctx context.Context) {
 // are settled, so a hook whose first answer takes its whole timeout pauses fetching
 // rather than growing the lane's memory. A lane holding a quarter of LaneBuffer waits for
 // the first one's hook before it takes another record (64 by default, plus one per
-// further hook of the last record; a dead hook beside
-// a healthy one at 15k events/s holds about 30 a lane in its first-answer wait). Unbounded,
-// a lane took in the whole buffer (thousands of records) while a first answer was out,
-// and a revoke then waited for all of them past its stop grace, so the next owner sent
-// them again.
+// further hook of the last record; by arithmetic, a dead hook beside a healthy one at
+// 15k events/s holds about 30 a lane in its 250 ms first-answer wait). Unbounded, a lane
+// took in the whole buffer (thousands of records) while a first answer was out, and a
+// revoke then waited for all of them past its stop grace, so the next owner sent them
+// again.
 type heldList struct {
 	list []heldDelivery
 	// recordHeld: the lane's current record has a hold that accounts for its bytes.
@@ -129,7 +129,11 @@ func (l *lane) serveHeld(wait bool, hook string) {
 	if len(l.held.list) == 0 {
 		return
 	}
-	var waiting []string // hooks with a delivery not ready: their later ones wait too
+	// Hooks with a delivery not ready: their later ones wait too. Called for every record
+	// while the lane holds any: one clock read unless it serves, no allocation for a few
+	// hooks.
+	var waitingBuf [4]string
+	waiting, now := waitingBuf[:0], time.Now()
 	kept := l.held.list[:0]
 	for _, h := range l.held.list {
 		id := h.ch.hook.ID
@@ -138,7 +142,7 @@ func (l *lane) serveHeld(wait bool, hook string) {
 			kept = append(kept, h)
 			continue
 		}
-		if !mustWait && !h.ready(time.Now()) {
+		if !mustWait && !h.ready(now) {
 			waiting = append(waiting, id)
 			kept = append(kept, h)
 			continue
@@ -147,6 +151,7 @@ func (l *lane) serveHeld(wait bool, hook string) {
 			h.wait(l.w.ctx)
 		}
 		l.serveOneHeld(h)
+		now = time.Now() // serving took time: what is ready after it is judged now
 	}
 	clear(l.held.list[len(kept):])
 	l.held.list = kept
