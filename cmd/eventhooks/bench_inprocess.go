@@ -454,22 +454,43 @@ func (b *benchRun) waitDone(ctx context.Context, topic string, n int64) (time.Ti
 
 // committedAll reports whether the processor's group committed n records of topic.
 func (b *benchRun) committedAll(ctx context.Context, topic string, n int64) (bool, error) {
-	ends, err := b.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return false, fmt.Errorf("list end offsets: %w", err)
-	}
-	offs, err := b.adm.FetchOffsets(ctx, b.group)
-	if err != nil {
+	lag, total, err := uncommitted(ctx, b.adm, b.group, topic)
+	if errors.Is(err, errNoGroupOffsets) {
 		return false, nil // the group may not exist yet
+	} else if err != nil {
+		return false, err
 	}
-	var total, committed int64
+	for _, l := range lag {
+		if l > 0 {
+			return false, nil
+		}
+	}
+	return total >= n, nil
+}
+
+// errNoGroupOffsets is uncommitted's error when the group's offsets cannot be fetched.
+var errNoGroupOffsets = errors.New("cannot fetch the group's offsets")
+
+// uncommitted returns, per partition of topic, how many records group has not committed
+// (all of them where it committed none), and how many the topic has had in all.
+func uncommitted(ctx context.Context, adm *kadm.Client, group, topic string) (lag map[int32]int64, total int64, err error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list end offsets: %w", err)
+	}
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errNoGroupOffsets, err)
+	}
+	lag = map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		total += o.Offset
+		lag[o.Partition] = o.Offset
 		if c, ok := offs.Lookup(topic, o.Partition); ok && c.Err == nil {
-			committed += min(c.At, o.Offset)
+			lag[o.Partition] -= min(c.At, o.Offset)
 		}
 	})
-	return total >= n && committed >= total, nil
+	return lag, total, nil
 }
 
 func (b *benchRun) addNotes() {

@@ -9,7 +9,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/eventhooks/eventhooks/bench"
 	"github.com/eventhooks/eventhooks/broker"
@@ -438,22 +435,10 @@ func (ph *scalePhase) waitIDs(ctx context.Context, want int64) (bench.IDStats, e
 func (ph *scalePhase) groupLag(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second) // also when the wait's ctx ended
 	defer cancel()
-	topic := ph.prefix + "events"
-	ends, err := ph.p.adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	committed, err2 := ph.p.adm.FetchOffsets(ctx, ph.prefix+"eventhooks")
-	if err = cmp.Or(err, err2); err != nil {
+	lag, _, err := uncommitted(ctx, ph.p.adm, ph.prefix+"eventhooks", ph.prefix+"events")
+	if err != nil {
 		return "group lag unknown: " + err.Error()
 	}
-	lag := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		lag[o.Partition] = o.Offset
-		if c, ok := committed.Lookup(topic, o.Partition); ok && c.Err == nil {
-			lag[o.Partition] -= c.At
-		}
-	})
 	var b strings.Builder
 	for _, part := range slices.Sorted(maps.Keys(lag)) {
 		fmt.Fprintf(&b, " %d:%d", part, lag[part])
