@@ -75,8 +75,8 @@ func (h *heldDelivery) wait(ctx context.Context) {
 // heldList is a lane's held deliveries, in the order they were held. Owned by the lane.
 // Their records stay counted in the partition's buffer (PartitionBufferBytes) until they
 // are settled, so a hook whose first answer takes its whole timeout pauses fetching
-// rather than growing the lane's memory. A lane holding a quarter of LaneBuffer waits for
-// the first one's hook before it takes another record (64 by default, plus one per
+// rather than growing the lane's memory. A lane holding a quarter of LaneBuffer takes no
+// record until one of them is served (waitBelowHeldBound; 64 by default, plus one per
 // further hook of the last record; by arithmetic, a dead hook beside a healthy one at
 // 15k events/s holds about 30 a lane in its 250 ms first-answer wait). Unbounded, a lane
 // took in the whole buffer (thousands of records) while a first answer was out, and a

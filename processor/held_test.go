@@ -57,8 +57,9 @@ func slowFirstAnswer(t *testing.T, opts ...func(*processor.Config)) (emb *broker
 	answer = func() { once.Do(func() { close(answered) }) }
 	t.Cleanup(answer)
 	in := startInstanceWithPool(t, emb.Addrs(), sinks.PoolConfig{FirstAnswerWait: time.Minute}, opts...)
-	in.addHook(t, `{"name":"S","source":"balancer","event":"health","handler":"webhook","timeout_ms":30000,"config":{"url":"`+slow.URL+`/s"}}`)
-	in.addHook(t, `{"name":"F","source":"balancer","event":"health","handler":"webhook","config":{"url":"`+rc.URL+`/f"}}`)
+	// created_at puts S before F in a record's hooks: a lane holds S's delivery first.
+	in.addHook(t, `{"name":"S","source":"balancer","event":"health","handler":"webhook","timeout_ms":30000,"created_at":1,"config":{"url":"`+slow.URL+`/s"}}`)
+	in.addHook(t, `{"name":"F","source":"balancer","event":"health","handler":"webhook","created_at":2,"config":{"url":"`+rc.URL+`/f"}}`)
 	return emb, rc, slow, answer
 }
 
@@ -82,4 +83,33 @@ func TestHeldDeliveriesAreBoundedPerLane(t *testing.T) {
 		return countPath2xx(slow, "/s") >= keys*perKey && countPath2xx(rc, "/f") >= keys*perKey
 	})
 	assertOrderedAfterSuccess(t, pathRequests(slow, "/s"), keys, perKey)
+}
+
+// A lane at its held bound goes on once any held delivery is ready, not only the first
+// one's hook's: F's first answer comes late enough that a lane holds F's deliveries
+// behind it beside S's and reaches its bound, which S's alone would not. Once F has
+// answered, F gets every event while S's first answer is still out. Waiting for the
+// first held delivery's hook (S) held F's up for S's whole timeout.
+func TestHeldBoundGoesOnWhenAnyHookIsReady(t *testing.T) {
+	const lanes, laneBuffer = 1, 40 // a lane holds 10
+	emb, rc, slow, answer := slowFirstAnswer(t, func(cfg *processor.Config) { cfg.Lanes, cfg.LaneBuffer = lanes, laneBuffer })
+	release := time.Now().Add(time.Second)
+	rc.Respond = func(int, *testkit.Request) int {
+		time.Sleep(time.Until(release)) // F's first answers, after its lanes held its deliveries
+		return 200
+	}
+	// 8 keys on 4 partitions: a partition has 3 keys at most, 9 events, fewer than a lane
+	// holds of S's alone; with F's, 18.
+	const keys, perKey = 8, 3
+	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
+	testkit.Eventually(t, 20*time.Second, "F gets every event while S's first answer is out", func() bool {
+		return countPath2xx(rc, "/f") >= keys*perKey
+	})
+	if n := slow.InFlight(); n != 1 {
+		t.Fatalf("S got %d requests before its first answer, want 1", n)
+	}
+	answer()
+	testkit.Eventually(t, 30*time.Second, "S gets every event", func() bool { return countPath2xx(slow, "/s") >= keys*perKey })
+	assertOrderedAfterSuccess(t, pathRequests(slow, "/s"), keys, perKey)
+	assertOrderedAfterSuccess(t, pathRequests(rc, "/f"), keys, perKey)
 }

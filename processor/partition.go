@@ -347,9 +347,7 @@ func (l *lane) run() {
 	idle.Stop()
 	for {
 		l.serveHeld(false, "")
-		if len(l.held.list) >= max(l.w.c.p.cfg.LaneBuffer/4, 1) { // see heldList: bounded
-			l.serveHeld(true, l.held.list[0].ch.hook.ID)
-		}
+		l.waitBelowHeldBound()
 		it, ok := l.next(idle)
 		if !ok {
 			break
@@ -383,6 +381,20 @@ func (l *lane) run() {
 	}
 	l.serveHeld(true, "")
 	l.w.c.p.attempts.flush(&l.attempts)
+}
+
+// waitBelowHeldBound: a lane holding as many deliveries as it may (see heldList) takes
+// no record until one of them, whichever hook's, is ready and served. Waiting for the
+// first one's hook instead held a healthy hook's deliveries, ready once its own first
+// answer came, behind a slow hook's probe for that hook's whole timeout.
+func (l *lane) waitBelowHeldBound() {
+	for len(l.held.list) >= max(l.w.c.p.cfg.LaneBuffer/4, 1) && l.w.ctx.Err() == nil {
+		if time.Since(l.attempts.since) >= attemptBatchAge {
+			l.w.c.p.attempts.flush(&l.attempts)
+		}
+		waitBreaker(l.w.ctx, heldPoll, l.held.firstProbe())
+		l.serveHeld(false, "")
+	}
 }
 
 // next returns the lane's next record, false once its queue is closed. While attempt log
