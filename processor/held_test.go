@@ -63,8 +63,8 @@ func slowFirstAnswer(t *testing.T, opts ...func(*processor.Config)) (emb *broker
 	return emb, rc, slow, answer
 }
 
-// A lane holds a bounded number of deliveries: then it waits for the first one's hook,
-// so what a revoke must finish stays near its queue.
+// A lane holds a bounded number of deliveries: then it takes no record until one of them
+// is served, so what a revoke must finish stays near its queue.
 func TestHeldDeliveriesAreBoundedPerLane(t *testing.T) {
 	const lanes, laneBuffer = 1, 8 // a lane holds laneBuffer/4
 	emb, rc, slow, answer := slowFirstAnswer(t, func(cfg *processor.Config) { cfg.Lanes, cfg.LaneBuffer = lanes, laneBuffer })
@@ -86,22 +86,31 @@ func TestHeldDeliveriesAreBoundedPerLane(t *testing.T) {
 }
 
 // A lane at its held bound goes on once any held delivery is ready, not only the first
-// one's hook's: F's first answer comes late enough that a lane holds F's deliveries
-// behind it beside S's and reaches its bound, which S's alone would not. Once F has
-// answered, F gets every event while S's first answer is still out. Waiting for the
-// first held delivery's hook (S) held F's up for S's whole timeout.
+// one's hook's: F's first answer is kept back until every lane holds F's deliveries
+// beside S's and has reached its bound, which S's alone would not. Once F has answered,
+// F gets every event while S's first answer is still out. Waiting for the first held
+// delivery's hook (S) held F's up for S's whole timeout.
 func TestHeldBoundGoesOnWhenAnyHookIsReady(t *testing.T) {
 	const lanes, laneBuffer = 1, 40 // a lane holds 10
 	emb, rc, slow, answer := slowFirstAnswer(t, func(cfg *processor.Config) { cfg.Lanes, cfg.LaneBuffer = lanes, laneBuffer })
-	release := time.Now().Add(time.Second)
+	releaseF := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(releaseF) }) }
+	t.Cleanup(release)
 	rc.Respond = func(int, *testkit.Request) int {
-		time.Sleep(time.Until(release)) // F's first answers, after its lanes held its deliveries
+		<-releaseF
 		return 200
 	}
-	// 8 keys on 4 partitions: a partition has 3 keys at most, 9 events, fewer than a lane
-	// holds of S's alone; with F's, 18.
+	// 8 keys on 4 partitions (kgo's murmur2): u-6 on 0; u-0, u-3 on 1; u-2, u-4 on 2;
+	// u-1, u-5, u-7 on 3. A partition has 9 events at most, fewer than a lane holds of
+	// S's alone; with F's, three lanes hold 10 (their bound) and one 6.
 	const keys, perKey = 8, 3
+	heldBefore := metricSum("eventhooks_held_deliveries_total ")
 	produce(t, producer(t, emb.Addrs()), healthEvents(keys, perKey)...)
+	testkit.Eventually(t, 20*time.Second, "every lane full of held deliveries", func() bool {
+		return metricSum("eventhooks_held_deliveries_total ")-heldBefore >= 3*10+6
+	})
+	release()
 	testkit.Eventually(t, 20*time.Second, "F gets every event while S's first answer is out", func() bool {
 		return countPath2xx(rc, "/f") >= keys*perKey
 	})
