@@ -48,7 +48,7 @@ type BenchCmd struct {
 	ReceiverDelay     time.Duration `name:"receiver-delay" help:"The receiver waits this long before it answers each request, as a slow endpoint would (separate processes only)." default:"0s"`
 	JSON              bool          `name:"json" help:"Print the report as JSON."`
 	Timeout           time.Duration `help:"Give up after this long." default:"10m"`
-	CPUProfile        string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file (separate processes: of the measured eventhooks run, the whole process; with --compare-attempt-log, the other drains' to this file with .2, .3 and .4 added)." type:"path"`
+	CPUProfile        string        `name:"cpuprofile" help:"Write a CPU profile of the processor's phase to this file (separate processes: of the measured eventhooks run, the whole process; with --compare-attempt-log, the other drains' to this file with .2, .3 and .4 added; with --baseline, the bare pipeline's to this file with .bare added)." type:"path"`
 
 	AllowDestinations string `help:"CIDRs or IPs the processor may deliver to although loopback or private (SSRF guard)." default:"127.0.0.0/8,::1"`
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -99,6 +100,11 @@ func (c *BenchCmd) childBaseline(ctx context.Context) (bench.Result, error) {
 	t := bench.Target{URL: c.Target, MaxConns: c.MaxConns}
 	switch c.Child {
 	case childBare:
+		stop, err := startCPUProfile(c.CPUProfile, slog.Default())
+		if err != nil {
+			return bench.Result{}, err
+		}
+		defer stop()
 		return bench.BarePipeline(ctx, conn, c.ChildTopic, t, c.Events, c.Lanes)
 	case childRawHTTP:
 		return bench.RawHTTP(ctx, t, c.Events, c.MaxConns)

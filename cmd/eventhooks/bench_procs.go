@@ -449,7 +449,11 @@ func (p *procsRun) measureBaselines(ctx context.Context, events string) error {
 	}
 	p.report.Results = append(p.report.Results, res)
 	p.log.Info("baseline: bare pipeline", "topic", topic)
-	if res, err = p.measureDeliveries(ctx, benchBare, benchBare, topic, 1, p.childArgs(childBare, topic), nil); err != nil {
+	args := p.childArgs(childBare, topic)
+	if c.CPUProfile != "" { // the bare pipeline's beside run's, to compare
+		args = append(args, "--cpuprofile", c.CPUProfile+".bare")
+	}
+	if res, err = p.measureDeliveries(ctx, benchBare, benchBare, topic, 1, args, nil); err != nil {
 		return fmt.Errorf("bare pipeline phase: %w", err)
 	}
 	p.report.Results = append(p.report.Results, res)

@@ -97,13 +97,13 @@ func TestBenchFaultsFlags(t *testing.T) {
 // and none of those processes outlives the bench. It asserts no speed.
 func TestBenchProcesses(t *testing.T) {
 	const events = 2000
-	prof := filepath.Join(t.TempDir(), "run.prof")
+	prof, drainProf := filepath.Join(t.TempDir(), "run.prof"), filepath.Join(t.TempDir(), "drain.prof")
 	for _, tc := range []struct {
 		name  string
 		extra []string
 		rows  []string
 	}{
-		{"drain", []string{"--baseline"}, []string{"produce", "eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
+		{"drain, profiled", []string{"--baseline", "--cpuprofile", drainProf}, []string{"produce", "eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
 		{"lambda", []string{"--handler", "lambda"}, []string{"produce", "eventhooks run (lambda)"}},
 		{"rate", []string{"--baseline", "--rate", "4000"}, []string{"eventhooks run (webhook)", benchRawConsume, benchRawHTTP, benchBare}},
 		// A dead hook beside the bench's: every event still reaches the receiver.
@@ -122,8 +122,10 @@ func TestBenchProcesses(t *testing.T) {
 			}
 		})
 	}
-	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
-		t.Errorf("--cpuprofile: no profile of eventhooks run at %s (%v)", prof, err)
+	for _, f := range []string{prof, drainProf, drainProf + ".bare"} { // .bare: the bare pipeline's
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("--cpuprofile: no profile at %s (%v)", f, err)
+		}
 	}
 }
 
