@@ -389,11 +389,17 @@ func (l *lane) run() {
 // answer came, behind a slow hook's probe for that hook's whole timeout.
 func (l *lane) waitBelowHeldBound() {
 	for len(l.held.list) >= max(l.w.c.p.cfg.LaneBuffer/4, 1) && l.w.ctx.Err() == nil {
-		if time.Since(l.attempts.since) >= attemptBatchAge {
-			l.w.c.p.attempts.flush(&l.attempts)
-		}
+		l.flushAttempts(false)
 		waitBreaker(l.w.ctx, heldPoll, l.held.firstProbe())
 		l.serveHeld(false, "")
+	}
+}
+
+// flushAttempts writes the lane's attempt lines if always, else once the first is
+// attemptBatchAge old.
+func (l *lane) flushAttempts(always bool) {
+	if always || time.Since(l.attempts.since) >= attemptBatchAge {
+		l.w.c.p.attempts.flush(&l.attempts)
 	}
 }
 
@@ -426,9 +432,7 @@ func (l *lane) next(idle *time.Timer) (laneItem, bool) {
 			idle.Stop()
 			return laneItem{}, true
 		case <-idle.C:
-			if !holding || time.Since(l.attempts.since) >= attemptBatchAge {
-				l.w.c.p.attempts.flush(&l.attempts)
-			}
+			l.flushAttempts(!holding)
 			if holding {
 				return laneItem{}, true
 			}
